@@ -1,0 +1,83 @@
+"""Orbax checkpoints of a run: train state, data-iterator state, eval metrics.
+
+Layout: `WORKDIR/checkpoints/<step>/{state,data}`. The manager keeps the latest
+`max_to_keep` steps and, besides them, the step with the best eval loss.
+Orbax writes each step to a temporary directory and renames it when complete,
+so an interrupted write is never taken for the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+BEST_METRIC = 'eval/loss'
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that is missing or cannot be used, as one line."""
+
+
+def directory(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+class Checkpointer:
+  """Saves and restores a run's checkpoints in `WORKDIR/checkpoints`."""
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 2,
+               async_save: bool = True, read_only: bool = False):
+    keep = policies.AnyPreservationPolicy([
+        policies.LatestN(n=max_to_keep),
+        policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False,
+                       n=1, keep_checkpoints_without_metrics=False),
+    ])
+    self._manager = ocp.CheckpointManager(
+        directory(workdir),
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=keep, enable_async_checkpointing=async_save,
+            read_only=read_only, create=not read_only),
+        item_names=('state', 'data'))
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def best_step(self) -> int | None:
+    return self._manager.best_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, data_state: dict | None,
+           metrics: dict[str, float] | None = None) -> None:
+    """Starts saving (asynchronously when configured); returns at once."""
+    items = {'state': ocp.args.StandardSave(state)}
+    if data_state is not None:
+      items['data'] = ocp.args.JsonSave(data_state)
+    best = ({BEST_METRIC: float(metrics[BEST_METRIC])}
+            if metrics and BEST_METRIC in metrics else None)
+    self._manager.save(step, args=ocp.args.Composite(**items), metrics=best,
+                       force=True)
+
+  def restore(self, step: int, abstract_state: Any,
+              with_data: bool = True) -> tuple[Any, dict | None]:
+    """The state at `step`, laid out as `abstract_state`'s shardings say."""
+    items = {'state': ocp.args.StandardRestore(abstract_state)}
+    if with_data:
+      items['data'] = ocp.args.JsonRestore()
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(**items))
+    except FileNotFoundError as e:
+      raise CheckpointError(f'checkpoint step {step} in '
+                            f'{self._manager.directory} is incomplete: {e}'
+                            ) from None
+    return out['state'], (out['data'] if with_data else None)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

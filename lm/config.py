@@ -1,0 +1,191 @@
+"""The config schema: every key a run accepts, its default, and its checks.
+
+Experiment configs under `configs/` start from `default()` and change fields;
+`validate()` runs at the command-line edge, before anything is compiled, and
+turns a mistake into one `ConfigError` line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ml_collections
+
+# Keys whose value must be one of a fixed set of choices.
+CHOICES = {
+    'data.name': ('tiny_shakespeare', 'text_file'),
+    'model.dtype': ('float32', 'bfloat16', 'float16'),
+    'model.param_dtype': ('float32', 'bfloat16'),
+    'optim.name': ('adamw', 'adam', 'sgd'),
+}
+
+# Model fields a checkpoint's shapes depend on: resuming needs them unchanged.
+ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
+                     'mlp_dim', 'max_len', 'use_bias')
+
+
+class ConfigError(ValueError):
+  """A user mistake in a config, reported as one line."""
+
+
+def default() -> ml_collections.ConfigDict:
+  """Every key a run accepts, with the project's defaults (a small CPU GPT)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.init_from = ''  # A run directory whose latest parameters start this run.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'tiny_shakespeare'
+  c.data.path = ''  # '' reads the copy embedded in the package.
+  c.data.val_fraction = 0.1
+  c.data.batch_size = 12  # Global batch, summed over all devices and hosts.
+  c.data.prefetch = 2  # Batches prepared ahead by grain's threads.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.vocab_size = 0  # 0: taken from the tokenizer built from the data.
+  c.model.num_layers = 4
+  c.model.num_heads = 4
+  c.model.embed_dim = 128
+  c.model.mlp_dim = 0  # 0: 4 * embed_dim.
+  c.model.max_len = 64  # Context length (nanoGPT's block_size).
+  c.model.dropout = 0.0
+  c.model.use_bias = True
+  c.model.dtype = 'float32'  # Compute dtype; bfloat16 on accelerators.
+  c.model.param_dtype = 'float32'
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adamw'
+  c.optim.lr = 1e-3
+  c.optim.min_lr = 1e-4
+  c.optim.warmup_steps = 100
+  c.optim.decay_steps = 0  # 0: decay over train.num_steps.
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.99
+  c.optim.eps = 1e-8
+  c.optim.momentum = 0.9  # SGD only.
+  c.optim.weight_decay = 0.1
+  c.optim.grad_clip = 1.0  # Global-norm clip; 0 turns it off.
+  c.optim.grad_accum_steps = 1
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 2000
+  c.train.log_every = 10
+  c.train.eval_every = 250
+  c.train.eval_batches = 20
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 250
+  c.checkpoint.max_to_keep = 2  # The latest N, and the best by eval loss.
+  c.checkpoint.async_save = True
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # -1: all devices the other axes leave.
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  # Logical axis -> mesh axes. Parameters and activations name logical axes;
+  # this table alone decides how they are laid out on the mesh.
+  c.mesh.rules = (
+      ('batch', ('data', 'fsdp')),
+      ('vocab', 'tensor'),
+      ('embed', 'fsdp'),
+      ('heads', 'tensor'),
+      ('mlp', 'tensor'),
+  )
+  return c
+
+
+def _flat(c: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in c.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for unknown keys, wrong types and bad values."""
+  schema, given = _flat(default()), _flat(c)
+  for key in given:
+    if key not in schema:
+      section, _, _ = key.rpartition('.')
+      valid = sorted(k.rpartition('.')[2] for k in schema
+                     if k.rpartition('.')[0] == section)
+      raise ConfigError(f'unknown config key {key!r}; valid keys in '
+                        f'{section or "the top level"}: {", ".join(valid)}')
+  for key, value in given.items():
+    want = type(schema[key])
+    ok = isinstance(value, want) or (want is float and isinstance(value, int))
+    if want is not bool and isinstance(value, bool):
+      ok = False
+    if not ok:
+      raise ConfigError(f'config key {key!r} must be {want.__name__}, '
+                        f'got {value!r}')
+  for key, options in CHOICES.items():
+    if given[key] not in options:
+      raise ConfigError(f'config key {key!r} is {given[key]!r}; valid choices: '
+                        f'{", ".join(options)}')
+  m, d, o, t = c.model, c.data, c.optim, c.train
+  positive = {'model.num_layers': m.num_layers, 'model.num_heads': m.num_heads,
+              'model.embed_dim': m.embed_dim, 'model.max_len': m.max_len,
+              'data.batch_size': d.batch_size, 'train.num_steps': t.num_steps,
+              'train.log_every': t.log_every, 'train.eval_every': t.eval_every,
+              'train.eval_batches': t.eval_batches,
+              'checkpoint.every': c.checkpoint.every,
+              'checkpoint.max_to_keep': c.checkpoint.max_to_keep,
+              'optim.grad_accum_steps': o.grad_accum_steps}
+  for key, value in positive.items():
+    if value < 1:
+      raise ConfigError(f'config key {key!r} must be at least 1, got {value}')
+  if m.embed_dim % m.num_heads:
+    raise ConfigError(f'model.embed_dim ({m.embed_dim}) must be divisible by '
+                      f'model.num_heads ({m.num_heads})')
+  if not 0.0 <= m.dropout < 1.0:
+    raise ConfigError(f'model.dropout must be in [0, 1), got {m.dropout}')
+  if not 0.0 < d.val_fraction < 1.0:
+    raise ConfigError(f'data.val_fraction must be in (0, 1), got '
+                      f'{d.val_fraction}')
+  if d.batch_size % o.grad_accum_steps:
+    raise ConfigError(f'data.batch_size ({d.batch_size}) must be divisible by '
+                      f'optim.grad_accum_steps ({o.grad_accum_steps})')
+  if d.name == 'text_file' and not d.path:
+    raise ConfigError("data.name='text_file' needs data.path=FILE")
+  if o.lr <= 0 or o.min_lr < 0 or o.min_lr > o.lr:
+    raise ConfigError(f'need 0 <= optim.min_lr <= optim.lr and optim.lr > 0, '
+                      f'got lr={o.lr}, min_lr={o.min_lr}')
+  for axis in ('data', 'fsdp', 'tensor'):
+    size = c.mesh[axis]
+    if size == 0 or size < -1:
+      raise ConfigError(f'mesh.{axis} must be a positive size or -1, got {size}')
+
+
+def to_json(c: ml_collections.ConfigDict) -> str:
+  return json.dumps(c.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """A config saved by `to_json`, with tuples restored where the schema has them."""
+  c = default()
+  saved = json.loads(text)
+
+  def fill(node, values):
+    for k, v in values.items():
+      if isinstance(v, dict):
+        fill(node[k], v)
+      else:
+        node[k] = _tuples(v) if isinstance(v, list) else v
+  fill(c, saved)
+  return c
+
+
+def _tuples(v):
+  return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def architecture_changes(old: ml_collections.ConfigDict,
+                         new: ml_collections.ConfigDict) -> list[str]:
+  """Model fields that differ, as 'key: old -> new' strings."""
+  return [f'model.{k}: {old.model[k]} -> {new.model[k]}'
+          for k in ARCHITECTURE_KEYS if old.model[k] != new.model[k]]

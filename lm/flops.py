@@ -1,0 +1,33 @@
+"""Model FLOPs per token and accelerator peaks, for MFU.
+
+Convention (PaLM, appendix B): training FLOPs per token = 6 * N + 12 * L * H *
+K * T, with N the parameters that take part in matmuls (the tied token
+embedding counts once, as the output head; position embeddings do not), L
+layers, H heads of width K and T the context length. The attention term
+counts the full L x L score matrix, as PaLM does, not half of it for the
+causal mask.
+"""
+
+from __future__ import annotations
+
+# Dense bf16 peak FLOP/s per chip, by a substring of `jax.Device.device_kind`.
+PEAK_FLOPS = (
+    ('H200', 989e12), ('H100', 989e12), ('A100', 312e12),
+    ('TPU v6', 918e12), ('TPU v5p', 459e12), ('TPU v5 lite', 197e12),
+    ('TPU v5e', 197e12), ('TPU v4', 275e12),
+)
+
+
+def train_flops_per_token(cfg, num_params: int) -> float:
+  """6N + attention, for a GPTConfig-like `cfg` with `num_params` in all."""
+  n = num_params - cfg.max_len * cfg.embed_dim  # Drop position embeddings.
+  attention = 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * cfg.max_len
+  return 6 * n + attention
+
+
+def peak_flops(device_kind: str) -> float | None:
+  """The chip's peak, or None where it is unknown (CPUs among them)."""
+  for name, peak in PEAK_FLOPS:
+    if name.lower() in device_kind.lower():
+      return peak
+  return None

@@ -1,0 +1,243 @@
+"""GPT: a decoder-only Transformer as Flax NNX modules.
+
+GPT-2 layout: token and learned position embeddings, pre-LayerNorm blocks of
+causal multi-head self-attention and a GELU MLP, a final LayerNorm and an
+output head tied to the token embedding. Every parameter is declared with
+logical axis names; `lm.sharding` maps them onto mesh axes.
+
+Tensor names carry their shapes:
+  B batch, L query length, M key length (the KV cache's length when decoding),
+  D model width, H heads, K head width, F MLP width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lm import sharding
+
+# Parameters are created abstractly and placed by explicit shardings, never
+# eagerly sharded on creation.
+nnx.use_eager_sharding(False)
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16,
+          'float16': jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+  vocab_size: int
+  num_layers: int
+  num_heads: int
+  embed_dim: int
+  mlp_dim: int
+  max_len: int
+  dropout: float = 0.0
+  use_bias: bool = True
+  dtype: str = 'float32'
+  param_dtype: str = 'float32'
+
+  @classmethod
+  def from_config(cls, m) -> 'GPTConfig':
+    return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+
+  @property
+  def head_dim(self) -> int:
+    return self.embed_dim // self.num_heads
+
+
+def _param(rngs, init, shape, names, dtype):
+  return nnx.Param(init(rngs.params(), shape, DTYPES[dtype]),
+                   sharding_names=names)
+
+
+class Dense(nnx.Module):
+  """x @ kernel (+ bias), contracting the trailing `len(in_shape)` axes."""
+
+  def __init__(self, in_shape, out_shape, names, cfg: GPTConfig, *, rngs,
+               std=0.02):
+    self.n_in = len(in_shape)
+    self.dtype = DTYPES[cfg.dtype]
+    self.kernel = _param(rngs, nnx.initializers.normal(std),
+                         (*in_shape, *out_shape), names, cfg.param_dtype)
+    self.bias = (_param(rngs, nnx.initializers.zeros, out_shape,
+                        names[self.n_in:], cfg.param_dtype)
+                 if cfg.use_bias else None)
+
+  def __call__(self, x):
+    k = self.kernel[...].astype(self.dtype)
+    y = jax.lax.dot_general(
+        x.astype(self.dtype), k,
+        ((tuple(range(x.ndim - self.n_in, x.ndim)), tuple(range(self.n_in))),
+         ((), ())))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y
+
+
+class LayerNorm(nnx.Module):
+  """LayerNorm over the last axis, statistics in float32."""
+
+  def __init__(self, cfg: GPTConfig, *, rngs, eps=1e-5):
+    del rngs
+    self.eps = eps
+    self.dtype = DTYPES[cfg.dtype]
+    self.scale = nnx.Param(jnp.ones((cfg.embed_dim,), DTYPES[cfg.param_dtype]),
+                           sharding_names=('embed',))
+    self.bias = (nnx.Param(jnp.zeros((cfg.embed_dim,),
+                                     DTYPES[cfg.param_dtype]),
+                           sharding_names=('embed',))
+                 if cfg.use_bias else None)
+
+  def __call__(self, x_BxLxD):
+    x = x_BxLxD.astype(jnp.float32)
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...]
+    if self.bias is not None:
+      y = y + self.bias[...]
+    return y.astype(self.dtype)
+
+
+class Attention(nnx.Module):
+  """Causal multi-head self-attention, optionally over a KV cache."""
+
+  def __init__(self, cfg: GPTConfig, *, rngs):
+    H, K, D = cfg.num_heads, cfg.head_dim, cfg.embed_dim
+    self.qkv = Dense((D,), (3, H, K), ('embed', None, 'heads', 'kv'), cfg,
+                     rngs=rngs)
+    # Residual projections get GPT-2's depth-scaled init.
+    self.out = Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg, rngs=rngs,
+                     std=0.02 / math.sqrt(2 * cfg.num_layers))
+    self.dropout = nnx.Dropout(cfg.dropout)
+    self.dtype = DTYPES[cfg.dtype]
+
+  def __call__(self, x_BxLxD, *, positions_L, cache=None, deterministic=True,
+               rngs=None):
+    qkv_BxLx3xHxK = self.qkv(x_BxLxD)
+    q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
+    q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
+    if cache is None:
+      k_BxMxHxK, v_BxMxHxK, key_positions_M = k_BxLxHxK, v_BxLxHxK, positions_L
+    else:
+      # Write this call's keys and values at their positions; attend over the
+      # whole cache, masking the slots not yet written (positions > query).
+      start = positions_L[0]
+      cache = {'k': jax.lax.dynamic_update_slice_in_dim(
+                   cache['k'], k_BxLxHxK.astype(cache['k'].dtype), start, 1),
+               'v': jax.lax.dynamic_update_slice_in_dim(
+                   cache['v'], v_BxLxHxK.astype(cache['v'].dtype), start, 1)}
+      k_BxMxHxK, v_BxMxHxK = cache['k'], cache['v']
+      key_positions_M = jnp.arange(k_BxMxHxK.shape[1])
+    scale = 1.0 / math.sqrt(q_BxLxHxK.shape[-1])
+    logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK * scale,
+                                k_BxMxHxK.astype(self.dtype)
+                                ).astype(jnp.float32)
+    causal_LxM = key_positions_M[None, :] <= positions_L[:, None]
+    logits_BxHxLxM = jnp.where(causal_LxM, logits_BxHxLxM,
+                               jnp.finfo(jnp.float32).min)
+    probs_BxHxLxM = jax.nn.softmax(logits_BxHxLxM, axis=-1).astype(self.dtype)
+    probs_BxHxLxM = self.dropout(probs_BxHxLxM, deterministic=deterministic,
+                                 rngs=rngs)
+    y_BxLxHxK = jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM,
+                           v_BxMxHxK.astype(self.dtype))
+    return self.out(y_BxLxHxK), cache
+
+
+class MLP(nnx.Module):
+  """Two dense layers with a GELU (exact, as GPT-2 and nanoGPT use) between."""
+
+  def __init__(self, cfg: GPTConfig, *, rngs):
+    D, F = cfg.embed_dim, cfg.mlp_dim
+    self.up = Dense((D,), (F,), ('embed', 'mlp'), cfg, rngs=rngs)
+    self.down = Dense((F,), (D,), ('mlp', 'embed'), cfg, rngs=rngs,
+                      std=0.02 / math.sqrt(2 * cfg.num_layers))
+
+  def __call__(self, x_BxLxD):
+    h_BxLxF = jax.nn.gelu(self.up(x_BxLxD), approximate=False)
+    h_BxLxF = sharding.constrain(h_BxLxF, ('batch', None, 'mlp'))
+    return self.down(h_BxLxF)
+
+
+class Block(nnx.Module):
+  """x + attn(ln(x)), then x + mlp(ln(x)), with dropout on each branch."""
+
+  def __init__(self, cfg: GPTConfig, *, rngs):
+    self.ln1 = LayerNorm(cfg, rngs=rngs)
+    self.attn = Attention(cfg, rngs=rngs)
+    self.ln2 = LayerNorm(cfg, rngs=rngs)
+    self.mlp = MLP(cfg, rngs=rngs)
+    self.dropout = nnx.Dropout(cfg.dropout)
+
+  def __call__(self, x_BxLxD, *, positions_L, cache=None, deterministic=True,
+               rngs=None):
+    y_BxLxD, cache = self.attn(self.ln1(x_BxLxD), positions_L=positions_L,
+                               cache=cache, deterministic=deterministic,
+                               rngs=rngs)
+    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
+                                     rngs=rngs)
+    y_BxLxD = self.mlp(self.ln2(x_BxLxD))
+    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
+                                     rngs=rngs)
+    return sharding.constrain(x_BxLxD, ('batch', None, 'embed')), cache
+
+
+class GPT(nnx.Module):
+  """Token ids in, next-token logits out."""
+
+  def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    init = nnx.initializers.normal(0.02)
+    self.wte = _param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
+                      ('vocab', 'embed'), cfg.param_dtype)
+    self.wpe = _param(rngs, init, (cfg.max_len, cfg.embed_dim),
+                      (None, 'embed'), cfg.param_dtype)
+    self.dropout = nnx.Dropout(cfg.dropout)
+    self.blocks = nnx.List([Block(cfg, rngs=rngs)
+                            for _ in range(cfg.num_layers)])
+    self.ln_f = LayerNorm(cfg, rngs=rngs)
+
+  def __call__(self, tokens_BxL, *, positions_L=None, cache=None,
+               deterministic=True, rngs=None):
+    """Logits [B, L, V] in float32, and the updated cache (None if not given).
+
+    With a cache (from `init_cache`), tokens sit at `positions_L`, which must
+    be consecutive; keys and values are written there and attention reads the
+    cache, so decoding one token at a time equals one full-length call.
+    """
+    dtype = DTYPES[self.cfg.dtype]
+    L = tokens_BxL.shape[1]
+    if positions_L is None:
+      positions_L = jnp.arange(L)
+    x_BxLxD = (jnp.take(self.wte[...], tokens_BxL, axis=0) +
+               jnp.take(self.wpe[...], positions_L, axis=0)).astype(dtype)
+    x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
+    new_cache = [] if cache is not None else None
+    for i, block in enumerate(self.blocks):
+      x_BxLxD, layer_cache = block(
+          x_BxLxD, positions_L=positions_L,
+          cache=None if cache is None else cache[i],
+          deterministic=deterministic, rngs=rngs)
+      if cache is not None:
+        new_cache.append(layer_cache)
+    x_BxLxD = self.ln_f(x_BxLxD)
+    logits_BxLxV = jnp.einsum('BLD,VD->BLV', x_BxLxD,
+                              self.wte[...].astype(dtype))
+    return logits_BxLxV.astype(jnp.float32), new_cache
+
+  def init_cache(self, batch_size: int) -> list[dict[str, jax.Array]]:
+    """An empty KV cache spanning the whole context, one entry per layer."""
+    c = self.cfg
+    shape = (batch_size, c.max_len, c.num_heads, c.head_dim)
+    return [{'k': jnp.zeros(shape, DTYPES[c.dtype]),
+             'v': jnp.zeros(shape, DTYPES[c.dtype])}
+            for _ in range(c.num_layers)]
+
+
+def count_params(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))

@@ -1,0 +1,49 @@
+"""Optax optimizer: warmup + cosine schedule, clipping, masked weight decay."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def schedule(c_optim, num_steps: int) -> optax.Schedule:
+  """Linear warmup to `lr`, cosine decay to `min_lr`, then flat (nanoGPT's).
+
+  Warmup is lr * (step + 1) / (warmup + 1), so the first step already learns.
+  """
+  lr, min_lr, warmup = c_optim.lr, c_optim.min_lr, c_optim.warmup_steps
+  decay = c_optim.decay_steps or num_steps
+
+  def fn(step):
+    step = jnp.asarray(step, jnp.float32)
+    warm = lr * (step + 1) / (warmup + 1)
+    frac = jnp.clip((step - warmup) / max(decay - warmup, 1), 0.0, 1.0)
+    cos = min_lr + 0.5 * (1.0 + jnp.cos(jnp.pi * frac)) * (lr - min_lr)
+    return jnp.where(step < warmup, warm, cos)
+  return fn
+
+
+def decay_mask(params):
+  """Weight decay only on matmul kernels: not biases, norms or embeddings."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+
+
+def make(c_optim, num_steps: int) -> optax.GradientTransformation:
+  """The optimizer named by `optim.name`, with clipping and weight decay."""
+  lr = schedule(c_optim, num_steps)
+  if c_optim.name == 'adamw':
+    tx = optax.adamw(lr, b1=c_optim.b1, b2=c_optim.b2, eps=c_optim.eps,
+                     weight_decay=c_optim.weight_decay, mask=decay_mask)
+  elif c_optim.name == 'adam':
+    tx = optax.adam(lr, b1=c_optim.b1, b2=c_optim.b2, eps=c_optim.eps)
+  elif c_optim.name == 'sgd':
+    tx = optax.chain(
+        optax.add_decayed_weights(c_optim.weight_decay, mask=decay_mask),
+        optax.sgd(lr, momentum=c_optim.momentum or None))
+  else:
+    raise ValueError(f'unknown optimizer {c_optim.name!r}')
+  if c_optim.grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
+  return tx

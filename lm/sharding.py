@@ -1,0 +1,104 @@
+"""The device mesh and the one table that maps logical axes onto it.
+
+Parameters and activations name logical axes ('batch', 'embed', 'heads', ...);
+config rules map each to mesh axes ('data', 'fsdp', 'tensor'), so data
+parallelism, FSDP and tensor parallelism are choices of mesh sizes alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXES = ('data', 'fsdp', 'tensor')
+
+_active = threading.local()
+
+
+class MeshError(ValueError):
+  """Mesh sizes that do not fit the devices, as one line."""
+
+
+def mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
+  """Mesh axis sizes with at most one -1 filled by the devices left over."""
+  known = math.prod(s for s in sizes.values() if s != -1)
+  free = [a for a, s in sizes.items() if s == -1]
+  if len(free) > 1:
+    raise MeshError(f'only one mesh axis may be -1, got {", ".join(free)}')
+  if num_devices % known:
+    raise MeshError(f'mesh sizes {dict(sizes)} do not divide {num_devices} '
+                    'devices')
+  shape = tuple(num_devices // known if sizes[a] == -1 else sizes[a]
+                for a in AXES)
+  if math.prod(shape) != num_devices:
+    raise MeshError(f'mesh {dict(zip(AXES, shape))} uses {math.prod(shape)} '
+                    f'devices, but there are {num_devices}; set one axis to -1')
+  return shape
+
+
+def make_mesh(mesh_config, devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  shape = mesh_shape({a: mesh_config[a] for a in AXES}, len(devices))
+  return Mesh(np.asarray(devices).reshape(shape), AXES)
+
+
+def logical_to_spec(names, rules) -> P:
+  """PartitionSpec for a tuple of logical axis names (None: replicated)."""
+  table = dict(rules)
+  out, used = [], set()
+  for name in names:
+    axes = table.get(name) if name is not None else None
+    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    # A mesh axis shards at most one dimension of a tensor.
+    axes = tuple(a for a in axes if a not in used)
+    used.update(axes)
+    out.append(axes[0] if len(axes) == 1 else (axes or None))
+  return P(*out)
+
+
+def named(mesh: Mesh, names, rules) -> NamedSharding:
+  return NamedSharding(mesh, logical_to_spec(names, rules))
+
+
+def fitted_spec(shape, names, mesh: Mesh, rules) -> P:
+  """Like `logical_to_spec`, leaving replicated any dim the axes don't divide."""
+  spec = logical_to_spec(names, rules)
+  out = []
+  for dim, axes in zip(shape, spec):
+    size = math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str)
+                                             else axes or ()))
+    out.append(axes if dim % size == 0 else None)
+  return P(*out)
+
+
+def tree_shardings(shapes, logical_tree, mesh: Mesh, rules):
+  """NamedShardings for arrays `shapes` whose logical names are in the tree."""
+  return jax.tree.map(
+      lambda x, names: NamedSharding(mesh, fitted_spec(x.shape, names, mesh,
+                                                       rules)),
+      shapes, logical_tree)
+
+
+@contextlib.contextmanager
+def activation_rules(mesh: Mesh, rules):
+  """Within this context (entered while tracing), `constrain` is active."""
+  prev = getattr(_active, 'value', None)
+  _active.value = (mesh, rules)
+  try:
+    yield
+  finally:
+    _active.value = prev
+
+
+def constrain(x: jax.Array, names) -> jax.Array:
+  """Pins an activation's layout by logical names; a no-op outside a mesh."""
+  active = getattr(_active, 'value', None)
+  if active is None:
+    return x
+  mesh, rules = active
+  return jax.lax.with_sharding_constraint(x, named(mesh, names, rules))

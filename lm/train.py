@@ -1,0 +1,144 @@
+"""The functional core: train state, loss, and the sharded train/eval steps.
+
+The model is split once into a static graph definition and a pytree of
+parameters; every step is a pure function of pytrees, jitted with explicit
+in/out shardings (what pjit became) and a donated train state. The train
+state is a plain dict: {'step', 'params', 'opt_state', 'rng'}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lm import model as model_lib
+from lm import optimizer as optimizer_lib
+from lm import sharding
+
+State = dict[str, Any]
+BATCH_NAMES = ('batch', None)
+
+
+def cross_entropy(logits_BxLxV, targets_BxL):
+  """Mean next-token cross-entropy (natural log) over all positions."""
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits_BxLxV, targets_BxL).mean()
+
+
+class Trainer:
+  """Builds the sharded state and the jitted steps for one model and mesh."""
+
+  def __init__(self, config, mesh: Mesh):
+    self.config = config
+    self.mesh = mesh
+    self.rules = tuple(config.mesh.rules)
+    self.model_cfg = model_lib.GPTConfig.from_config(config.model)
+    self.tx = optimizer_lib.make(config.optim, config.train.num_steps)
+    self.lr = optimizer_lib.schedule(config.optim, config.train.num_steps)
+
+    abstract = nnx.eval_shape(
+        lambda: model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(0)))
+    self.graphdef, abstract_params = nnx.split(abstract, nnx.Param)
+    self.param_names = jax.tree.map(
+        tuple, nnx.get_partition_spec(abstract_params).to_pure_dict(),
+        is_leaf=lambda x: isinstance(x, P))
+    abstract_state = jax.eval_shape(self._init, jax.random.PRNGKey(0))
+    self.state_shardings = self._state_shardings(abstract_state)
+    self.abstract_state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract_state, self.state_shardings)
+    self.replicated = NamedSharding(mesh, P())
+    self.batch_sharding = sharding.named(mesh, BATCH_NAMES, self.rules)
+
+    self.init = jax.jit(self._init, out_shardings=self.state_shardings)
+    self.train_step = jax.jit(
+        self._train_step,
+        in_shardings=(self.state_shardings, self.batch_sharding),
+        out_shardings=(self.state_shardings, self.replicated),
+        donate_argnums=0)
+    self.eval_step = jax.jit(
+        self._eval_step,
+        in_shardings=(self.state_shardings['params'], self.batch_sharding),
+        out_shardings=self.replicated)
+
+  # -- state -----------------------------------------------------------------
+
+  def _init(self, rng) -> State:
+    params_rng, dropout_rng = jax.random.split(rng)
+    model = model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(params=params_rng))
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    return {'step': jnp.zeros((), jnp.int32), 'params': params,
+            'opt_state': self.tx.init(params), 'rng': dropout_rng}
+
+  def _state_shardings(self, abstract_state: State):
+    params = sharding.tree_shardings(abstract_state['params'],
+                                     self.param_names, self.mesh, self.rules)
+    replicated = NamedSharding(self.mesh, P())
+    opt_state = optax.tree_map_params(
+        self.tx, lambda _, s: s, abstract_state['opt_state'], params,
+        transform_non_params=lambda _: replicated)
+    return {'step': replicated, 'params': params, 'opt_state': opt_state,
+            'rng': replicated}
+
+  def merge(self, params) -> model_lib.GPT:
+    """The model with these parameters (used inside jitted functions)."""
+    return nnx.merge(self.graphdef, nnx.State(params))
+
+  def place_params(self, params):
+    """Host or differently laid-out parameters, placed with this mesh's layout."""
+    return jax.device_put(params, self.state_shardings['params'])
+
+  def global_batch(self, local_batch: dict[str, np.ndarray]):
+    """This process's share of a batch, assembled into global arrays."""
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
+            for k, v in local_batch.items()}
+
+  # -- steps -----------------------------------------------------------------
+
+  def loss(self, params, batch, rng=None):
+    """Mean cross-entropy of the batch; dropout is on when `rng` is given."""
+    model = self.merge(params)
+    train = rng is not None and self.model_cfg.dropout > 0
+    logits_BxLxV, _ = model(batch['inputs'], deterministic=not train,
+                            rngs=nnx.Rngs(dropout=rng) if train else None)
+    return cross_entropy(logits_BxLxV, batch['targets'])
+
+  def _grads(self, params, batch, rng):
+    """Loss and gradients, averaged over `grad_accum_steps` micro-batches."""
+    accum = self.config.optim.grad_accum_steps
+    grad_fn = jax.value_and_grad(self.loss)
+    if accum == 1:
+      return grad_fn(params, batch, rng)
+    micro = jax.tree.map(
+        lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
+
+    def body(carry, xs):
+      i, mb = xs
+      loss, grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+      return jax.tree.map(jnp.add, carry, (loss, grads)), None
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    total, _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+    return jax.tree.map(lambda x: x / accum, total)
+
+  def _train_step(self, state: State, batch) -> tuple[State, dict]:
+    with sharding.activation_rules(self.mesh, self.rules):
+      rng = jax.random.fold_in(state['rng'], state['step'])
+      loss, grads = self._grads(state['params'], batch, rng)
+      updates, opt_state = self.tx.update(grads, state['opt_state'],
+                                          state['params'])
+      params = optax.apply_updates(state['params'], updates)
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
+               'train/lr': self.lr(state['step'])}
+    new_state = {'step': state['step'] + 1, 'params': params,
+                 'opt_state': opt_state, 'rng': state['rng']}
+    return new_state, metrics
+
+  def _eval_step(self, params, batch):
+    with sharding.activation_rules(self.mesh, self.rules):
+      return self.loss(params, batch)

@@ -1,0 +1,92 @@
+"""Run outputs for people: progress bar, metrics.jsonl and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import tqdm
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+  """Writes scalars to `metrics.jsonl` and TensorBoard (process 0 only).
+
+  On resume from `start_step`, lines of a previous attempt past that step are
+  dropped, so each step appears once in the log.
+  """
+
+  def __init__(self, workdir: str, start_step: int, total_steps: int):
+    self.enabled = jax.process_index() == 0
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.history = []
+    if self.enabled and os.path.exists(self.path):
+      with open(self.path) as f:
+        self.history = [r for r in map(json.loads, filter(str.strip, f))
+                        if r['step'] <= start_step]
+      with open(self.path, 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in self.history)
+    self._tb = (SummaryWriter(os.path.join(workdir, 'tensorboard'))
+                if self.enabled else None)
+    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit='step',
+                          dynamic_ncols=True, disable=not self.enabled)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    record = {'step': step, **{k: float(v) for k, v in scalars.items()}}
+    self.history.append(record)
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    for k, v in scalars.items():
+      self._tb.add_scalar(k, float(v), step)
+
+  def progress(self, step: int, loss=None, tokens_per_sec=None,
+               mfu=None) -> None:
+    self._bar.update(step - self._bar.n)
+    shown = {'loss': loss and f'{loss:.4f}',
+             'tok/s': tokens_per_sec and f'{tokens_per_sec:,.0f}',
+             'mfu': mfu and f'{mfu:.1%}'}
+    self._bar.set_postfix({k: v for k, v in shown.items() if v}, refresh=False)
+
+  def print(self, text: str) -> None:
+    if self.enabled:
+      self._bar.write(text)
+
+  def best(self, key: str) -> float | None:
+    values = [r[key] for r in self.history if key in r]
+    return min(values) if values else None
+
+  def close(self) -> None:
+    if self.enabled:
+      self._bar.close()
+      self._tb.close()
+
+
+class Throughput:
+  """Tokens/s (and MFU where the chip's peak is known) between restarts."""
+
+  def __init__(self, tokens_per_step: int, flops_per_token: float,
+               peak_flops: float | None):
+    self.tokens_per_step = tokens_per_step
+    self.flops_per_token = flops_per_token
+    self.peak_flops = peak_flops
+    self.restart(0)
+
+  def restart(self, step: int, *_) -> None:
+    """Count from `step`, now (after compiling, evaluating or saving)."""
+    self._step, self._time = step, time.perf_counter()
+
+  def rates(self, step: int) -> dict[str, float]:
+    """Rates since the last restart; {} if no step ran since."""
+    if step <= self._step:
+      return {}
+    tokens_per_sec = ((step - self._step) * self.tokens_per_step /
+                      (time.perf_counter() - self._time))
+    self.restart(step)
+    out = {'tokens_per_sec': tokens_per_sec}
+    if self.peak_flops:
+      out['mfu'] = tokens_per_sec * self.flops_per_token / self.peak_flops
+    return out
