@@ -76,6 +76,20 @@ class Checkpointer:
                             ) from None
     return out['state'], (out['data'] if with_data else None)
 
+  def restore_params(self, step: int, abstract_params: Any) -> Any:
+    """Only the parameters at `step` (no optimizer state), as laid out."""
+    item = {'params': abstract_params}
+    args = ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(
+            item), partial_restore=True)
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(state=args))
+    except (ValueError, KeyError) as e:
+      raise CheckpointError(
+          f'parameters at step {step} in {self._manager.directory} do not '
+          f'match this model: {str(e).splitlines()[0][:300]}') from None
+    return out['state']['params']
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
 

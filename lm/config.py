@@ -95,11 +95,11 @@ def default() -> ml_collections.ConfigDict:
   return c
 
 
-def _flat(c: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+def flat(c: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
   out = {}
   for k, v in c.items():
     if isinstance(v, ml_collections.ConfigDict):
-      out.update(_flat(v, f'{prefix}{k}.'))
+      out.update(flat(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = v
   return out
@@ -107,7 +107,7 @@ def _flat(c: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for unknown keys, wrong types and bad values."""
-  schema, given = _flat(default()), _flat(c)
+  schema, given = flat(default()), flat(c)
   for key in given:
     if key not in schema:
       section, _, _ = key.rpartition('.')

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from absl import flags
+
 from lm import checkpoint, config, data, run, sharding, tokenizer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
@@ -18,4 +20,40 @@ def exit_on_user_error(fn, *args, **kwargs):
     return fn(*args, **kwargs)
   except USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _unknown_override(argv) -> str | None:
+  """The message for the first `--config.KEY=` override the schema lacks."""
+  keys = config.flat(config.default())
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    key = arg[len('--config.'):].split('=', 1)[0]
+    if key in keys or any(k.startswith(key + '.') for k in keys):
+      continue
+    section = key.rpartition('.')[0]
+    prefix = section + '.' if section else ''
+    valid = sorted({k[len(prefix):].split('.')[0] for k in keys
+                    if k.startswith(prefix)})
+    return (f'unknown config key {key!r}; valid keys in '
+            f'{section or "the top level"}: {", ".join(valid)}')
+  return None
+
+
+def parse_flags(argv):
+  """absl flag parsing whose config mistakes end as one line, status 2."""
+  try:
+    argv = flags.FLAGS(argv)
+    if 'config' in flags.FLAGS and flags.FLAGS.config is not None:
+      flags.FLAGS.config.to_dict()  # A config file's load error shows here.
+    return argv
+  except Exception as e:  # pylint: disable=broad-except
+    # Config files and overrides fail in many ways inside ml_collections;
+    # the user needs the last line (the cause) or the unknown key's name.
+    message = _unknown_override(argv)
+    if message is None:
+      lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+      message = lines[-1] if lines else type(e).__name__
+    print(f'error: {message}', file=sys.stderr)
     sys.exit(2)

@@ -53,7 +53,7 @@ class GPTConfig:
 
 def _param(rngs, init, shape, names, dtype):
   return nnx.Param(init(rngs.params(), shape, DTYPES[dtype]),
-                   sharding_names=names)
+                   out_sharding=names)
 
 
 class Dense(nnx.Module):
@@ -88,10 +88,10 @@ class LayerNorm(nnx.Module):
     self.eps = eps
     self.dtype = DTYPES[cfg.dtype]
     self.scale = nnx.Param(jnp.ones((cfg.embed_dim,), DTYPES[cfg.param_dtype]),
-                           sharding_names=('embed',))
+                           out_sharding=('embed',))
     self.bias = (nnx.Param(jnp.zeros((cfg.embed_dim,),
                                      DTYPES[cfg.param_dtype]),
-                           sharding_names=('embed',))
+                           out_sharding=('embed',))
                  if cfg.use_bias else None)
 
   def __call__(self, x_BxLxD):

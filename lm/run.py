@@ -78,20 +78,13 @@ def prepare_workdir(workdir: str, config) -> None:
       f.write(config_lib.to_json(config))
 
 
-def load_params(trainer: train_lib.Trainer, run_dir: str):
-  """Parameters of another run's latest checkpoint, placed for this mesh."""
+def load_params(abstract_params, run_dir: str):
+  """Parameters of a run's latest checkpoint, laid out as `abstract_params`."""
   ckpt = checkpoint_lib.Checkpointer(run_dir, read_only=True)
   step = ckpt.latest_step()
   if step is None:
-    raise RunError(f'init_from={run_dir} holds no checkpoint')
-  state, _ = ckpt.restore(step, None, with_data=False)
-  params = state['params']
-  want = jax.tree.map(lambda x: x.shape, trainer.abstract_state['params'])
-  got = jax.tree.map(lambda x: x.shape, params)
-  if want != got:
-    raise RunError(f'init_from={run_dir} has parameters of another shape; '
-                   'its model config must match this one')
-  return trainer.place_params(params)
+    raise RunError(f'{run_dir} holds no checkpoint')
+  return ckpt.restore_params(step, abstract_params)
 
 
 def train_and_evaluate(config, workdir: str) -> Summary:
@@ -120,7 +113,8 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     start = 0
     state = trainer.init(jax.random.PRNGKey(c.seed))
     if c.init_from:
-      state['params'] = load_params(trainer, c.init_from)
+      state['params'] = load_params(trainer.abstract_state['params'],
+                                    c.init_from)
 
   eval_set = [trainer.global_batch(b) for b in data_lib.eval_batches(
       corpus.val, c.model.max_len, c.data.batch_size, c.train.eval_batches,

@@ -46,7 +46,7 @@ class Trainer:
         lambda: model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(0)))
     self.graphdef, abstract_params = nnx.split(abstract, nnx.Param)
     self.param_names = jax.tree.map(
-        tuple, nnx.get_partition_spec(abstract_params).to_pure_dict(),
+        tuple, nnx.to_pure_dict(nnx.get_partition_spec(abstract_params)),
         is_leaf=lambda x: isinstance(x, P))
     abstract_state = jax.eval_shape(self._init, jax.random.PRNGKey(0))
     self.state_shardings = self._state_shardings(abstract_state)
@@ -72,7 +72,7 @@ class Trainer:
   def _init(self, rng) -> State:
     params_rng, dropout_rng = jax.random.split(rng)
     model = model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(params=params_rng))
-    params = nnx.state(model, nnx.Param).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return {'step': jnp.zeros((), jnp.int32), 'params': params,
             'opt_state': self.tx.init(params), 'rng': dropout_rng}
 
@@ -88,7 +88,7 @@ class Trainer:
 
   def merge(self, params) -> model_lib.GPT:
     """The model with these parameters (used inside jitted functions)."""
-    return nnx.merge(self.graphdef, nnx.State(params))
+    return nnx.merge(self.graphdef, params)
 
   def place_params(self, params):
     """Host or differently laid-out parameters, placed with this mesh's layout."""
@@ -133,7 +133,7 @@ class Trainer:
       updates, opt_state = self.tx.update(grads, state['opt_state'],
                                           state['params'])
       params = optax.apply_updates(state['params'], updates)
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.global_norm(grads),
+    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
                'train/lr': self.lr(state['step'])}
     new_state = {'step': state['step'] + 1, 'params': params,
                  'opt_state': opt_state, 'rng': state['rng']}

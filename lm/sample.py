@@ -1,0 +1,86 @@
+"""Sample text from a trained run: python -m lm.sample --workdir=RUN.
+
+Reads the run's config, tokenizer and latest checkpoint, and generates with a
+KV cache in a jitted decode loop.
+"""
+
+import os
+import sys
+
+import jax
+from absl import app, flags, logging
+from flax import nnx
+
+from lm import config as config_lib
+from lm import decode
+from lm import errors
+from lm import model as model_lib
+from lm import run
+from lm import tokenizer as tokenizer_lib
+
+flags.DEFINE_string('workdir', None, 'A run directory written by lm.main.')
+flags.DEFINE_string('prompt', '\n', 'Text to continue.')
+flags.DEFINE_integer('max_new_tokens', 500, 'Tokens to generate per sample.')
+flags.DEFINE_float('temperature', 0.8, 'Softmax temperature; 0 is greedy.')
+flags.DEFINE_integer('top_k', 200, 'Sample among the k likeliest; 0: all.')
+flags.DEFINE_integer('seed', 0, 'Random seed.')
+flags.DEFINE_integer('num_samples', 1, 'Independent samples, decoded as a '
+                     'batch.')
+flags.mark_flag_as_required('workdir')
+FLAGS = flags.FLAGS
+
+
+def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
+           num_samples) -> list[str]:
+  """Generates `num_samples` continuations of `prompt` from the run."""
+  path = os.path.join(workdir, run.CONFIG_FILE)
+  if not os.path.exists(path):
+    raise run.RunError(f'{workdir} holds no run ({run.CONFIG_FILE} missing); '
+                       'train one with python -m lm.main first')
+  for name, value, low in (('max_new_tokens', max_new_tokens, 1),
+                           ('num_samples', num_samples, 1), ('top_k', top_k, 0)):
+    if value < low:
+      raise config_lib.ConfigError(f'--{name} must be at least {low}, got '
+                                   f'{value}')
+  if temperature < 0:
+    raise config_lib.ConfigError(f'--temperature must be >= 0, got '
+                                 f'{temperature}')
+  with open(path) as f:
+    config = config_lib.from_json(f.read())
+  tok = tokenizer_lib.CharTokenizer.load(os.path.join(workdir,
+                                                      run.TOKENIZER_FILE))
+  if not prompt:
+    raise config_lib.ConfigError('--prompt is empty; give at least one '
+                                 'character')
+  prompt_ids = tok.encode(prompt)
+  cfg = model_lib.GPTConfig.from_config(config.model)
+  graphdef, abstract = nnx.split(nnx.eval_shape(
+      lambda: model_lib.GPT(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      nnx.to_pure_dict(abstract))
+  params = run.load_params(abstract, workdir)
+  sampler = decode.Sampler(graphdef, cfg)
+  ids = sampler.generate(params, prompt_ids, max_new_tokens,
+                         num_samples=num_samples, temperature=temperature,
+                         top_k=min(top_k, cfg.vocab_size), seed=seed)
+  return [prompt + tok.decode(row) for row in ids]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  texts = errors.exit_on_user_error(
+      sample, FLAGS.workdir, FLAGS.prompt, FLAGS.max_new_tokens,
+      FLAGS.temperature, FLAGS.top_k, FLAGS.seed, FLAGS.num_samples)
+  for i, text in enumerate(texts):
+    if len(texts) > 1:
+      print(f'--- sample {i + 1} ---')
+    sys.stdout.write(text + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=errors.parse_flags)

@@ -1,0 +1,87 @@
+"""Tests of lm.config: the schema catches mistakes with one clear line."""
+
+import ml_collections
+import pytest
+
+from lm import config as config_lib
+
+from conftest import run_cli
+
+
+def test_default_and_shipped_variants_validate(test_config):
+  config_lib.validate(config_lib.default())
+  config_lib.validate(test_config)
+
+
+@pytest.mark.parametrize('mutate, message', [
+    (lambda c: c.optim.__setattr__('name', 'adamx'),
+     "'optim.name' is 'adamx'; valid choices: adamw, adam, sgd"),
+    (lambda c: c.model.__setattr__('num_heads', 3),
+     'must be divisible by model.num_heads'),
+    (lambda c: c.data.__setattr__('batch_size', 0),
+     "'data.batch_size' must be at least 1"),
+    (lambda c: c.optim.__setattr__('min_lr', 1.0),
+     'optim.min_lr <= optim.lr'),
+    (lambda c: c.mesh.__setattr__('tensor', 0), 'mesh.tensor must be'),
+])
+def test_bad_values_are_named(test_config, mutate, message):
+  mutate(test_config)
+  with pytest.raises(config_lib.ConfigError, match='.*'.join(
+      map(__import__('re').escape, [message]))):
+    config_lib.validate(test_config)
+
+
+def test_unknown_key_names_the_valid_keys(test_config):
+  test_config.optim.unlock()
+  test_config.optim.lrr = 1.0
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(test_config)
+  assert "unknown config key 'optim.lrr'" in str(e.value)
+  assert 'lr, min_lr' in str(e.value)
+
+
+def test_wrong_type_is_named(test_config):
+  # A config file may build its ConfigDict from scratch, without the schema's
+  # type safety; validate still catches the type.
+  values = test_config.to_dict()
+  values['model']['num_layers'] = 'four'
+  with pytest.raises(config_lib.ConfigError, match="'model.num_layers' must "
+                     'be int'):
+    config_lib.validate(ml_collections.ConfigDict(values))
+
+
+def test_json_round_trip_restores_tuples(test_config):
+  back = config_lib.from_json(config_lib.to_json(test_config))
+  assert back.mesh.rules == test_config.mesh.rules
+  assert back.to_dict() == test_config.to_dict()
+
+
+def test_architecture_changes_lists_shape_fields(test_config):
+  other = test_config.copy_and_resolve_references()
+  other.model.embed_dim = 64
+  other.optim.lr = 0.5  # Not an architecture field.
+  assert config_lib.architecture_changes(test_config, other) == [
+      'model.embed_dim: 32 -> 64']
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.optim.lrr=1', "error: unknown config key 'optim.lrr'; valid "
+     'keys in optim: b1, b2'),
+    ('--config.bogus=1', "error: unknown config key 'bogus'"),
+    ('--config.optim.lr=abc', "could not convert string to float: 'abc'"),
+    ('--config.optim.name=lion', "valid choices: adamw, adam, sgd"),
+])
+def test_cli_rejects_bad_overrides_in_one_line(tmp_path, override, message):
+  p = run_cli('lm.main', '--config=configs/shakespeare_char.py:test', override,
+              f'--workdir={tmp_path / "run"}')
+  assert p.returncode == 2
+  assert message in p.stderr
+  assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+  assert not (tmp_path / 'run').exists()  # Rejected before anything ran.
+
+
+def test_cli_rejects_missing_config_file(tmp_path):
+  p = run_cli('lm.main', '--config=configs/nope.py', f'--workdir={tmp_path}')
+  assert p.returncode == 2
+  assert p.stderr.strip() == ("error: [Errno 2] No such file or directory: "
+                              "'configs/nope.py'")

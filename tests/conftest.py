@@ -1,0 +1,37 @@
+"""Test setup: 8 simulated CPU devices (set before JAX is imported), paths."""
+
+import os
+import pathlib
+import sys
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+
+
+@pytest.fixture
+def test_config():
+  """The tiny test variant of the default config, reading shared data."""
+  sys.path.insert(0, str(REPO / 'configs'))
+  try:
+    import shakespeare_char  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  c = shakespeare_char.get_config('test')
+  c.data.path = str(SHARED_DATA / 'tinyshakespeare' / 'input.txt')
+  return c
+
+
+def run_cli(*args, env=None, timeout=300):
+  """Runs `python -m ARGS` from the repo root; returns the completed process."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  full_env = dict(os.environ, **(env or {}))
+  full_env['XLA_FLAGS'] = ''  # The CLI runs on the one real CPU device.
+  return subprocess.run([sys.executable, '-m', *args], cwd=REPO,
+                        capture_output=True, text=True, env=full_env,
+                        timeout=timeout)

@@ -1,0 +1,118 @@
+"""Tests of lm.train: learning, sharded equivalence, gradient accumulation."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm import config as config_lib
+from lm import sharding
+from lm import train as train_lib
+
+
+def configure(c, **mesh):
+  c.model.vocab_size, c.model.mlp_dim = 65, 128
+  c.mesh.update(mesh or {'data': 1, 'fsdp': 1, 'tensor': 1})
+  config_lib.validate(c)
+  return c
+
+
+def make_trainer(c, devices=None):
+  return train_lib.Trainer(c, sharding.make_mesh(c.mesh, devices))
+
+
+def random_batch(c, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.integers(0, c.model.vocab_size,
+                   (c.data.batch_size, c.model.max_len + 1), dtype=np.int32)
+  return {'inputs': x[:, :-1], 'targets': x[:, 1:]}
+
+
+def test_initial_loss_is_log_vocab(test_config):
+  c = configure(test_config)
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  loss = t.eval_step(state['params'], t.global_batch(random_batch(c)))
+  np.testing.assert_allclose(loss, np.log(65), atol=0.05)
+
+
+def test_loss_falls_when_overfitting_one_batch(test_config):
+  c = configure(test_config)
+  c.optim.update(warmup_steps=0, lr=3e-3, min_lr=3e-3)
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  batch = t.global_batch(random_batch(c))
+  losses = []
+  for _ in range(60):
+    state, m = t.train_step(state, batch)
+    losses.append(float(m['train/loss']))
+  assert losses[-1] < 0.5 * losses[0], losses[::10]
+  assert int(state['step']) == 60
+
+
+def test_one_device_and_data_fsdp_tensor_mesh_agree(test_config):
+  assert jax.device_count() == 8, 'conftest sets 8 CPU devices'
+  c1 = configure(test_config.copy_and_resolve_references())
+  c8 = configure(test_config.copy_and_resolve_references(), data=2, fsdp=2,
+                 tensor=2)
+  t1, t8 = make_trainer(c1, jax.devices()[:1]), make_trainer(c8)
+  assert dict(t8.mesh.shape) == {'data': 2, 'fsdp': 2, 'tensor': 2}
+  s1, s8 = t1.init(jax.random.PRNGKey(0)), t8.init(jax.random.PRNGKey(0))
+  # Parameters really are split: a kernel [embed, mlp] over fsdp x tensor.
+  up = s8['params']['blocks'][0]['mlp']['up']['kernel']
+  assert tuple(up.sharding.spec) == ('fsdp', 'tensor')
+  assert up.addressable_shards[0].data.shape == (16, 64)
+  chex.assert_trees_all_close(jax.device_get(s1['params']),
+                              jax.device_get(s8['params']))
+  batch = random_batch(c1)
+  b1, b8 = t1.global_batch(batch), t8.global_batch(batch)
+  g1 = jax.jit(jax.grad(t1.loss))(s1['params'], b1)
+  g8 = jax.jit(jax.grad(t8.loss))(s8['params'], b8)
+  chex.assert_trees_all_close(jax.device_get(g1), jax.device_get(g8),
+                              atol=1e-6, rtol=1e-4)
+  for step in range(3):
+    s1, m1 = t1.train_step(s1, t1.global_batch(random_batch(c1, step)))
+    s8, m8 = t8.train_step(s8, t8.global_batch(random_batch(c8, step)))
+    np.testing.assert_allclose(m1['train/loss'], m8['train/loss'], rtol=1e-5)
+  chex.assert_trees_all_close(jax.device_get(s1['params']),
+                              jax.device_get(s8['params']), atol=1e-5)
+
+
+def test_gradient_accumulation_matches_one_big_batch(test_config):
+  c1 = configure(test_config.copy_and_resolve_references())
+  c2 = configure(test_config.copy_and_resolve_references())
+  c2.optim.grad_accum_steps = 4
+  t1, t2 = make_trainer(c1, jax.devices()[:1]), make_trainer(c2,
+                                                             jax.devices()[:1])
+  batch = random_batch(c1)
+  s1, m1 = t1.train_step(t1.init(jax.random.PRNGKey(0)), t1.global_batch(batch))
+  s2, m2 = t2.train_step(t2.init(jax.random.PRNGKey(0)), t2.global_batch(batch))
+  np.testing.assert_allclose(m1['train/loss'], m2['train/loss'], rtol=1e-5)
+  np.testing.assert_allclose(m1['train/grad_norm'], m2['train/grad_norm'],
+                             rtol=1e-4)
+  chex.assert_trees_all_close(s1['params'], s2['params'], atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['adam', 'sgd'])
+def test_other_optimizers_train(test_config, name):
+  c = configure(test_config)
+  c.optim.update(name=name, warmup_steps=0, lr=0.1 if name == 'sgd' else 3e-3,
+                 min_lr=0.0)
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  batch = t.global_batch(random_batch(c))
+  first = None
+  for _ in range(20):
+    state, m = t.train_step(state, batch)
+    first = first or float(m['train/loss'])
+  assert float(m['train/loss']) < first
+
+
+def test_train_step_donates_the_old_state(test_config):
+  c = configure(test_config)
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  old = state['params']['wte']
+  t.train_step(state, t.global_batch(random_batch(c)))
+  assert old.is_deleted()
