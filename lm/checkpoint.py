@@ -32,13 +32,17 @@ class Checkpointer:
                async_save: bool = True, read_only: bool = False):
     keep = policies.AnyPreservationPolicy([
         policies.LatestN(n=max_to_keep),
-        policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False,
+        # BestN keeps the last n after sorting: reverse=True keeps the lowest.
+        policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=True,
                        n=1, keep_checkpoints_without_metrics=False),
     ])
     self._manager = ocp.CheckpointManager(
         directory(workdir),
         options=ocp.CheckpointManagerOptions(
             preservation_policy=keep, enable_async_checkpointing=async_save,
+            # best_fn also makes Orbax write each step's metrics to disk, so
+            # the best step is still known after a restart.
+            best_fn=lambda m: m[BEST_METRIC], best_mode='min',
             read_only=read_only, create=not read_only),
         item_names=('state', 'data'))
 
@@ -46,6 +50,7 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def best_step(self) -> int | None:
+    """The kept step with the lowest eval loss, or None if none has one."""
     return self._manager.best_step()
 
   def all_steps(self) -> list[int]:

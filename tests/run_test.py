@@ -1,0 +1,108 @@
+"""Tests of lm.run: the loop's outputs, exact resume, init_from, bad workdirs."""
+
+import json
+import os
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from lm import checkpoint as checkpoint_lib
+from lm import run
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir, step):
+  ckpt = checkpoint_lib.Checkpointer(workdir, read_only=True)
+  state, _ = ckpt.restore(step, None, with_data=False)
+  return state['params']
+
+
+@pytest.fixture
+def resumable(test_config):
+  c = test_config  # On all 8 test devices, data parallel.
+  c.optim.decay_steps = 10  # The schedule must not depend on num_steps.
+  c.train.update(num_steps=10, eval_every=5, log_every=1)
+  c.checkpoint.every = 5
+  return c
+
+
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(resumable, tmp_path):
+  straight = run.train_and_evaluate(resumable, str(tmp_path / 'a'))
+  half = resumable.copy_and_resolve_references()
+  half.train.num_steps = 5
+  run.train_and_evaluate(half, str(tmp_path / 'b'))
+  resumed = run.train_and_evaluate(resumable, str(tmp_path / 'b'))
+  a, b = read_metrics(tmp_path / 'a'), read_metrics(tmp_path / 'b')
+  assert [r['step'] for r in b] == list(range(1, 11))  # No step twice.
+  assert [r['train/loss'] for r in a] == [r['train/loss'] for r in b]
+  assert straight.final_eval_loss == resumed.final_eval_loss
+  chex.assert_trees_all_equal(final_params(tmp_path / 'a', 10),
+                              final_params(tmp_path / 'b', 10))
+
+
+def test_outputs_of_a_run(resumable, tmp_path):
+  workdir = str(tmp_path)
+  s = run.train_and_evaluate(resumable, workdir)
+  rows = read_metrics(workdir)
+  assert {'step', 'train/loss', 'tokens_per_sec'} <= set(rows[-1])
+  assert [r['step'] for r in rows if 'eval/loss' in r] == [5, 10]
+  assert s.best_eval_loss == min(r['eval/loss'] for r in rows
+                                 if 'eval/loss' in r)
+  assert any(f.startswith('events.out.tfevents')
+             for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['model']['vocab_size'] == 65
+  assert saved['model']['mlp_dim'] == 4 * saved['model']['embed_dim']
+  assert os.path.exists(os.path.join(workdir, 'tokenizer.json'))
+
+
+def test_keeps_latest_and_best_checkpoints(resumable, tmp_path):
+  c = resumable
+  c.train.update(num_steps=8, eval_every=2)
+  c.checkpoint.update(every=2, max_to_keep=1)
+  c.optim.update(lr=0.5, min_lr=0.5, warmup_steps=0)  # Diverges: best is early.
+  run.train_and_evaluate(c, str(tmp_path))
+  rows = read_metrics(tmp_path)
+  evals = {r['step']: r['eval/loss'] for r in rows if 'eval/loss' in r}
+  best = min(evals, key=evals.get)
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), read_only=True)
+  assert ckpt.all_steps() == sorted({best, 8})
+  assert ckpt.best_step() == best
+
+
+def test_init_from_starts_at_another_runs_parameters(resumable, tmp_path):
+  resumable.train.num_steps = 5
+  run.train_and_evaluate(resumable, str(tmp_path / 'a'))
+  c = resumable.copy_and_resolve_references()
+  c.init_from = str(tmp_path / 'a')
+  c.optim.update(lr=1e-9, min_lr=0.0)
+  c.train.num_steps = 1
+  first = run.train_and_evaluate(c, str(tmp_path / 'b'))
+  a = read_metrics(tmp_path / 'a')
+  # From a's parameters the first loss is far below a fresh start's ln(65).
+  assert first.losses[0] < a[0]['train/loss'] - 0.05
+
+
+def test_workdir_of_another_model_is_refused(resumable, tmp_path):
+  resumable.train.num_steps = 2
+  run.train_and_evaluate(resumable, str(tmp_path))
+  before = sorted(os.listdir(tmp_path / 'checkpoints'))
+  other = resumable.copy_and_resolve_references()
+  other.model.num_layers = 3
+  with pytest.raises(run.RunError, match=r'holds a run of another model '
+                     r'\(model.num_layers: 2 -> 3\)'):
+    run.train_and_evaluate(other, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
+
+
+def test_workdir_that_cannot_be_created(resumable, tmp_path):
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(run.RunError, match='cannot create workdir'):
+    run.train_and_evaluate(resumable, str(tmp_path / 'file' / 'run'))

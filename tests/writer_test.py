@@ -1,0 +1,28 @@
+"""Tests of lm.writer."""
+
+import json
+
+from lm import writer as writer_lib
+
+
+def test_resume_drops_lines_past_the_restored_step(tmp_path):
+  w = writer_lib.MetricWriter(str(tmp_path), 0, 10)
+  for step in range(1, 8):
+    w.write(step, {'train/loss': 1.0 / step})
+  w.write(4, {'eval/loss': 0.3})
+  w.close()
+  w = writer_lib.MetricWriter(str(tmp_path), 5, 10)
+  w.write(6, {'train/loss': 0.5})
+  w.close()
+  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').open()]
+  assert [r['step'] for r in rows] == [1, 2, 3, 4, 5, 4, 6]
+  assert w.best('eval/loss') == 0.3
+
+
+def test_throughput_counts_tokens_between_restarts():
+  meter = writer_lib.Throughput(100, 6.0, 1000.0)
+  meter.restart(10)
+  assert meter.rates(10) == {}
+  rates = meter.rates(12)
+  assert rates['tokens_per_sec'] > 0
+  assert abs(rates['mfu'] - rates['tokens_per_sec'] * 6.0 / 1000.0) < 1e-9
