@@ -48,6 +48,11 @@ def parse_flags(argv):
     if 'config' in flags.FLAGS and flags.FLAGS.config is not None:
       flags.FLAGS.config.to_dict()  # A config file's load error shows here.
     return argv
+  except SystemExit:
+    # absl's --help exits with status 1; asking for help is not an error.
+    if {'--help', '-h', '--helpshort', '--helpfull', '-?'} & set(argv):
+      sys.exit(0)
+    raise
   except Exception as e:  # pylint: disable=broad-except
     # Config files and overrides fail in many ways inside ml_collections;
     # the user needs the last line (the cause) or the unknown key's name.
