@@ -10,6 +10,7 @@ from ml_collections import config_flags
 
 from lm import config as config_lib
 from lm import errors
+from lm import host
 from lm import run
 
 config_flags.DEFINE_config_file(
@@ -35,6 +36,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS['verbosity'].present:  # Library INFO logs drown the progress bar.
     logging.set_verbosity(logging.WARNING)
+  host.keep_freed_memory()
   errors.exit_on_user_error(train, FLAGS.config, FLAGS.workdir)
 
 

@@ -14,6 +14,7 @@ from flax import nnx
 from lm import config as config_lib
 from lm import decode
 from lm import errors
+from lm import host
 from lm import model as model_lib
 from lm import run
 from lm import tokenizer as tokenizer_lib
@@ -73,6 +74,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  host.keep_freed_memory()
   texts = errors.exit_on_user_error(
       sample, FLAGS.workdir, FLAGS.prompt, FLAGS.max_new_tokens,
       FLAGS.temperature, FLAGS.top_k, FLAGS.seed, FLAGS.num_samples)

@@ -1,0 +1,161 @@
+"""Training throughput on CPU, this project vs nanoGPT, side by side in one run.
+
+Both train nanoGPT's CPU shakespeare_char recipe (4 layers, 4 heads, 128 wide,
+block 64, batch 12, log every step) for `--iters` steps; the rounds alternate
+between the two so that load from other processes falls on both alike. Each
+run's per-step times are its own: nanoGPT's printed `time XXms` lines, and
+this project's `tokens_per_sec` in metrics.jsonl (log_every=1, so both sync
+on the loss every step). The first `--skip` steps (compilation, warm-up) are
+dropped; the median of the rest is reported.
+
+nanoGPT is not part of this project: pass a checkout of it
+(github.com/karpathy/nanoGPT) and a Python that has PyTorch:
+
+  python experiments/cpu_throughput.py --nanogpt_dir=PATH/nanoGPT \
+      --torch_python=PATH/bin/python --rounds=3 --iters=200
+
+Variants of this project can be compared in the same rounds with
+`--variant NAME=ENV_OR_FLAG ...` (e.g. `--variant nomalloc=LM_KEEP_FREED_MEMORY=0`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NANOGPT_ARGS = ['config/train_shakespeare_char.py', '--device=cpu',
+                '--compile=False', '--eval_iters=20', '--log_interval=1',
+                '--block_size=64', '--batch_size=12', '--n_layer=4',
+                '--n_head=4', '--n_embd=128', '--lr_decay_iters=2000',
+                '--dropout=0.0', '--always_save_checkpoint=False']
+TOKENS_PER_STEP = 12 * 64
+
+
+def prepare_nanogpt(nanogpt_dir: pathlib.Path, torch_python: str) -> None:
+  """nanoGPT's own data preparation, fed the embedded Tiny Shakespeare."""
+  data = nanogpt_dir / 'data' / 'shakespeare_char'
+  if (data / 'train.bin').exists():
+    return
+  shutil.copy(REPO / 'lm' / 'assets' / 'tinyshakespeare.txt',
+              data / 'input.txt')
+  subprocess.run([torch_python, 'prepare.py'], cwd=data, check=True,
+                 capture_output=True)
+
+
+def run_nanogpt(nanogpt_dir, torch_python, iters, out_dir) -> list[float]:
+  p = subprocess.run(
+      [torch_python, 'train.py', *NANOGPT_ARGS, f'--max_iters={iters}',
+       f'--eval_interval={iters + 1000}', f'--out_dir={out_dir}'],
+      cwd=nanogpt_dir, capture_output=True, text=True, check=True)
+  return [float(ms) for ms in re.findall(r'time ([\d.]+)ms', p.stdout)]
+
+
+def run_lm(iters, workdir, env_extra, flags) -> list[float]:
+  env = dict(os.environ, **env_extra)
+  subprocess.run(
+      [sys.executable, '-m', 'lm.main',
+       '--config=configs/shakespeare_char.py:cpu', f'--workdir={workdir}',
+       f'--config.train.num_steps={iters}', '--config.train.log_every=1',
+       f'--config.train.eval_every={iters + 1000}',
+       f'--config.checkpoint.every={iters + 1000}', *flags],
+      cwd=REPO, env=env, capture_output=True, text=True, check=True)
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  return [1000 * TOKENS_PER_STEP / r['tokens_per_sec'] for r in rows
+          if 'tokens_per_sec' in r]
+
+
+def parse_variant(spec: str):
+  name, _, setting = spec.partition('=')
+  if setting.startswith('--'):
+    return name, {}, [setting]
+  key, _, value = setting.partition('=')
+  return name, ({key: value} if key else {}), []
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  ap.add_argument('--nanogpt_dir', required=True, type=pathlib.Path,
+                  help='a checkout of karpathy/nanoGPT')
+  ap.add_argument('--torch_python', required=True,
+                  help='a Python interpreter with PyTorch installed')
+  ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--iters', type=int, default=200)
+  ap.add_argument('--skip', type=int, default=10,
+                  help='first steps of each run left out of the median')
+  ap.add_argument('--variant', action='append', default=[],
+                  help='NAME=ENV=VALUE or NAME=--config.KEY=VALUE: another '
+                  'configuration of this project, timed in the same rounds')
+  ap.add_argument('--out', type=pathlib.Path,
+                  default=REPO / 'experiments' / 'results' /
+                  'cpu_throughput.json')
+  args = ap.parse_args()
+  if not (args.nanogpt_dir / 'train.py').exists():
+    ap.error(f'--nanogpt_dir={args.nanogpt_dir} has no train.py; pass a '
+             'nanoGPT checkout')
+  if shutil.which(args.torch_python) is None and not os.path.exists(
+      args.torch_python):
+    ap.error(f'--torch_python={args.torch_python} not found')
+  prepare_nanogpt(args.nanogpt_dir, args.torch_python)
+
+  contenders = {'nanoGPT': None, 'lm': ({}, [])}
+  for spec in args.variant:
+    name, env, flags = parse_variant(spec)
+    contenders[name] = (env, flags)
+  times = {name: [] for name in contenders}
+  with tempfile.TemporaryDirectory() as tmp:
+    for r in range(args.rounds):
+      for name, setting in contenders.items():
+        start = time.time()
+        out = os.path.join(tmp, f'{name}-{r}')
+        if setting is None:
+          ms = run_nanogpt(args.nanogpt_dir, args.torch_python, args.iters, out)
+        else:
+          ms = run_lm(args.iters, out, *setting)
+        run_median = statistics.median(ms[args.skip:])
+        times[name].extend(ms[args.skip:])
+        print(f'round {r + 1}/{args.rounds} {name:>10}: median '
+              f'{run_median:6.1f} ms/step ({time.time() - start:.0f}s)',
+              flush=True)
+
+  base = statistics.median(times['nanoGPT'])
+  results = {'iters': args.iters, 'rounds': args.rounds, 'skip': args.skip,
+             'cpu': _cpu_name(), 'cores': os.cpu_count(),
+             'date': time.strftime('%Y-%m-%d'), 'contenders': {}}
+  print(f'\n| contender | median ms/step | tokens/s | speed vs nanoGPT |\n'
+        f'| --- | ---: | ---: | ---: |')
+  for name, ms in times.items():
+    med = statistics.median(ms)
+    results['contenders'][name] = {'median_ms': med,
+                                   'tokens_per_sec': TOKENS_PER_STEP / med * 1e3,
+                                   'speedup_vs_nanogpt': base / med}
+    print(f'| {name} | {med:.1f} | {TOKENS_PER_STEP / med * 1e3:,.0f} | '
+          f'{base / med:.2f}x |')
+  args.out.parent.mkdir(parents=True, exist_ok=True)
+  args.out.write_text(json.dumps(results, indent=2) + '\n')
+  print(f'\nwrote {args.out}')
+
+
+def _cpu_name() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return 'unknown'
+
+
+if __name__ == '__main__':
+  main()
