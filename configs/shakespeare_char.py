@@ -3,6 +3,7 @@
 Variants, chosen with `--config=configs/shakespeare_char.py:VARIANT`:
   (none)  nanoGPT's GPU config: 6 layers, 6 heads, 384 wide, block 256,
           batch 64, dropout 0.2, 5000 steps (far too slow for a laptop CPU).
+          Compute is bfloat16 on accelerators, float32 on CPU (dtype auto).
   cpu     nanoGPT's CPU config: 4 layers, 4 heads, 128 wide, block 64,
           batch 12, 2000 steps, dropout 0 (a few minutes on a laptop).
   quick   the cpu model for 500 steps: the README's first command.
@@ -25,7 +26,7 @@ def get_config(arg=None):
 
   if arg in (None, '', 'gpu'):
     c.model.update(num_layers=6, num_heads=6, embed_dim=384, max_len=256,
-                   dropout=0.2, dtype='bfloat16')
+                   dropout=0.2)
     c.data.batch_size = 64
     c.train.update(num_steps=5000, eval_every=250, eval_batches=200,
                    log_every=10)

@@ -15,7 +15,7 @@ import ml_collections
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
     'data.name': ('tiny_shakespeare', 'text_file'),
-    'model.dtype': ('float32', 'bfloat16', 'float16'),
+    'model.dtype': ('auto', 'float32', 'bfloat16', 'float16'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
 }
@@ -51,7 +51,7 @@ def default() -> ml_collections.ConfigDict:
   c.model.max_len = 64  # Context length (nanoGPT's block_size).
   c.model.dropout = 0.0
   c.model.use_bias = True
-  c.model.dtype = 'float32'  # Compute dtype; bfloat16 on accelerators.
+  c.model.dtype = 'auto'  # Compute; auto: float32 on CPU, else bfloat16.
   c.model.param_dtype = 'float32'
 
   c.optim = ml_collections.ConfigDict()

@@ -123,3 +123,16 @@ def eval_batches(tokens: np.ndarray, max_len: int, global_batch: int,
   ds = ds.repeat()[jax.process_index()::jax.process_count()]
   ds = ds.batch(local_batch_size(global_batch), drop_remainder=True)
   return [ds[i] for i in range(num_batches)]
+
+
+def tiled_batches(tokens: np.ndarray, max_len: int, batch_size: int):
+  """Non-overlapping windows covering the split, in order, in whole batches.
+
+  Every token but the first of each window is a target once; the tail that
+  does not fill a last batch is dropped.
+  """
+  n = (len(tokens) - 1) // max_len
+  windows = Windows(tokens, max_len)
+  for start in range(0, n - batch_size + 1, batch_size):
+    rows = [windows[(start + i) * max_len] for i in range(batch_size)]
+    yield {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -42,17 +42,20 @@ class Summary:
   losses: list[float]
 
 
-def resolve(config, corpus: data_lib.Corpus):
-  """Fills the fields derived from the data and the model (vocab, MLP width)."""
+def resolve(config, vocab_size: int):
+  """Fills the derived fields: vocabulary, MLP width, compute dtype."""
   config = config.copy_and_resolve_references()
   if config.model.vocab_size == 0:
-    config.model.vocab_size = corpus.tokenizer.vocab_size
-  elif config.model.vocab_size < corpus.tokenizer.vocab_size:
+    config.model.vocab_size = vocab_size
+  elif config.model.vocab_size < vocab_size:
     raise RunError(f'model.vocab_size={config.model.vocab_size} is smaller '
-                   f'than the tokenizer\'s {corpus.tokenizer.vocab_size}; set '
-                   'it to 0 to take the tokenizer\'s')
+                   f'than the tokenizer\'s {vocab_size}; set it to 0 to take '
+                   'the tokenizer\'s')
   if config.model.mlp_dim == 0:
     config.model.mlp_dim = 4 * config.model.embed_dim
+  if config.model.dtype == 'auto':
+    config.model.dtype = ('float32' if jax.default_backend() == 'cpu'
+                          else 'bfloat16')
   return config
 
 
@@ -92,7 +95,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   c = config
   corpus = data_lib.load_corpus(c.data.name, c.data.path, c.data.val_fraction,
                                 c.model.max_len)
-  c = resolve(c, corpus)
+  c = resolve(c, corpus.tokenizer.vocab_size)
   prepare_workdir(workdir, c)
   if jax.process_index() == 0:
     corpus.tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))

@@ -60,6 +60,7 @@ def test_outputs_of_a_run(resumable, tmp_path):
     saved = json.load(f)
   assert saved['model']['vocab_size'] == 65
   assert saved['model']['mlp_dim'] == 4 * saved['model']['embed_dim']
+  assert saved['model']['dtype'] == 'float32'  # 'auto' on CPU.
   assert os.path.exists(os.path.join(workdir, 'tokenizer.json'))
 
 

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from lm import config as config_lib
+from lm import run
 from lm import sharding
 from lm import train as train_lib
 
 
 def configure(c, **mesh):
-  c.model.vocab_size, c.model.mlp_dim = 65, 128
   c.mesh.update(mesh or {'data': 1, 'fsdp': 1, 'tensor': 1})
   config_lib.validate(c)
-  return c
+  return run.resolve(c, 65)
 
 
 def make_trainer(c, devices=None):
