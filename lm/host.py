@@ -17,11 +17,12 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc refuses mmap thresholds above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit).
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+# XLA:CPU takes a step's temporaries as one block (about 50 MiB for the small
+# CPU GPT), so a threshold of a few MiB is not enough; mallopt takes an int.
+_MAX = 2**31 - 1
 
 
-def keep_freed_memory(trim_threshold: int = 1 << 34) -> bool:
+def keep_freed_memory() -> bool:
   """Tells glibc malloc to reuse freed memory; False where not glibc/Linux.
 
   LM_KEEP_FREED_MEMORY=0 in the environment turns this off (for comparison).
@@ -35,6 +36,4 @@ def keep_freed_memory(trim_threshold: int = 1 << 34) -> bool:
   except (OSError, AttributeError):
     return False
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-  ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-  ok &= mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1))
-  return bool(ok)
+  return bool(mallopt(_M_MMAP_THRESHOLD, _MAX) & mallopt(_M_TRIM_THRESHOLD, _MAX))
