@@ -9,7 +9,8 @@ on the loss every step). The first `--skip` steps (compilation, warm-up) are
 dropped; the median of the rest is reported.
 
 nanoGPT is not part of this project: pass a checkout of it
-(github.com/karpathy/nanoGPT) and a Python that has PyTorch:
+(github.com/karpathy/nanoGPT) and a Python that has PyTorch, numpy and
+requests (experiments/nanogpt.py runs it):
 
   python experiments/cpu_throughput.py --nanogpt_dir=PATH/nanoGPT \
       --torch_python=PATH/bin/python --rounds=3 --iters=200
@@ -24,8 +25,6 @@ import argparse
 import json
 import os
 import pathlib
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,31 +32,16 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NANOGPT_ARGS = ['config/train_shakespeare_char.py', '--device=cpu',
-                '--compile=False', '--eval_iters=20', '--log_interval=1',
-                '--block_size=64', '--batch_size=12', '--n_layer=4',
-                '--n_head=4', '--n_embd=128', '--lr_decay_iters=2000',
-                '--dropout=0.0', '--always_save_checkpoint=False']
+sys.path.insert(0, str(REPO / 'experiments'))
+import nanogpt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 TOKENS_PER_STEP = 12 * 64
 
 
-def prepare_nanogpt(nanogpt_dir: pathlib.Path, torch_python: str) -> None:
-  """nanoGPT's own data preparation, fed the embedded Tiny Shakespeare."""
-  data = nanogpt_dir / 'data' / 'shakespeare_char'
-  if (data / 'train.bin').exists():
-    return
-  shutil.copy(REPO / 'lm' / 'assets' / 'tinyshakespeare.txt',
-              data / 'input.txt')
-  subprocess.run([torch_python, 'prepare.py'], cwd=data, check=True,
-                 capture_output=True)
-
-
 def run_nanogpt(nanogpt_dir, torch_python, iters, out_dir) -> list[float]:
-  p = subprocess.run(
-      [torch_python, 'train.py', *NANOGPT_ARGS, f'--max_iters={iters}',
-       f'--eval_interval={iters + 1000}', f'--out_dir={out_dir}'],
-      cwd=nanogpt_dir, capture_output=True, text=True, check=True)
-  return [float(ms) for ms in re.findall(r'time ([\d.]+)ms', p.stdout)]
+  return nanogpt.step_times_ms(nanogpt.train(
+      nanogpt_dir, torch_python, out_dir, f'--max_iters={iters}',
+      f'--eval_interval={iters + 1000}', '--always_save_checkpoint=False'))
 
 
 def run_lm(iters, workdir, env_extra, flags) -> list[float]:
@@ -100,13 +84,10 @@ def main():
                   default=REPO / 'experiments' / 'results' /
                   'cpu_throughput.json')
   args = ap.parse_args()
-  if not (args.nanogpt_dir / 'train.py').exists():
-    ap.error(f'--nanogpt_dir={args.nanogpt_dir} has no train.py; pass a '
-             'nanoGPT checkout')
-  if shutil.which(args.torch_python) is None and not os.path.exists(
-      args.torch_python):
-    ap.error(f'--torch_python={args.torch_python} not found')
-  prepare_nanogpt(args.nanogpt_dir, args.torch_python)
+  problem = nanogpt.check(args.nanogpt_dir, args.torch_python)
+  if problem:
+    ap.error(problem)
+  nanogpt.prepare(args.nanogpt_dir, args.torch_python)
 
   contenders = {'nanoGPT': None, 'lm': ({}, [])}
   for spec in args.variant:
