@@ -142,7 +142,8 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     state, metrics = trainer.train_step(state, batch)
     final = step == c.train.num_steps
     if step == start + 1:  # Keep compilation out of the throughput figures.
-      meter.restart(step, jax.block_until_ready(metrics))
+      jax.block_until_ready(metrics)
+      meter.restart(step)
     scalars = {}
     if step % c.train.log_every == 0 or final:
       scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -75,7 +75,7 @@ class Throughput:
     self.peak_flops = peak_flops
     self.restart(0)
 
-  def restart(self, step: int, *_) -> None:
+  def restart(self, step: int) -> None:
     """Count from `step`, now (after compiling, evaluating or saving)."""
     self._step, self._time = step, time.perf_counter()
 
