@@ -71,17 +71,16 @@ class Dense(nnx.Module):
 
   def __call__(self, x):
     k = self.kernel[...].astype(self.dtype)
-    lead = x.shape[:-self.n_in]
-    # Leading axes are flattened into one, so the weight gradient contracts
-    # a single axis: XLA:CPU then emits one plain GEMM instead of transposes
-    # and copies around a two-axis contraction (about 25% of a step on CPU).
-    x = x.astype(self.dtype).reshape(-1, *x.shape[-self.n_in:])
-    y = jax.lax.dot_general(
-        x, k, ((tuple(range(1, 1 + self.n_in)), tuple(range(self.n_in))),
-               ((), ())))
+    lead, out_shape = x.shape[:-self.n_in], k.shape[self.n_in:]
+    n_in = math.prod(k.shape[:self.n_in])
+    # One plain 2-D GEMM, (N, prod(in)) @ (prod(in), prod(out)): with a
+    # multi-axis dot_general XLA:CPU computes the weight gradient transposed,
+    # with copies around it. The reshapes are bitcasts, and they merge axes
+    # whose most major one is the sharded one, so layouts carry over.
+    y = x.astype(self.dtype).reshape(-1, n_in) @ k.reshape(n_in, -1)
     if self.bias is not None:
-      y = y + self.bias[...].astype(self.dtype)
-    return y.reshape(*lead, *k.shape[self.n_in:])
+      y = y + self.bias[...].astype(self.dtype).reshape(-1)
+    return y.reshape(*lead, *out_shape)
 
 
 class LayerNorm(nnx.Module):
@@ -115,8 +114,11 @@ class Attention(nnx.Module):
 
   def __init__(self, cfg: GPTConfig, *, rngs):
     H, K, D = cfg.num_heads, cfg.head_dim, cfg.embed_dim
-    self.qkv = Dense((D,), (3, H, K), ('embed', None, 'heads', 'kv'), cfg,
-                     rngs=rngs)
+    # Separate projections keep 'heads' the major axis of each kernel's
+    # output, so tensor parallelism splits whole heads.
+    self.q, self.k, self.v = (
+        Dense((D,), (H, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
+        for _ in range(3))
     # Residual projections get GPT-2's depth-scaled init.
     self.out = Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg, rngs=rngs,
                      std=0.02 / math.sqrt(2 * cfg.num_layers))
@@ -125,8 +127,8 @@ class Attention(nnx.Module):
 
   def __call__(self, x_BxLxD, *, positions_L, cache=None, deterministic=True,
                rngs=None):
-    qkv_BxLx3xHxK = self.qkv(x_BxLxD)
-    q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (qkv_BxLx3xHxK[:, :, i] for i in range(3))
+    q_BxLxHxK = self.q(x_BxLxD)
+    k_BxLxHxK, v_BxLxHxK = self.k(x_BxLxD), self.v(x_BxLxD)
     q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
     if cache is None:
       k_BxMxHxK, v_BxMxHxK, key_positions_M = k_BxLxHxK, v_BxLxHxK, positions_L
