@@ -157,6 +157,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       writer.write(step, scalars)
       writer.progress(step, loss=scalars.get('train/loss'), **rates)
     if step % c.checkpoint.every == 0 or final:
+      writer.flush()  # The log is never behind the latest checkpoint.
       ckpt.save(step, state, train_iter.get_state(), scalars)
     if 'eval/loss' in scalars or step % c.checkpoint.every == 0:
       meter.restart(step)  # Keep evals and saves out of tokens/s.

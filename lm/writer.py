@@ -28,6 +28,7 @@ class MetricWriter:
                         if r['step'] <= start_step]
       with open(self.path, 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in self.history)
+    self._jsonl = open(self.path, 'a') if self.enabled else None
     self._tb = (SummaryWriter(os.path.join(workdir, 'tensorboard'))
                 if self.enabled else None)
     self._bar = tqdm.tqdm(total=total_steps, initial=start_step, unit='step',
@@ -38,8 +39,7 @@ class MetricWriter:
       return
     record = {'step': step, **{k: float(v) for k, v in scalars.items()}}
     self.history.append(record)
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    self._jsonl.write(json.dumps(record) + '\n')
     for k, v in scalars.items():
       self._tb.add_scalar(k, float(v), step)
 
@@ -59,9 +59,16 @@ class MetricWriter:
     values = [r[key] for r in self.history if key in r]
     return min(values) if values else None
 
+  def flush(self) -> None:
+    """Makes everything written so far durable (before each checkpoint)."""
+    if self.enabled:
+      self._jsonl.flush()
+      self._tb.flush()
+
   def close(self) -> None:
     if self.enabled:
       self._bar.close()
+      self._jsonl.close()
       self._tb.close()
 
 
