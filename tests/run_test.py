@@ -107,3 +107,17 @@ def test_workdir_that_cannot_be_created(resumable, tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(run.RunError, match='cannot create workdir'):
     run.train_and_evaluate(resumable, str(tmp_path / 'file' / 'run'))
+
+
+def test_checkpoint_from_a_2x2x2_mesh_loads_on_one_device(resumable, tmp_path):
+  c = resumable
+  c.mesh.update(data=2, fsdp=2, tensor=2)
+  c.train.num_steps = 2
+  run.train_and_evaluate(c, str(tmp_path))
+  saved = final_params(tmp_path, 2)
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), saved)
+  params = run.load_params(abstract, str(tmp_path))
+  chex.assert_trees_all_equal(jax.device_get(params), jax.device_get(saved))
+  assert all(p.sharding == one for p in jax.tree.leaves(params))
