@@ -72,8 +72,8 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  if not FLAGS['verbosity'].present:  # Keep stdout and stderr for the text.
+    logging.set_verbosity(logging.ERROR)
   host.keep_freed_memory()
   texts = errors.exit_on_user_error(
       sample, FLAGS.workdir, FLAGS.prompt, FLAGS.max_new_tokens,
