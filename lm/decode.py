@@ -78,7 +78,7 @@ class Sampler:
 
   def generate(self, params, prompt: np.ndarray, max_new_tokens: int, *,
                num_samples: int = 1, temperature: float = 1.0,
-               top_k: int = 0, seed: int = 0, progress=None) -> np.ndarray:
+               top_k: int = 0, seed: int = 0) -> np.ndarray:
     """[num_samples, max_new_tokens] token ids continuing the `prompt` ids."""
     T = self.cfg.max_len
     rows = np.tile(np.asarray(prompt, np.int32), (num_samples, 1))
@@ -95,7 +95,5 @@ class Sampler:
       out = np.asarray(self.decode(params, cache, logits_BxV, length, count,
                                    step_rng, top_k, temperature))[:, :count]
       new = np.concatenate([new, out], axis=1)
-      if progress:
-        progress(new.shape[1])
       context = np.concatenate([rows, new], axis=1)[:, -(T // 2 or 1):]
     return new

@@ -225,8 +225,13 @@ class GPT(nnx.Module):
     L = tokens_BxL.shape[1]
     if positions_L is None:
       positions_L = jnp.arange(L)
-    x_BxLxD = (jnp.take(self.wte[...], tokens_BxL, axis=0) +
-               jnp.take(self.wpe[...], positions_L, axis=0)).astype(dtype)
+    # Gather from tables whose embed axis is whole: gathering from an
+    # fsdp-sharded table makes XLA's partitioner rematerialise it anyway.
+    wte_VxD = sharding.constrain(self.wte[...], ('vocab', None))
+    wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
+    x_BxLxD = (jnp.take(wte_VxD, tokens_BxL, axis=0) +
+               jnp.take(wpe_LxD, positions_L, axis=0)).astype(dtype)
+    x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
     new_cache = [] if cache is not None else None
     for i, block in enumerate(self.blocks):
