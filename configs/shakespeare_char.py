@@ -6,7 +6,7 @@ Variants, chosen with `--config=configs/shakespeare_char.py:VARIANT`:
           Compute is bfloat16 on accelerators, float32 on CPU (dtype auto).
   cpu     nanoGPT's CPU config: 4 layers, 4 heads, 128 wide, block 64,
           batch 12, 2000 steps, dropout 0 (a few minutes on a laptop).
-  quick   the cpu model for 500 steps: the README's first command.
+  quick   the cpu model for 500 steps: a one-minute smoke run.
   test    a tiny model for the test suite.
 """
 

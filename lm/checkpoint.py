@@ -25,6 +25,15 @@ def directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
+def _restore_args(abstract, partial=False) -> ocp.args.PyTreeRestore:
+  """Restores into `abstract`'s shapes, dtypes and shardings (None: as saved)."""
+  if abstract is None:
+    return ocp.args.PyTreeRestore()
+  return ocp.args.PyTreeRestore(
+      item=abstract, partial_restore=partial,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+
+
 class Checkpointer:
   """Saves and restores a run's checkpoints in `WORKDIR/checkpoints`."""
 
@@ -44,7 +53,8 @@ class Checkpointer:
             # the best step is still known after a restart.
             best_fn=lambda m: m[BEST_METRIC], best_mode='min',
             read_only=read_only, create=not read_only),
-        item_names=('state', 'data'))
+        item_handlers={'state': ocp.PyTreeCheckpointHandler(),
+                       'data': ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -59,7 +69,7 @@ class Checkpointer:
   def save(self, step: int, state: Any, data_state: dict | None,
            metrics: dict[str, float] | None = None) -> None:
     """Starts saving (asynchronously when configured); returns at once."""
-    items = {'state': ocp.args.StandardSave(state)}
+    items = {'state': ocp.args.PyTreeSave(state)}
     if data_state is not None:
       items['data'] = ocp.args.JsonSave(data_state)
     best = ({BEST_METRIC: float(metrics[BEST_METRIC])}
@@ -70,7 +80,7 @@ class Checkpointer:
   def restore(self, step: int, abstract_state: Any,
               with_data: bool = True) -> tuple[Any, dict | None]:
     """The state at `step`, laid out as `abstract_state`'s shardings say."""
-    items = {'state': ocp.args.StandardRestore(abstract_state)}
+    items = {'state': _restore_args(abstract_state)}
     if with_data:
       items['data'] = ocp.args.JsonRestore()
     try:
@@ -83,10 +93,7 @@ class Checkpointer:
 
   def restore_params(self, step: int, abstract_params: Any) -> Any:
     """Only the parameters at `step` (no optimizer state), as laid out."""
-    item = {'params': abstract_params}
-    args = ocp.args.PyTreeRestore(
-        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(
-            item), partial_restore=True)
+    args = _restore_args({'params': abstract_params}, partial=True)
     try:
       out = self._manager.restore(step, args=ocp.args.Composite(state=args))
     except (ValueError, KeyError) as e:

@@ -139,6 +139,22 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for key, value in positive.items():
     if value < 1:
       raise ConfigError(f'config key {key!r} must be at least 1, got {value}')
+  non_negative = {'model.vocab_size': m.vocab_size, 'model.mlp_dim': m.mlp_dim,
+                  'data.prefetch': d.prefetch,
+                  'optim.warmup_steps': o.warmup_steps,
+                  'optim.decay_steps': o.decay_steps,
+                  'optim.weight_decay': o.weight_decay,
+                  'optim.grad_clip': o.grad_clip, 'optim.momentum': o.momentum}
+  for key, value in non_negative.items():
+    if value < 0:
+      raise ConfigError(f'config key {key!r} must be >= 0, got {value}')
+  if not 0 <= c.seed < 2**32:
+    raise ConfigError(f'seed must be in [0, 2**32), got {c.seed}')
+  for key in ('b1', 'b2'):
+    if not 0.0 <= o[key] < 1.0:
+      raise ConfigError(f'optim.{key} must be in [0, 1), got {o[key]}')
+  if o.eps <= 0:
+    raise ConfigError(f'optim.eps must be > 0, got {o.eps}')
   if m.embed_dim % m.num_heads:
     raise ConfigError(f'model.embed_dim ({m.embed_dim}) must be divisible by '
                       f'model.num_heads ({m.num_heads})')
@@ -155,10 +171,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if o.lr <= 0 or o.min_lr < 0 or o.min_lr > o.lr:
     raise ConfigError(f'need 0 <= optim.min_lr <= optim.lr and optim.lr > 0, '
                       f'got lr={o.lr}, min_lr={o.min_lr}')
-  for axis in ('data', 'fsdp', 'tensor'):
+  axes = ('data', 'fsdp', 'tensor')
+  for axis in axes:
     size = c.mesh[axis]
     if size == 0 or size < -1:
       raise ConfigError(f'mesh.{axis} must be a positive size or -1, got {size}')
+  for rule in c.mesh.rules:
+    targets = rule[1] if isinstance(rule[1], (tuple, list)) else (rule[1],)
+    unknown = [a for a in targets if a is not None and a not in axes]
+    if len(rule) != 2 or unknown:
+      raise ConfigError(f'mesh.rules entry {rule!r} must be (logical_name, '
+                        f'mesh axes) with mesh axes among {", ".join(axes)}')
 
 
 def to_json(c: ml_collections.ConfigDict) -> str:

@@ -19,8 +19,15 @@ from flax import nnx
 from lm import model as model_lib
 
 
-def sample_logits(rng, logits_BxV, temperature, top_k: int):
-  """A token per row: greedy when temperature is 0, else top-k sampling."""
+def sample_logits(rng, logits_BxV, temperature, top_k: int,
+                  valid_vocab: int | None = None):
+  """A token per row: greedy when temperature is 0, else top-k sampling.
+
+  Ids from `valid_vocab` up (padding of the vocabulary) are never chosen.
+  """
+  if valid_vocab is not None and valid_vocab < logits_BxV.shape[-1]:
+    logits_BxV = jnp.where(jnp.arange(logits_BxV.shape[-1]) < valid_vocab,
+                           logits_BxV, -jnp.inf)
   if top_k:
     kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
     logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
@@ -33,9 +40,12 @@ def sample_logits(rng, logits_BxV, temperature, top_k: int):
 class Sampler:
   """Generates continuations from a model's graph definition and parameters."""
 
-  def __init__(self, graphdef, cfg: model_lib.GPTConfig):
+  def __init__(self, graphdef, cfg: model_lib.GPTConfig,
+               valid_vocab: int | None = None):
+    """`valid_vocab`: ids at or above it (vocabulary padding) are never drawn."""
     self.graphdef = graphdef
     self.cfg = cfg
+    self.valid_vocab = valid_vocab or cfg.vocab_size
 
   def _model(self, params) -> model_lib.GPT:
     return nnx.merge(self.graphdef, params)
@@ -59,7 +69,7 @@ class Sampler:
     """
     model = self._model(params)
     token_B = sample_logits(jax.random.fold_in(rng, 0), logits_BxV,
-                            temperature, top_k)
+                            temperature, top_k, self.valid_vocab)
     out_BxN = jnp.zeros((logits_BxV.shape[0], self.cfg.max_len + 1),
                         jnp.int32).at[:, 0].set(token_B)
 
@@ -69,7 +79,7 @@ class Sampler:
                                   positions_L=(start + i - 1)[None],
                                   cache=cache)
       token_B = sample_logits(jax.random.fold_in(rng, i), logits_Bx1xV[:, 0],
-                              temperature, top_k)
+                              temperature, top_k, self.valid_vocab)
       return i + 1, cache, token_B, out_BxN.at[:, i].set(token_B)
 
     carry = (jnp.ones((), jnp.int32), cache, token_B, out_BxN)

@@ -13,8 +13,9 @@ from __future__ import annotations
 # Dense bf16 peak FLOP/s per chip, by a substring of `jax.Device.device_kind`.
 PEAK_FLOPS = (
     ('H200', 989e12), ('H100', 989e12), ('A100', 312e12),
-    ('TPU v6', 918e12), ('TPU v5p', 459e12), ('TPU v5 lite', 197e12),
-    ('TPU v5e', 197e12), ('TPU v4', 275e12),
+    ('TPU v6', 918e12), ('TPU v5 lite', 197e12), ('TPU v5e', 197e12),
+    ('TPU v5', 459e12),  # v5p reports itself as 'TPU v5'.
+    ('TPU v4', 275e12),
 )
 
 

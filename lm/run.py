@@ -20,6 +20,7 @@ from lm import data as data_lib
 from lm import flops
 from lm import model as model_lib
 from lm import sharding
+from lm import tokenizer as tokenizer_lib
 from lm import train as train_lib
 from lm import writer as writer_lib
 
@@ -70,15 +71,30 @@ def prepare_workdir(workdir: str, config) -> None:
                    '--workdir')
   path = os.path.join(workdir, CONFIG_FILE)
   if os.path.exists(path):
-    with open(path) as f:
-      old = config_lib.from_json(f.read())
+    try:
+      with open(path) as f:
+        old = config_lib.from_json(f.read())
+    except (ValueError, KeyError) as e:
+      raise RunError(f'{path} is not a config this version can read ({e}); '
+                     'use a new --workdir') from None
     changes = config_lib.architecture_changes(old, config)
     if changes:
       raise RunError(f'workdir {workdir} holds a run of another model '
                      f'({"; ".join(changes)}); use a new --workdir')
   if jax.process_index() == 0:
-    with open(path, 'w') as f:
+    with open(path + '.tmp', 'w') as f:
       f.write(config_lib.to_json(config))
+    os.replace(path + '.tmp', path)  # Never a half-written config.json.
+
+
+def check_tokenizer(run_dir: str, tok: tokenizer_lib.CharTokenizer) -> None:
+  """Refuses a run whose saved vocabulary differs from this data's."""
+  path = os.path.join(run_dir, TOKENIZER_FILE)
+  if os.path.exists(path) and tokenizer_lib.CharTokenizer.load(
+      path).chars != tok.chars:
+    raise RunError(f'{run_dir} was trained on text with another vocabulary '
+                   f'({TOKENIZER_FILE} differs); use the same data or a new '
+                   '--workdir')
 
 
 def load_params(abstract_params, run_dir: str):
@@ -96,11 +112,21 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   corpus = data_lib.load_corpus(c.data.name, c.data.path, c.data.val_fraction,
                                 c.model.max_len)
   c = resolve(c, corpus.tokenizer.vocab_size)
+  for run_dir in filter(None, (workdir, c.init_from)):
+    check_tokenizer(run_dir, corpus.tokenizer)
   prepare_workdir(workdir, c)
   if jax.process_index() == 0:
     corpus.tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
 
   mesh = sharding.make_mesh(c.mesh)
+  shards = sharding.num_shards(mesh, 'batch', c.mesh.rules)
+  micro_batch = c.data.batch_size // c.optim.grad_accum_steps
+  if micro_batch % shards:
+    raise sharding.MeshError(
+        f'data.batch_size={c.data.batch_size} / optim.grad_accum_steps='
+        f'{c.optim.grad_accum_steps} must divide over the {shards} devices the '
+        f'batch is split on (mesh {dict(mesh.shape)}); change data.batch_size '
+        'or the mesh sizes')
   trainer = train_lib.Trainer(c, mesh)
   ckpt = checkpoint_lib.Checkpointer(workdir,
                                      max_to_keep=c.checkpoint.max_to_keep,
@@ -167,6 +193,6 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     eval_loss = evaluate(state['params'])
   best = writer.best('eval/loss')
   writer.close()
-  return Summary(workdir, c.train.num_steps, eval_loss,
+  return Summary(workdir, max(start, c.train.num_steps), eval_loss,
                  eval_loss if best is None else best,
                  rates.get('tokens_per_sec', 0.0), losses)

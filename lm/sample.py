@@ -62,10 +62,10 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
       nnx.to_pure_dict(abstract))
   params = run.load_params(abstract, workdir)
-  sampler = decode.Sampler(graphdef, cfg)
+  sampler = decode.Sampler(graphdef, cfg, valid_vocab=tok.vocab_size)
   ids = sampler.generate(params, prompt_ids, max_new_tokens,
                          num_samples=num_samples, temperature=temperature,
-                         top_k=min(top_k, cfg.vocab_size), seed=seed)
+                         top_k=min(top_k, tok.vocab_size), seed=seed)
   return [prompt + tok.decode(row) for row in ids]
 
 

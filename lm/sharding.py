@@ -61,6 +61,13 @@ def logical_to_spec(names, rules) -> P:
   return P(*out)
 
 
+def num_shards(mesh: Mesh, name: str, rules) -> int:
+  """Into how many pieces the logical axis `name` is split on this mesh."""
+  spec = logical_to_spec((name,), rules)[0]
+  return math.prod(mesh.shape[a] for a in ((spec,) if isinstance(spec, str)
+                                           else spec or ()))
+
+
 def named(mesh: Mesh, names, rules) -> NamedSharding:
   return NamedSharding(mesh, logical_to_spec(names, rules))
 

@@ -23,6 +23,13 @@ def test_default_and_shipped_variants_validate(test_config):
     (lambda c: c.optim.__setattr__('min_lr', 1.0),
      'optim.min_lr <= optim.lr'),
     (lambda c: c.mesh.__setattr__('tensor', 0), 'mesh.tensor must be'),
+    (lambda c: c.model.__setattr__('mlp_dim', -3), "'model.mlp_dim' must be >= 0"),
+    (lambda c: c.__setattr__('seed', -1), 'seed must be in [0, 2**32)'),
+    (lambda c: c.optim.__setattr__('warmup_steps', -5),
+     "'optim.warmup_steps' must be >= 0"),
+    (lambda c: c.optim.__setattr__('b2', 1.0), 'optim.b2 must be in [0, 1)'),
+    (lambda c: c.mesh.__setattr__('rules', (('batch', 'dta'),)),
+     "mesh.rules entry ('batch', 'dta') must be"),
 ])
 def test_bad_values_are_named(test_config, mutate, message):
   mutate(test_config)

@@ -16,15 +16,13 @@ SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 @pytest.fixture
 def test_config():
-  """The tiny test variant of the default config, reading shared data."""
+  """The tiny test variant of the default config (embedded Tiny Shakespeare)."""
   sys.path.insert(0, str(REPO / 'configs'))
   try:
     import shakespeare_char  # pylint: disable=g-import-not-at-top
   finally:
     sys.path.pop(0)
-  c = shakespeare_char.get_config('test')
-  c.data.path = str(SHARED_DATA / 'tinyshakespeare' / 'input.txt')
-  return c
+  return shakespeare_char.get_config('test')
 
 
 def run_cli(*args, env=None, timeout=300):

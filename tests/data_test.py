@@ -10,6 +10,8 @@ from conftest import SHARED_DATA
 SHAKESPEARE = str(SHARED_DATA / 'tinyshakespeare' / 'input.txt')
 
 
+@pytest.mark.skipif(not (SHARED_DATA / 'tinyshakespeare').exists(),
+                    reason='the shared data folder is not beside the repo')
 def test_embedded_copy_equals_shared_data():
   embedded = data_lib.read_corpus('tiny_shakespeare')
   assert embedded == open(SHAKESPEARE).read()
@@ -17,7 +19,7 @@ def test_embedded_copy_equals_shared_data():
 
 
 def test_split_is_nanogpt_90_10():
-  corpus = data_lib.load_corpus('text_file', SHAKESPEARE, 0.1, 64)
+  corpus = data_lib.load_corpus('tiny_shakespeare', '', 0.1, 64)
   assert corpus.tokenizer.vocab_size == 65
   assert len(corpus.train) == 1_003_854 and len(corpus.val) == 111_540
 

@@ -60,3 +60,31 @@ def test_top_k_only_samples_the_k_likeliest():
   assert set(np.asarray(tokens).tolist()) == {7, 8, 9}
   greedy = decode.sample_logits(jax.random.PRNGKey(0), logits, 0.0, 0)
   assert set(np.asarray(greedy).tolist()) == {9}
+
+
+def greedy_with_context_shifting(graphdef, params, prompt, n):
+  """Reference for the shift: a full context, then the last half of it."""
+  model = nnx.merge(graphdef, params)
+  ids, start = list(prompt), max(0, len(prompt) - CFG.max_len)
+  for _ in range(n):
+    if len(ids) - start > CFG.max_len:
+      start = len(ids) - CFG.max_len // 2
+    logits, _ = model(jnp.asarray(ids[start:])[None])
+    ids.append(int(jnp.argmax(logits[0, -1])))
+  return ids[len(prompt):]
+
+
+def test_greedy_past_the_context_matches_a_shifting_reference():
+  sampler, params, graphdef = sampler_and_params(seed=3)
+  prompt = np.arange(11) % CFG.vocab_size
+  got = sampler.generate(params, prompt, 20, temperature=0.0)
+  assert got.tolist()[0] == greedy_with_context_shifting(graphdef, params,
+                                                         prompt, 20)
+
+
+def test_padded_vocabulary_ids_are_never_sampled():
+  logits = jnp.zeros((500, 10)).at[:, 8:].set(5.0)
+  tokens = decode.sample_logits(jax.random.PRNGKey(0), logits, 1.0, 0, 8)
+  assert int(tokens.max()) < 8
+  greedy = decode.sample_logits(jax.random.PRNGKey(0), logits, 0.0, 0, 8)
+  assert int(greedy.max()) < 8

@@ -16,4 +16,6 @@ def test_peaks():
   assert flops.peak_flops('NVIDIA H100 80GB HBM3') == 989e12
   assert flops.peak_flops('TPU v5 lite') == 197e12
   assert flops.peak_flops('TPU v5p') == 459e12
+  assert flops.peak_flops('TPU v5') == 459e12
+  assert flops.peak_flops('TPU v5e') == 197e12
   assert flops.peak_flops('cpu') is None

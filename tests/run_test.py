@@ -10,6 +10,7 @@ import pytest
 
 from lm import checkpoint as checkpoint_lib
 from lm import run
+from lm import sharding
 
 
 def read_metrics(workdir):
@@ -64,20 +65,6 @@ def test_outputs_of_a_run(resumable, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'tokenizer.json'))
 
 
-def test_keeps_latest_and_best_checkpoints(resumable, tmp_path):
-  c = resumable
-  c.train.update(num_steps=8, eval_every=2)
-  c.checkpoint.update(every=2, max_to_keep=1)
-  c.optim.update(lr=0.5, min_lr=0.5, warmup_steps=0)  # Diverges: best is early.
-  run.train_and_evaluate(c, str(tmp_path))
-  rows = read_metrics(tmp_path)
-  evals = {r['step']: r['eval/loss'] for r in rows if 'eval/loss' in r}
-  best = min(evals, key=evals.get)
-  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), read_only=True)
-  assert ckpt.all_steps() == sorted({best, 8})
-  assert ckpt.best_step() == best
-
-
 def test_init_from_starts_at_another_runs_parameters(resumable, tmp_path):
   resumable.train.num_steps = 5
   run.train_and_evaluate(resumable, str(tmp_path / 'a'))
@@ -121,3 +108,23 @@ def test_checkpoint_from_a_2x2x2_mesh_loads_on_one_device(resumable, tmp_path):
   params = run.load_params(abstract, str(tmp_path))
   chex.assert_trees_all_equal(jax.device_get(params), jax.device_get(saved))
   assert all(p.sharding == one for p in jax.tree.leaves(params))
+
+
+def test_batch_that_does_not_split_over_the_mesh(resumable, tmp_path):
+  resumable.data.batch_size = 12  # 8 devices split the batch 8 ways.
+  with pytest.raises(sharding.MeshError, match='data.batch_size=12 / '
+                     'optim.grad_accum_steps=1 must divide over the 8 '
+                     'devices'):
+    run.train_and_evaluate(resumable, str(tmp_path))
+
+
+def test_workdir_trained_on_another_vocabulary_is_refused(resumable,
+                                                          tmp_path):
+  resumable.train.num_steps = 2
+  run.train_and_evaluate(resumable, str(tmp_path / 'run'))
+  other = tmp_path / 'other.txt'
+  other.write_text(''.join(chr(ord('A') + i % 65) for i in range(5000)))
+  c = resumable.copy_and_resolve_references()
+  c.data.update(name='text_file', path=str(other))
+  with pytest.raises(run.RunError, match='another vocabulary'):
+    run.train_and_evaluate(c, str(tmp_path / 'run'))
