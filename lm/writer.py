@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -56,7 +57,8 @@ class MetricWriter:
       self._bar.write(text)
 
   def best(self, key: str) -> float | None:
-    values = [r[key] for r in self.history if key in r]
+    values = [r[key] for r in self.history
+              if key in r and math.isfinite(r[key])]
     return min(values) if values else None
 
   def flush(self) -> None:

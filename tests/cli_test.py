@@ -26,8 +26,13 @@ def test_train_then_sample(tmp_path):
   assert p.stderr.startswith("error: characters not in the vocabulary: 'é'")
   assert len(p.stderr.strip().splitlines()) == 1
   # Resuming a finished run trains nothing more and says so.
+  metrics = (workdir / 'metrics.jsonl').read_text()
+  steps = sorted(p.name for p in (workdir / 'checkpoints').iterdir())
   p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
   assert p.returncode == 0 and 'resuming from step 10' in p.stdout
+  assert 'done: 10 steps' in p.stdout
+  assert (workdir / 'metrics.jsonl').read_text() == metrics
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == steps
 
 
 def test_sample_from_a_directory_without_a_run(tmp_path):

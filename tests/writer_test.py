@@ -13,9 +13,10 @@ def test_resume_drops_lines_past_the_restored_step(tmp_path):
   w.close()
   w = writer_lib.MetricWriter(str(tmp_path), 5, 10)
   w.write(6, {'train/loss': 0.5})
+  w.write(7, {'eval/loss': float('nan')})  # A diverged eval is never best.
   w.close()
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').open()]
-  assert [r['step'] for r in rows] == [1, 2, 3, 4, 5, 4, 6]
+  assert [r['step'] for r in rows] == [1, 2, 3, 4, 5, 4, 6, 7]
   assert w.best('eval/loss') == 0.3
 
 
