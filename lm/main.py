@@ -5,12 +5,11 @@ workdir to resume. Override any config field on the command line, e.g.
   --config=configs/shakespeare_char.py:cpu --config.optim.lr=3e-4
 """
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from lm import config as config_lib
-from lm import errors
-from lm import host
+from lm import cli
 from lm import run
 
 config_flags.DEFINE_config_file(
@@ -32,13 +31,9 @@ def train(config, workdir):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:  # Library INFO logs drown the progress bar.
-    logging.set_verbosity(logging.WARNING)
-  host.keep_freed_memory()
-  errors.exit_on_user_error(train, FLAGS.config, FLAGS.workdir)
+  cli.start(argv)
+  cli.exit_on_user_error(train, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=errors.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -13,8 +13,7 @@ from flax import nnx
 
 from lm import config as config_lib
 from lm import decode
-from lm import errors
-from lm import host
+from lm import cli
 from lm import model as model_lib
 from lm import run
 from lm import tokenizer as tokenizer_lib
@@ -70,12 +69,8 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:  # Keep stdout and stderr for the text.
-    logging.set_verbosity(logging.ERROR)
-  host.keep_freed_memory()
-  texts = errors.exit_on_user_error(
+  cli.start(argv, logging.ERROR)
+  texts = cli.exit_on_user_error(
       sample, FLAGS.workdir, FLAGS.prompt, FLAGS.max_new_tokens,
       FLAGS.temperature, FLAGS.top_k, FLAGS.seed, FLAGS.num_samples)
   for i, text in enumerate(texts):
@@ -85,4 +80,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=errors.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

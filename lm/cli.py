@@ -1,17 +1,26 @@
-"""User-facing errors and how command-line faces report them."""
+"""What every command line shares: start-up, flag parsing, one-line errors."""
 
 from __future__ import annotations
 
 import sys
 
-from absl import flags
+from absl import app, flags, logging
 
-from lm import checkpoint, config, data, run, sharding, tokenizer
+from lm import checkpoint, config, data, host, run, sharding, tokenizer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
 USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                sharding.MeshError, tokenizer.TokenizerError,
                checkpoint.CheckpointError)
+
+
+def start(argv, quiet_level=logging.WARNING) -> None:
+  """Rejects stray arguments, quiets library logs, tunes the host allocator."""
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not flags.FLAGS['verbosity'].present:  # Library INFO logs drown output.
+    logging.set_verbosity(quiet_level)
+  host.keep_freed_memory()
 
 
 def exit_on_user_error(fn, *args, **kwargs):
