@@ -115,8 +115,11 @@ class Trainer:
     grad_fn = jax.value_and_grad(self.loss)
     if accum == 1:
       return grad_fn(params, batch, rng)
+    # Micro-batch i takes rows i, i + accum, ...: every data-parallel device
+    # holds a contiguous block of rows, so each micro-batch spans all devices.
     micro = jax.tree.map(
-        lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
+        lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]
+                            ).swapaxes(0, 1), batch)
 
     def body(carry, xs):
       i, mb = xs
