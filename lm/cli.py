@@ -34,19 +34,12 @@ def exit_on_user_error(fn, *args, **kwargs):
 
 def _unknown_override(argv) -> str | None:
   """The message for the first `--config.KEY=` override the schema lacks."""
-  keys = config.flat(config.default())
   for arg in argv:
-    if not arg.startswith('--config.'):
-      continue
-    key = arg[len('--config.'):].split('=', 1)[0]
-    if key in keys or any(k.startswith(key + '.') for k in keys):
-      continue
-    section = key.rpartition('.')[0]
-    prefix = section + '.' if section else ''
-    valid = sorted({k[len(prefix):].split('.')[0] for k in keys
-                    if k.startswith(prefix)})
-    return (f'unknown config key {key!r}; valid keys in '
-            f'{section or "the top level"}: {", ".join(valid)}')
+    if arg.startswith('--config.'):
+      message = config.unknown_key_message(
+          arg[len('--config.'):].split('=', 1)[0])
+      if message:
+        return message
   return None
 
 

@@ -105,16 +105,26 @@ def flat(c: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
   return out
 
 
+def unknown_key_message(key: str) -> str | None:
+  """None if `key` (dotted) names a field or section, else what to say."""
+  keys = flat(default())
+  if key in keys or any(k.startswith(key + '.') for k in keys):
+    return None
+  section = key.rpartition('.')[0]
+  prefix = section + '.' if section else ''
+  valid = sorted({k[len(prefix):].split('.')[0] for k in keys
+                  if k.startswith(prefix)})
+  return (f'unknown config key {key!r}; valid keys in '
+          f'{section or "the top level"}: {", ".join(valid)}')
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for unknown keys, wrong types and bad values."""
   schema, given = flat(default()), flat(c)
   for key in given:
-    if key not in schema:
-      section, _, _ = key.rpartition('.')
-      valid = sorted(k.rpartition('.')[2] for k in schema
-                     if k.rpartition('.')[0] == section)
-      raise ConfigError(f'unknown config key {key!r}; valid keys in '
-                        f'{section or "the top level"}: {", ".join(valid)}')
+    message = unknown_key_message(key)
+    if message:
+      raise ConfigError(message)
   for key, value in given.items():
     want = type(schema[key])
     ok = isinstance(value, want) or (want is float and isinstance(value, int))

@@ -105,23 +105,26 @@ def local_batch_size(global_batch: int) -> int:
   return global_batch // jax.process_count()
 
 
-def train_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
-                  seed: int, prefetch: int = 2) -> grain.IterDataset:
-  """Endless shuffled batches of this process's share of the windows."""
+def _batched_windows(tokens: np.ndarray, max_len: int, global_batch: int,
+                     seed: int) -> grain.MapDataset:
+  """Shuffled windows, endless, this process's share, in local batches."""
   ds = grain.MapDataset.source(Windows(tokens, max_len))
   ds = ds.shuffle(seed=seed).repeat()
   ds = ds[jax.process_index()::jax.process_count()]
-  ds = ds.batch(local_batch_size(global_batch), drop_remainder=True)
-  return ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
-                                              prefetch_buffer_size=prefetch))
+  return ds.batch(local_batch_size(global_batch), drop_remainder=True)
+
+
+def train_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
+                  seed: int, prefetch: int = 2) -> grain.IterDataset:
+  """Endless shuffled training batches, prepared ahead by a grain thread."""
+  return _batched_windows(tokens, max_len, global_batch, seed).to_iter_dataset(
+      grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
 
 
 def eval_batches(tokens: np.ndarray, max_len: int, global_batch: int,
                  num_batches: int, seed: int) -> list[dict[str, np.ndarray]]:
   """A fixed sample of validation batches, the same at every evaluation."""
-  ds = grain.MapDataset.source(Windows(tokens, max_len)).shuffle(seed=seed)
-  ds = ds.repeat()[jax.process_index()::jax.process_count()]
-  ds = ds.batch(local_batch_size(global_batch), drop_remainder=True)
+  ds = _batched_windows(tokens, max_len, global_batch, seed)
   return [ds[i] for i in range(num_batches)]
 
 

@@ -256,5 +256,11 @@ class GPT(nnx.Module):
             for _ in range(c.num_layers)]
 
 
+def abstract(cfg: GPTConfig):
+  """(graphdef, parameter State of shapes): the model without allocating it."""
+  return nnx.split(nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(0))),
+                   nnx.Param)
+
+
 def count_params(params) -> int:
   return sum(x.size for x in jax.tree.leaves(params))

@@ -54,8 +54,7 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
                                  'character')
   prompt_ids = tok.encode(prompt)
   cfg = model_lib.GPTConfig.from_config(config.model)
-  graphdef, abstract = nnx.split(nnx.eval_shape(
-      lambda: model_lib.GPT(cfg, rngs=nnx.Rngs(0))), nnx.Param)
+  graphdef, abstract = model_lib.abstract(cfg)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),

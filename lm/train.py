@@ -42,9 +42,7 @@ class Trainer:
     self.tx = optimizer_lib.make(config.optim, config.train.num_steps)
     self.lr = optimizer_lib.schedule(config.optim, config.train.num_steps)
 
-    abstract = nnx.eval_shape(
-        lambda: model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(0)))
-    self.graphdef, abstract_params = nnx.split(abstract, nnx.Param)
+    self.graphdef, abstract_params = model_lib.abstract(self.model_cfg)
     self.param_names = jax.tree.map(
         tuple, nnx.to_pure_dict(nnx.get_partition_spec(abstract_params)),
         is_leaf=lambda x: isinstance(x, P))
@@ -89,10 +87,6 @@ class Trainer:
   def merge(self, params) -> model_lib.GPT:
     """The model with these parameters (used inside jitted functions)."""
     return nnx.merge(self.graphdef, params)
-
-  def place_params(self, params):
-    """Host or differently laid-out parameters, placed with this mesh's layout."""
-    return jax.device_put(params, self.state_shardings['params'])
 
   def global_batch(self, local_batch: dict[str, np.ndarray]):
     """This process's share of a batch, assembled into global arrays."""
