@@ -41,7 +41,7 @@ def main():
   c = run.resolve(shakespeare_char.get_config('cpu'), 65)
   trainer = train.Trainer(c, sharding.make_mesh(c.mesh))
   state = trainer.init(jax.random.PRNGKey(0))
-  corpus = data.load_corpus(c.data.name, c.data.path, 0.1, c.model.max_len)
+  corpus = data.load_corpus(c.data, c.model.max_len)
   batches = iter(data.train_dataset(corpus.train, c.model.max_len,
                                     c.data.batch_size, 0))
   for _ in range(5):  # Compile and warm up outside the trace.

@@ -38,8 +38,7 @@ def full_validation_loss(workdir: str) -> float:
   with open(os.path.join(workdir, run.CONFIG_FILE)) as f:
     c = config_lib.from_json(f.read())
   c.mesh.update(data=-1, fsdp=1, tensor=1)
-  corpus = data.load_corpus(c.data.name, c.data.path, c.data.val_fraction,
-                            c.model.max_len)
+  corpus = data.load_corpus(c.data, c.model.max_len)
   trainer = train.Trainer(c, sharding.make_mesh(c.mesh, jax.devices()[:1]))
   params = run.load_params(trainer.abstract_state['params'], workdir)
   losses = [float(trainer.eval_step(params, trainer.global_batch(b)))

@@ -14,7 +14,11 @@ import ml_collections
 
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
-    'data.name': ('tiny_shakespeare', 'text_file'),
+    'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files'),
+    'data.pack': ('stream', 'segments'),
+    'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte'),
+    'data.spm_model_type': ('bpe', 'unigram'),
+    'data.normalize': ('none', 'NFC', 'NFKC'),
     'model.dtype': ('auto', 'float32', 'bfloat16', 'float16'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
@@ -36,9 +40,24 @@ def default() -> ml_collections.ConfigDict:
   c.init_from = ''  # A run directory whose latest parameters start this run.
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'tiny_shakespeare'
-  c.data.path = ''  # '' reads the copy embedded in the package.
-  c.data.val_fraction = 0.1
+  c.data.name = 'tiny_shakespeare'  # A TFDS builder in lm/builders.py.
+  c.data.config = ''  # The builder's config ('' its first), e.g. 'raw'.
+  # A local copy to prepare from (a folder; a file or folder for
+  # text_files); '' downloads it, or for tiny_shakespeare reads the copy
+  # embedded in the package.
+  c.data.path = ''
+  c.data.tfds_dir = ''  # Where prepared ArrayRecords go ('' TFDS's default).
+  c.data.train_split = 'train'  # TFDS split expressions.
+  c.data.eval_split = 'validation'
+  c.data.test_split = 'test'  # '' or a split the corpus lacks: no test.
+  c.data.val_fraction = 0.1  # Held out of train when there is no validation.
+  c.data.pack = 'stream'  # 'stream' windows or 'segments' packed documents.
+  c.data.tokenizer = 'char'
+  c.data.vocab_size = 0  # SentencePiece: required; word: cap (0 keeps all).
+  c.data.spm_model_type = 'bpe'
+  c.data.normalize = 'none'  # Unicode normalisation of every text.
+  c.data.lowercase = False
+  c.data.remove_stopwords = False  # Classification only; refused for LMs.
   c.data.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.data.prefetch = 2  # Batches prepared ahead by grain's threads.
 
@@ -73,6 +92,11 @@ def default() -> ml_collections.ConfigDict:
   c.train.log_every = 10
   c.train.eval_every = 250
   c.train.eval_batches = 20
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.final = True  # Whole validation and test splits after training.
+  c.eval.stride = 0  # Sliding-window stride; 0: max_len (no overlap).
+  c.eval.batch_size = 0  # 0: data.batch_size.
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 250
@@ -176,8 +200,21 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if d.batch_size % o.grad_accum_steps:
     raise ConfigError(f'data.batch_size ({d.batch_size}) must be divisible by '
                       f'optim.grad_accum_steps ({o.grad_accum_steps})')
-  if d.name == 'text_file' and not d.path:
-    raise ConfigError("data.name='text_file' needs data.path=FILE")
+  if d.name == 'text_files' and not d.path:
+    raise ConfigError("data.name='text_files' needs data.path=FILE_OR_DIR")
+  if d.remove_stopwords:
+    raise ConfigError('data.remove_stopwords is for classification pipelines; '
+                      'a language model must see the text it is scored on')
+  if d.tokenizer == 'sentencepiece' and d.vocab_size < 16:
+    raise ConfigError('data.tokenizer=sentencepiece needs data.vocab_size '
+                      '(e.g. 8000)')
+  if d.vocab_size < 0 or c.eval.batch_size < 0:
+    raise ConfigError('data.vocab_size and eval.batch_size must be >= 0')
+  if not 0 <= c.eval.stride <= m.max_len:
+    raise ConfigError(f'eval.stride must be in [0, model.max_len={m.max_len}]'
+                      f', got {c.eval.stride}')
+  if not d.train_split or not d.eval_split:
+    raise ConfigError('data.train_split and data.eval_split must name splits')
   if o.lr <= 0 or o.min_lr < 0 or o.min_lr > o.lr:
     raise ConfigError(f'need 0 <= optim.min_lr <= optim.lr and optim.lr > 0, '
                       f'got lr={o.lr}, min_lr={o.min_lr}')

@@ -1,65 +1,140 @@
-"""Input pipeline: a text corpus, tokenized, cut into windows, batched by grain.
+"""Input pipelines: TFDS data sources, tokenized, windowed or packed, by grain.
 
-Training batches are windows of `max_len + 1` tokens at shuffled start offsets
-(every offset once per epoch), as nanoGPT draws them; inputs are the first
-`max_len` tokens and targets the next-token shift. The grain iterator is
-deterministic from the seed and its state is saved with each checkpoint.
+Every corpus is a TFDS builder (`lm.builders`) read through a random-access
+data source. Two ways to cut it into training rows (`data.pack`):
+
+- 'stream': the split's documents are tokenized and concatenated into one
+  token stream; rows are windows of `max_len + 1` tokens at shuffled start
+  offsets (every offset once per epoch), as nanoGPT and the WikiText
+  literature read a corpus. Attention may cross document boundaries.
+- 'segments': documents are shuffled, tokenized, shifted into (inputs,
+  targets) and packed by grain's concat-then-split into rows with segment ids
+  and positions; attention never crosses a document (the model masks it).
+
+Evaluation always reads a split as one stream, so perplexities are those of
+the split's text. Iterators are deterministic from the seed; their state is
+saved with each checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
+import functools
 
 import grain
+import grain.experimental
 import jax
 import numpy as np
+import tensorflow_datasets as tfds
 
+from lm import builders
+from lm import preprocess
 from lm import tokenizer as tokenizer_lib
 
-EMBEDDED = {
-    'tiny_shakespeare': (
-        os.path.join(os.path.dirname(__file__), 'assets', 'tinyshakespeare.txt'),
-        '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'),
-}
+DataError = builders.DataError
 
 
-class DataError(ValueError):
-  """A corpus that is missing, unreadable or unusable, as one line."""
+def split_names(d) -> dict[str, str]:
+  """TFDS split expressions for 'train', 'validation' and 'test' ('' none).
+
+  A corpus without a validation split holds out the last `val_fraction` of
+  its training examples (whole examples, in file order).
+  """
+  return {'train': d.train_split, 'validation': d.eval_split,
+          'test': d.test_split}
 
 
-def read_corpus(name: str, path: str = '') -> str:
-  """The corpus text; an embedded corpus is checked against its checksum."""
-  if not path:
-    if name not in EMBEDDED:
-      raise DataError(f'data.name={name!r} has no embedded copy; set data.path')
-    path, sha256 = EMBEDDED[name]
-  else:
-    sha256 = None
-  try:
-    with open(path, 'rb') as f:
-      raw = f.read()
-  except FileNotFoundError:
-    raise DataError(f'data file not found: {path}; set data.path to an '
-                    'existing text file') from None
-  except (IsADirectoryError, PermissionError) as e:
-    raise DataError(f'cannot read data file {path}: {e.strerror}') from None
-  if sha256 and hashlib.sha256(raw).hexdigest() != sha256:
-    raise DataError(f'{path} does not match its sha256 {sha256}; reinstall')
-  try:
-    text = raw.decode('utf-8')
-  except UnicodeDecodeError as e:
-    raise DataError(f'{path} is not UTF-8 text (byte {e.start})') from None
-  if not text.strip():
-    raise DataError(f'data file {path} is empty')
-  return text
+def resolve_splits(builder, d) -> dict[str, str]:
+  """`split_names`, with a missing validation split carved out of train."""
+  names = split_names(d)
+  available = set(builder.info.splits)
+  if names['validation'] and names['validation'] not in available and (
+      names['validation'] == 'validation' and names['train'] == 'train'):
+    n = builder.info.splits['train'].num_examples
+    held = max(1, int(round(n * d.val_fraction)))
+    if n - held < 1:
+      raise DataError(f'{builder.name} has {n} training example(s), too few '
+                      'to hold out a validation split; add a validation file')
+    names['train'], names['validation'] = f'train[:{n - held}]', f'train[{n - held}:]'
+  if names['test'] and names['test'].split('[')[0] not in available:
+    names['test'] = ''  # No test split (e.g. a user corpus): skip it.
+  return names
 
 
-def split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-  """First (1 - val_fraction) of the tokens to train, the rest to validate."""
-  n = int(len(ids) * (1.0 - val_fraction))
-  return ids[:n], ids[n:]
+def read_texts(source) -> list[str]:
+  """All texts of a data source, in order."""
+  return [ex['text'].decode('utf-8') for ex in
+          (source[i] for i in range(len(source)))]
+
+
+def encode_document(tok, text: str) -> np.ndarray:
+  """One document's ids: the word tokenizer ends each line with <eos> itself;
+  tokenizers with an <eos> that ignore newlines get one after the document;
+  the character tokenizer keeps the text's own newlines."""
+  ids = tok.encode(text)
+  if tok.kind in ('sentencepiece', 'byte'):
+    ids = np.append(ids, np.int32(tok.eos_id))
+  return ids.astype(np.int32)
+
+
+def encode_stream(tok, texts) -> np.ndarray:
+  """The documents' ids concatenated in order: a split as one stream."""
+  parts = [encode_document(tok, t) for t in texts]
+  return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+
+
+@dataclasses.dataclass
+class Corpus:
+  """A prepared corpus: its builder, split names, tokenizer and text."""
+  builder: tfds.core.DatasetBuilder
+  splits: dict[str, str]
+  tokenizer: object
+  transform: object  # Preprocessing applied to every text.
+  texts: dict[str, list[str]]  # Preprocessed texts of each split, in order.
+
+  @functools.cached_property
+  def streams(self) -> dict[str, np.ndarray]:
+    return {s: encode_stream(self.tokenizer, t) for s, t in self.texts.items()}
+
+  @property
+  def train(self) -> np.ndarray:
+    return self.streams['train']
+
+  @property
+  def val(self) -> np.ndarray:
+    return self.streams['validation']
+
+
+def prepare(d):
+  """The prepared TFDS builder of data config `d` (see lm.builders.prepare)."""
+  return builders.prepare(d.name, config=d.config, path=d.path,
+                          data_dir=d.tfds_dir)
+
+
+def load_corpus(d, max_len: int, tokenizer=None, splits=None) -> Corpus:
+  """Prepares and reads the corpus of data config `d`, and its tokenizer.
+
+  `tokenizer` (a run's saved one, when resuming) is used as is; otherwise one
+  of kind `d.tokenizer` is trained on the training split. `splits` overrides
+  the split expressions (cross-validation folds).
+  """
+  builder = prepare(d)
+  names = splits or resolve_splits(builder, d)
+  transform = preprocess.make(d.normalize, d.lowercase, d.remove_stopwords)
+  texts = {s: [transform(t) for t in read_texts(builders.source(builder, n))]
+           for s, n in names.items() if n}
+  if tokenizer is None:
+    tokenizer = tokenizer_lib.train(
+        d.tokenizer, texts['train'], vocab_size=d.vocab_size,
+        model_type=d.spm_model_type)
+  corpus = Corpus(builder, names, tokenizer, transform, texts)
+  for split in ('train', 'validation'):
+    n = len(corpus.streams[split])
+    if n <= max_len:
+      raise DataError(f'the {split} split has {n} tokens, fewer than one '
+                      f'window of {max_len + 1}; use more text or a smaller '
+                      'model.max_len')
+  return corpus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,28 +149,6 @@ class Windows:
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     w = self.tokens[i:i + self.length + 1]
     return {'inputs': w[:-1], 'targets': w[1:]}
-
-
-@dataclasses.dataclass
-class Corpus:
-  """A tokenized corpus split into train and validation token arrays."""
-  tokenizer: tokenizer_lib.CharTokenizer
-  train: np.ndarray
-  val: np.ndarray
-
-
-def load_corpus(name: str, path: str, val_fraction: float,
-                max_len: int) -> Corpus:
-  """Reads, tokenizes and splits the corpus; both splits must hold a window."""
-  text = read_corpus(name, path)
-  tok = tokenizer_lib.CharTokenizer.from_text(text)
-  train, val = split(tok.encode(text), val_fraction)
-  for split_name, ids in (('train', train), ('validation', val)):
-    if len(ids) <= max_len:
-      raise DataError(f'the {split_name} split has {len(ids)} tokens, fewer '
-                      f'than one window of {max_len + 1}; use more text or a '
-                      'smaller model.max_len')
-  return Corpus(tok, train, val)
 
 
 def local_batch_size(global_batch: int) -> int:
@@ -114,11 +167,54 @@ def _batched_windows(tokens: np.ndarray, max_len: int, global_batch: int,
   return ds.batch(local_batch_size(global_batch), drop_remainder=True)
 
 
+def _read_options(prefetch: int) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
+
+
 def train_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
                   seed: int, prefetch: int = 2) -> grain.IterDataset:
-  """Endless shuffled training batches, prepared ahead by a grain thread."""
+  """Endless shuffled stream windows, prepared ahead by a grain thread."""
   return _batched_windows(tokens, max_len, global_batch, seed).to_iter_dataset(
-      grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch))
+      _read_options(prefetch))
+
+
+def _shifted(tok, transform, example) -> dict[str, np.ndarray]:
+  ids = encode_document(tok, transform(example['text'].decode('utf-8')))
+  return {'inputs': ids[:-1], 'targets': ids[1:]}
+
+
+def _row(max_len: int, packed) -> dict[str, np.ndarray]:
+  """A packed row as the model reads it; padding (segment 0) has weight 0."""
+  segment_ids = packed['inputs_segment_ids']
+  return {'inputs': packed['inputs'].astype(np.int32),
+          'targets': packed['targets'].astype(np.int32),
+          'segment_ids': segment_ids.astype(np.int32),
+          'positions': packed['inputs_positions'].astype(np.int32),
+          'weights': (segment_ids > 0).astype(np.float32)}
+
+
+def packed_dataset(source, tok, max_len: int, global_batch: int, seed: int,
+                   prefetch: int = 2, transform=lambda t: t
+                   ) -> grain.IterDataset:
+  """Endless batches of documents packed into rows with segment ids.
+
+  `source` is this process's data source (see `process_source`); documents
+  are reshuffled every epoch, and a document longer than a row continues in
+  the next row with positions starting again at 0.
+  """
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
+  ds = ds.map(functools.partial(_shifted, tok, transform))
+  ds = ds.filter(lambda ex: len(ex['inputs']) > 0)
+  it = ds.to_iter_dataset(_read_options(prefetch))
+  it = grain.experimental.ConcatThenSplitIterDataset(
+      it, length_struct={'inputs': max_len, 'targets': max_len})
+  it = it.map(functools.partial(_row, max_len))
+  return it.batch(local_batch_size(global_batch), drop_remainder=True)
+
+
+def process_source(builder, split: str):
+  """This process's share of `split`: equal contiguous parts across hosts."""
+  return builders.source(builder, tfds.split_for_jax_process(split))
 
 
 def eval_batches(tokens: np.ndarray, max_len: int, global_batch: int,

@@ -55,7 +55,7 @@ class Sampler:
     """Cache over the context and the logits after its `length` tokens."""
     model = self._model(params)
     cache = model.init_cache(tokens_BxL.shape[0])
-    logits_BxLxV, cache = model(tokens_BxL, positions_L=jnp.arange(
+    logits_BxLxV, cache = model(tokens_BxL, positions=jnp.arange(
         tokens_BxL.shape[1]), cache=cache)
     return cache, logits_BxLxV[:, length - 1]
 
@@ -76,7 +76,7 @@ class Sampler:
     def body(carry):
       i, cache, token_B, out_BxN = carry
       logits_Bx1xV, cache = model(token_B[:, None],
-                                  positions_L=(start + i - 1)[None],
+                                  positions=(start + i - 1)[None],
                                   cache=cache)
       token_B = sample_logits(jax.random.fold_in(rng, i), logits_Bx1xV[:, 0],
                               temperature, top_k, self.valid_vocab)

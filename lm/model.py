@@ -125,29 +125,34 @@ class Attention(nnx.Module):
     self.dropout = nnx.Dropout(cfg.dropout)
     self.dtype = DTYPES[cfg.dtype]
 
-  def __call__(self, x_BxLxD, *, positions_L, cache=None, deterministic=True,
-               rngs=None):
+  def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
+               cache=None, deterministic=True, rngs=None):
     q_BxLxHxK = self.q(x_BxLxD)
     k_BxLxHxK, v_BxLxHxK = self.k(x_BxLxD), self.v(x_BxLxD)
     q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
     if cache is None:
-      k_BxMxHxK, v_BxMxHxK, key_positions_M = k_BxLxHxK, v_BxLxHxK, positions_L
+      k_BxMxHxK, v_BxMxHxK = k_BxLxHxK, v_BxLxHxK
+      key_positions_BxM = positions_BxL
     else:
       # Write this call's keys and values at their positions; attend over the
       # whole cache, masking the slots not yet written (positions > query).
-      start = positions_L[0]
+      start = positions_BxL[0, 0]
       cache = {'k': jax.lax.dynamic_update_slice_in_dim(
                    cache['k'], k_BxLxHxK.astype(cache['k'].dtype), start, 1),
                'v': jax.lax.dynamic_update_slice_in_dim(
                    cache['v'], v_BxLxHxK.astype(cache['v'].dtype), start, 1)}
       k_BxMxHxK, v_BxMxHxK = cache['k'], cache['v']
-      key_positions_M = jnp.arange(k_BxMxHxK.shape[1])
+      key_positions_BxM = jnp.arange(k_BxMxHxK.shape[1])[None]
     scale = 1.0 / math.sqrt(q_BxLxHxK.shape[-1])
     logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK * scale,
                                 k_BxMxHxK.astype(self.dtype)
                                 ).astype(jnp.float32)
-    causal_LxM = key_positions_M[None, :] <= positions_L[:, None]
-    logits_BxHxLxM = jnp.where(causal_LxM, logits_BxHxLxM,
+    # Positions restart in each packed segment, so position order is causal
+    # order within a segment; the segment test stops attention across them.
+    mask_BxLxM = key_positions_BxM[:, None, :] <= positions_BxL[:, :, None]
+    if segment_ids_BxL is not None:
+      mask_BxLxM &= segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    logits_BxHxLxM = jnp.where(mask_BxLxM[:, None], logits_BxHxLxM,
                                jnp.finfo(jnp.float32).min)
     probs_BxHxLxM = jax.nn.softmax(logits_BxHxLxM, axis=-1).astype(self.dtype)
     probs_BxHxLxM = self.dropout(probs_BxHxLxM, deterministic=deterministic,
@@ -185,11 +190,11 @@ class Block(nnx.Module):
     self.mlp = MLP(cfg, rngs=rngs)
     self.dropout = nnx.Dropout(cfg.dropout)
 
-  def __call__(self, x_BxLxD, *, positions_L, cache=None, deterministic=True,
-               rngs=None):
-    y_BxLxD, cache = self.attn(self.ln1(x_BxLxD), positions_L=positions_L,
-                               cache=cache, deterministic=deterministic,
-                               rngs=rngs)
+  def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
+               cache=None, deterministic=True, rngs=None):
+    y_BxLxD, cache = self.attn(self.ln1(x_BxLxD), positions_BxL=positions_BxL,
+                               segment_ids_BxL=segment_ids_BxL, cache=cache,
+                               deterministic=deterministic, rngs=rngs)
     x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
                                      rngs=rngs)
     y_BxLxD = self.mlp(self.ln2(x_BxLxD))
@@ -213,30 +218,34 @@ class GPT(nnx.Module):
                             for _ in range(cfg.num_layers)])
     self.ln_f = LayerNorm(cfg, rngs=rngs)
 
-  def __call__(self, tokens_BxL, *, positions_L=None, cache=None,
-               deterministic=True, rngs=None):
+  def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
+               cache=None, deterministic=True, rngs=None):
     """Logits [B, L, V] in float32, and the updated cache (None if not given).
 
-    With a cache (from `init_cache`), tokens sit at `positions_L`, which must
-    be consecutive; keys and values are written there and attention reads the
-    cache, so decoding one token at a time equals one full-length call.
+    `positions` ([L] or [B, L]; default 0..L-1) index the position table.
+    Packed rows pass `segment_ids_BxL` and positions restarting at 0 in each
+    segment; a token then attends only to earlier tokens of its segment.
+    With a cache (from `init_cache`), tokens sit at `positions` ([L], which
+    must be consecutive); keys and values are written there and attention
+    reads the cache, so decoding one token at a time equals one full call.
     """
     dtype = DTYPES[self.cfg.dtype]
     L = tokens_BxL.shape[1]
-    if positions_L is None:
-      positions_L = jnp.arange(L)
+    if positions is None:
+      positions = jnp.arange(L)
+    positions_BxL = positions if positions.ndim == 2 else positions[None]
     # Gather from tables whose embed axis is whole: gathering from an
     # fsdp-sharded table makes XLA's partitioner rematerialise it anyway.
     wte_VxD = sharding.constrain(self.wte[...], ('vocab', None))
     wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
     x_BxLxD = (jnp.take(wte_VxD, tokens_BxL, axis=0) +
-               jnp.take(wpe_LxD, positions_L, axis=0)).astype(dtype)
+               jnp.take(wpe_LxD, positions_BxL, axis=0)).astype(dtype)
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
     new_cache = [] if cache is not None else None
     for i, block in enumerate(self.blocks):
       x_BxLxD, layer_cache = block(
-          x_BxLxD, positions_L=positions_L,
+          x_BxLxD, positions_BxL=positions_BxL, segment_ids_BxL=segment_ids_BxL,
           cache=None if cache is None else cache[i],
           deterministic=deterministic, rngs=rngs)
       if cache is not None:

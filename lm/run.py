@@ -1,15 +1,17 @@
 """The training loop: train, evaluate, checkpoint, and resume a run's workdir.
 
-A workdir holds `config.json` (the resolved config), `tokenizer.json`,
-`checkpoints/`, `metrics.jsonl` and `tensorboard/`. Starting in a workdir that
-holds checkpoints resumes from the latest one, data iterator included.
+A workdir holds `config.json` (the resolved config), the tokenizer
+(`tokenizer.json`, and `tokenizer.model` for SentencePiece), `checkpoints/`,
+`metrics.jsonl`, `tensorboard/` and, after the final evaluation,
+`eval_results.json`. Starting in a workdir that holds checkpoints resumes from
+the latest one, data iterator included, with the tokenizer saved there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import time
 
 import jax
 import numpy as np
@@ -18,6 +20,7 @@ from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
 from lm import data as data_lib
 from lm import flops
+from lm import metrics as metrics_lib
 from lm import model as model_lib
 from lm import sharding
 from lm import tokenizer as tokenizer_lib
@@ -26,6 +29,7 @@ from lm import writer as writer_lib
 
 CONFIG_FILE = 'config.json'
 TOKENIZER_FILE = 'tokenizer.json'
+RESULTS_FILE = 'eval_results.json'
 
 
 class RunError(ValueError):
@@ -41,6 +45,7 @@ class Summary:
   best_eval_loss: float
   tokens_per_sec: float
   losses: list[float]
+  final: dict[str, dict[str, float]]  # Split -> metrics of the whole split.
 
 
 def resolve(config, vocab_size: int):
@@ -87,14 +92,58 @@ def prepare_workdir(workdir: str, config) -> None:
     os.replace(path + '.tmp', path)  # Never a half-written config.json.
 
 
-def check_tokenizer(run_dir: str, tok: tokenizer_lib.CharTokenizer) -> None:
-  """Refuses a run whose saved vocabulary differs from this data's."""
-  path = os.path.join(run_dir, TOKENIZER_FILE)
-  if os.path.exists(path) and tokenizer_lib.CharTokenizer.load(
-      path).chars != tok.chars:
-    raise RunError(f'{run_dir} was trained on text with another vocabulary '
-                   f'({TOKENIZER_FILE} differs); use the same data or a new '
-                   '--workdir')
+def saved_tokenizer(workdir: str, init_from: str, kind: str):
+  """The tokenizer a run must keep: its own, else its init_from run's.
+
+  None for a fresh run (the data trains one). A saved tokenizer of another
+  kind than `data.tokenizer`, or runs that disagree, are refused.
+  """
+  found = [(d, tokenizer_lib.load(d)) for d in (workdir, init_from)
+           if d and os.path.exists(os.path.join(d, TOKENIZER_FILE))]
+  for run_dir, tok in found:
+    if tok.kind != kind:
+      raise RunError(f'{run_dir} was trained with a {tok.kind} tokenizer, '
+                     f'not data.tokenizer={kind}; set it back or use a new '
+                     '--workdir')
+  if len(found) == 2 and found[0][1].fingerprint() != found[1][1].fingerprint():
+    raise RunError(f'{workdir} and init_from={init_from} have different '
+                   'vocabularies; use a new --workdir')
+  return found[0][1] if found else None
+
+
+def evaluate_splits(trainer, params, corpus, c, writer=None
+                    ) -> dict[str, dict[str, float]]:
+  """Loss, perplexity, word-level perplexity and bits per byte of each whole
+  evaluation split, read as one stream in windows `eval.stride` apart."""
+  batch_size = c.eval.batch_size or c.data.batch_size
+  rows = local_rows(batch_size)
+
+  def nll_fn(inputs, targets, weights):
+    local = {'inputs': inputs[rows], 'targets': targets[rows],
+             'weights': weights[rows]}
+    return trainer.nll_step(params, trainer.global_batch(local))
+
+  results = {}
+  for split in ('validation', 'test'):
+    if split not in corpus.texts:
+      continue
+    text = ''.join(corpus.texts[split])
+    progress = writer.sub_progress(f'eval {split}') if writer else None
+    totals = metrics_lib.sliding_window_nll(
+        nll_fn, corpus.streams[split], max_len=c.model.max_len,
+        stride=c.eval.stride or c.model.max_len, batch_size=batch_size,
+        progress=progress)
+    results[split] = metrics_lib.summarize(
+        totals, words=metrics_lib.count_words(text),
+        num_bytes=metrics_lib.count_bytes(text))
+    results[split]['tokens'] = totals.tokens
+  return results
+
+
+def local_rows(batch_size: int) -> slice:
+  """This process's rows of a global batch."""
+  n = batch_size // jax.process_count()
+  return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
 
 
 def load_params(abstract_params, run_dir: str):
@@ -109,14 +158,13 @@ def load_params(abstract_params, run_dir: str):
 def train_and_evaluate(config, workdir: str) -> Summary:
   """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
   c = config
-  corpus = data_lib.load_corpus(c.data.name, c.data.path, c.data.val_fraction,
-                                c.model.max_len)
+  corpus = data_lib.load_corpus(
+      c.data, c.model.max_len,
+      tokenizer=saved_tokenizer(workdir, c.init_from, c.data.tokenizer))
   c = resolve(c, corpus.tokenizer.vocab_size)
-  for run_dir in filter(None, (workdir, c.init_from)):
-    check_tokenizer(run_dir, corpus.tokenizer)
   prepare_workdir(workdir, c)
   if jax.process_index() == 0:
-    corpus.tokenizer.save(os.path.join(workdir, TOKENIZER_FILE))
+    tokenizer_lib.save(corpus.tokenizer, workdir)
 
   mesh = sharding.make_mesh(c.mesh)
   shards = sharding.num_shards(mesh, 'batch', c.mesh.rules)
@@ -131,9 +179,15 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   ckpt = checkpoint_lib.Checkpointer(workdir,
                                      max_to_keep=c.checkpoint.max_to_keep,
                                      async_save=c.checkpoint.async_save)
-  train_iter = iter(data_lib.train_dataset(
-      corpus.train, c.model.max_len, c.data.batch_size, c.seed,
-      c.data.prefetch))
+  if c.data.pack == 'segments':
+    train_iter = iter(data_lib.packed_dataset(
+        data_lib.process_source(corpus.builder, corpus.splits['train']),
+        corpus.tokenizer, c.model.max_len, c.data.batch_size, c.seed,
+        c.data.prefetch, corpus.transform))
+  else:
+    train_iter = iter(data_lib.train_dataset(
+        corpus.train, c.model.max_len, c.data.batch_size, c.seed,
+        c.data.prefetch))
   start = ckpt.latest_step()
   if start is not None:
     state, data_state = ckpt.restore(start, trainer.abstract_state)
@@ -191,8 +245,18 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   ckpt.close()
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
     eval_loss = evaluate(state['params'])
+  final = {}
+  if c.eval.final:
+    final = evaluate_splits(trainer, state['params'], corpus, c, writer)
+    for split, m in final.items():
+      writer.print(f'{split}: ' + ', '.join(
+          f'{k} {v:.4g}' for k, v in m.items() if k != 'tokens'))
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, RESULTS_FILE), 'w') as f:
+        json.dump({'step': max(start, c.train.num_steps), **final}, f,
+                  indent=2)
   best = writer.best('eval/loss')
   writer.close()
   return Summary(workdir, max(start, c.train.num_steps), eval_loss,
                  eval_loss if best is None else best,
-                 rates.get('tokens_per_sec', 0.0), losses)
+                 rates.get('tokens_per_sec', 0.0), losses, final)

@@ -47,8 +47,7 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
                                  f'{temperature}')
   with open(path) as f:
     config = config_lib.from_json(f.read())
-  tok = tokenizer_lib.CharTokenizer.load(os.path.join(workdir,
-                                                      run.TOKENIZER_FILE))
+  tok = tokenizer_lib.load(workdir)
   if not prompt:
     raise config_lib.ConfigError('--prompt is empty; give at least one '
                                  'character')

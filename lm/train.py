@@ -25,10 +25,13 @@ State = dict[str, Any]
 BATCH_NAMES = ('batch', None)
 
 
-def cross_entropy(logits_BxLxV, targets_BxL):
-  """Mean next-token cross-entropy (natural log) over all positions."""
-  return optax.softmax_cross_entropy_with_integer_labels(
-      logits_BxLxV, targets_BxL).mean()
+def cross_entropy(logits_BxLxV, targets_BxL, weights_BxL=None):
+  """Mean next-token cross-entropy (natural log) over weighted positions."""
+  nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV,
+                                                            targets_BxL)
+  if weights_BxL is None:
+    return nll_BxL.mean()
+  return (nll_BxL * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
 
 
 class Trainer:
@@ -64,6 +67,10 @@ class Trainer:
         self._eval_step,
         in_shardings=(self.state_shardings['params'], self.batch_sharding),
         out_shardings=self.replicated)
+    self.nll_step = jax.jit(
+        self._nll_step,
+        in_shardings=(self.state_shardings['params'], self.batch_sharding),
+        out_shardings=self.replicated)
 
   # -- state -----------------------------------------------------------------
 
@@ -95,13 +102,20 @@ class Trainer:
 
   # -- steps -----------------------------------------------------------------
 
-  def loss(self, params, batch, rng=None):
-    """Mean cross-entropy of the batch; dropout is on when `rng` is given."""
+  def logits(self, params, batch, rng=None):
+    """Logits of a batch (packed rows: with their segments and positions)."""
     model = self.merge(params)
     train = rng is not None and self.model_cfg.dropout > 0
-    logits_BxLxV, _ = model(batch['inputs'], deterministic=not train,
+    logits_BxLxV, _ = model(batch['inputs'], positions=batch.get('positions'),
+                            segment_ids_BxL=batch.get('segment_ids'),
+                            deterministic=not train,
                             rngs=nnx.Rngs(dropout=rng) if train else None)
-    return cross_entropy(logits_BxLxV, batch['targets'])
+    return logits_BxLxV
+
+  def loss(self, params, batch, rng=None):
+    """Mean cross-entropy of the batch; dropout is on when `rng` is given."""
+    return cross_entropy(self.logits(params, batch, rng), batch['targets'],
+                         batch.get('weights'))
 
   def _grads(self, params, batch, rng):
     """Loss and gradients, averaged over `grad_accum_steps` micro-batches."""
@@ -139,3 +153,10 @@ class Trainer:
   def _eval_step(self, params, batch):
     with sharding.activation_rules(self.mesh, self.rules):
       return self.loss(params, batch)
+
+  def _nll_step(self, params, batch):
+    """Summed NLL (nats, float32) over the batch's weighted positions."""
+    with sharding.activation_rules(self.mesh, self.rules):
+      nll_BxL = optax.softmax_cross_entropy_with_integer_labels(
+          self.logits(params, batch), batch['targets'])
+      return (nll_BxL * batch['weights']).sum()

@@ -56,6 +56,22 @@ class MetricWriter:
     if self.enabled:
       self._bar.write(text)
 
+  def sub_progress(self, desc: str):
+    """A `progress(done, total)` callback drawing a bar for a long sub-task."""
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+      nonlocal bar
+      if not self.enabled:
+        return
+      if bar is None:
+        bar = tqdm.tqdm(total=total, desc=desc, unit='window', leave=False,
+                        dynamic_ncols=True)
+      bar.update(done - bar.n)
+      if done >= total:
+        bar.close()
+    return progress
+
   def best(self, key: str) -> float | None:
     values = [r[key] for r in self.history
               if key in r and math.isfinite(r[key])]

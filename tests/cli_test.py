@@ -45,9 +45,9 @@ def test_missing_data_file_is_one_line(tmp_path):
   p = run_cli('lm.main', CONFIG, f'--workdir={tmp_path / "run"}',
               f'--config.data.path={tmp_path / "missing.txt"}')
   assert p.returncode == 2
-  assert p.stderr.strip() == (f'error: data file not found: {tmp_path}/'
-                              'missing.txt; set data.path to an existing '
-                              'text file')
+  assert p.stderr.strip() == (f'error: data.path={tmp_path}/missing.txt for '
+                              'tiny_shakespeare is not a directory; point it '
+                              'at the folder that holds the corpus files')
 
 
 def test_help(tmp_path):

@@ -3,10 +3,14 @@
 import os
 import pathlib
 import sys
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Prepared TFDS datasets go to a directory of this test process (xdist
+# workers never race on one), which CLI subprocesses inherit.
+os.environ['TFDS_DATA_DIR'] = tempfile.mkdtemp(prefix='lm_tfds_')
 
 import pytest  # pylint: disable=g-import-not-at-top
 

@@ -1,27 +1,58 @@
-"""Tests of lm.data: the corpus, its split, and the grain pipeline."""
+"""Tests of lm.data: corpora through TFDS, streams, windows, packed rows."""
 
 import numpy as np
 import pytest
 
+from lm import config as config_lib
 from lm import data as data_lib
+from lm import tokenizer as tokenizer_lib
 
 from conftest import SHARED_DATA
 
-SHAKESPEARE = str(SHARED_DATA / 'tinyshakespeare' / 'input.txt')
+WIKITEXT = SHARED_DATA / 'wikitext-2'
 
 
-@pytest.mark.skipif(not (SHARED_DATA / 'tinyshakespeare').exists(),
-                    reason='the shared data folder is not beside the repo')
-def test_embedded_copy_equals_shared_data():
-  embedded = data_lib.read_corpus('tiny_shakespeare')
-  assert embedded == open(SHAKESPEARE).read()
-  assert len(embedded) == 1_115_394
+def data_config(**kw):
+  d = config_lib.default().data
+  d.update(**kw)
+  return d
 
 
-def test_split_is_nanogpt_90_10():
-  corpus = data_lib.load_corpus('tiny_shakespeare', '', 0.1, 64)
+def test_tiny_shakespeare_split_is_nanogpt_90_10():
+  corpus = data_lib.load_corpus(data_config(), 64)
   assert corpus.tokenizer.vocab_size == 65
   assert len(corpus.train) == 1_003_854 and len(corpus.val) == 111_540
+  assert 'test' not in corpus.texts  # No test split: skipped.
+
+
+@pytest.mark.skipif(not WIKITEXT.is_dir(), reason='no ../shared/data')
+def test_wikitext2_word_stream_has_published_sizes():
+  corpus = data_lib.load_corpus(
+      data_config(name='wikitext2', path=str(WIKITEXT), tokenizer='word'), 64)
+  assert corpus.tokenizer.vocab_size == 33278
+  assert len(corpus.train) == 2_088_628
+  assert len(corpus.streams['validation']) == 217_646
+  assert len(corpus.streams['test']) == 245_569
+
+
+def test_missing_validation_is_held_out_of_train(tmp_path):
+  (tmp_path / 'notes.txt').write_text(''.join(f'line {i}\n' for i in range(50)))
+  corpus = data_lib.load_corpus(data_config(name='text_files',
+                                            path=str(tmp_path)), 8)
+  assert corpus.splits == {'train': 'train[:45]', 'validation': 'train[45:]',
+                           'test': ''}
+  assert corpus.texts['validation'][0] == 'line 45\n'
+
+
+def test_encode_document_marks_ends_per_tokenizer():
+  texts = ['ab c\n', 'd\n']
+  word = tokenizer_lib.train('word', texts)
+  assert word.decode(data_lib.encode_stream(word, texts)) == 'ab c\nd\n'
+  char = tokenizer_lib.train('char', texts)
+  assert char.decode(data_lib.encode_stream(char, texts)) == 'ab c\nd\n'
+  byte = tokenizer_lib.train('byte', texts)
+  ids = data_lib.encode_stream(byte, texts)
+  assert (ids == byte.eos_id).sum() == 2 and ids[-1] == byte.eos_id
 
 
 def test_windows_shift_targets_by_one():
@@ -49,6 +80,54 @@ def test_train_batches_are_deterministic_and_resume_exactly():
   assert first[0]['inputs'].shape == (4, 8)
 
 
+def packed(tmp_path, seed=0):
+  lines = [' '.join(f'w{i}' for i in range(n)) + '\n'
+           for n in (3, 17, 1, 40, 5, 9, 2, 30, 11, 6)]
+  (tmp_path / 'train.txt').write_text(''.join(lines))
+  (tmp_path / 'valid.txt').write_text(''.join(lines[:3]))
+  corpus = data_lib.load_corpus(
+      data_config(name='text_files', path=str(tmp_path), tokenizer='word'), 8)
+  source = data_lib.process_source(corpus.builder, 'train')
+  return corpus, data_lib.packed_dataset(source, corpus.tokenizer, 16, 4,
+                                         seed=seed)
+
+
+def test_packed_rows_keep_documents_apart(tmp_path):
+  _, ds = packed(tmp_path)
+  it = iter(ds)
+  for _ in range(5):
+    b = next(it)
+    assert b['inputs'].shape == b['segment_ids'].shape == (4, 16)
+    seg, pos = b['segment_ids'], b['positions']
+    # Within a row: positions restart at 0 exactly where a segment starts,
+    # and count up by one inside it; targets are the next token of the same
+    # document (a document's last target is its <eos>).
+    starts = np.concatenate([np.ones((4, 1), bool), seg[:, 1:] != seg[:, :-1]], 1)
+    real = seg > 0
+    assert np.all(pos[starts & real] == 0)
+    assert np.all(pos[:, 1:][~starts[:, 1:] & real[:, 1:]] ==
+                  pos[:, :-1][~starts[:, 1:] & real[:, 1:]] + 1)
+    same = ~starts[:, 1:] & real[:, 1:]
+    np.testing.assert_array_equal(b['inputs'][:, 1:][same],
+                                  b['targets'][:, :-1][same])
+    assert np.all(b['weights'] == real)
+
+
+def test_packed_iterator_resumes_at_the_next_batch(tmp_path):
+  _, ds = packed(tmp_path, seed=5)
+  it = iter(ds)
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  want = [next(it) for _ in range(4)]
+  resumed = iter(ds)
+  resumed.set_state(state)
+  for w in want:
+    got = next(resumed)
+    for k in w:
+      np.testing.assert_array_equal(got[k], w[k])
+
+
 def test_eval_batches_are_fixed():
   tokens = np.arange(500, dtype=np.int32)
   a = data_lib.eval_batches(tokens, 8, 4, 3, seed=1)
@@ -58,26 +137,16 @@ def test_eval_batches_are_fixed():
     np.testing.assert_array_equal(x['inputs'], y['inputs'])
 
 
-@pytest.mark.parametrize('content, message', [
-    (None, 'data file not found'),
-    ('', 'is empty'),
-    ('   \n', 'is empty'),
-    (b'\xff\xfe', 'is not UTF-8'),
-])
-def test_bad_files_give_one_line(tmp_path, content, message):
-  path = tmp_path / 'corpus.txt'
-  if isinstance(content, bytes):
-    path.write_bytes(content)
-  elif content is not None:
-    path.write_text(content)
-  with pytest.raises(data_lib.DataError, match=message):
-    data_lib.load_corpus('text_file', str(path), 0.1, 8)
-
-
-def test_directory_and_too_short_corpus(tmp_path):
-  with pytest.raises(data_lib.DataError, match='cannot read'):
-    data_lib.read_corpus('text_file', str(tmp_path))
-  (tmp_path / 'short.txt').write_text('abcdefghij' * 3)
-  with pytest.raises(data_lib.DataError, match='validation split has 3 '
+def test_bad_corpora_give_one_line(tmp_path):
+  with pytest.raises(data_lib.DataError, match='does not exist'):
+    data_lib.load_corpus(data_config(name='text_files',
+                                     path=str(tmp_path / 'missing.txt')), 8)
+  (tmp_path / 'bad.txt').write_bytes(b'\xff\xfe')
+  with pytest.raises(data_lib.DataError, match='is not valid UTF-8'):
+    data_lib.load_corpus(data_config(name='text_files',
+                                     path=str(tmp_path / 'bad.txt')), 8)
+  (tmp_path / 'short.txt').write_text('abcdefghij\n' * 20)
+  with pytest.raises(data_lib.DataError, match='validation split has 22 '
                      'tokens'):
-    data_lib.load_corpus('text_file', str(tmp_path / 'short.txt'), 0.1, 8)
+    data_lib.load_corpus(data_config(name='text_files',
+                                     path=str(tmp_path / 'short.txt')), 64)

@@ -52,10 +52,10 @@ def test_kv_cache_decoding_matches_full_forward():
   full, _ = model(x)
   # Prefill the first 5 tokens, then feed the rest one at a time.
   cache = model.init_cache(2)
-  pre, cache = model(x[:, :5], positions_L=jnp.arange(5), cache=cache)
+  pre, cache = model(x[:, :5], positions=jnp.arange(5), cache=cache)
   steps = [pre]
   for t in range(5, CFG.max_len):
-    logits, cache = model(x[:, t:t + 1], positions_L=jnp.array([t]),
+    logits, cache = model(x[:, t:t + 1], positions=jnp.array([t]),
                           cache=cache)
     steps.append(logits)
   chex.assert_trees_all_close(jnp.concatenate(steps, axis=1), full,

@@ -11,6 +11,7 @@ import pytest
 from lm import checkpoint as checkpoint_lib
 from lm import run
 from lm import sharding
+from lm import tokenizer as tokenizer_lib
 
 
 def read_metrics(workdir):
@@ -118,13 +119,20 @@ def test_batch_that_does_not_split_over_the_mesh(resumable, tmp_path):
     run.train_and_evaluate(resumable, str(tmp_path))
 
 
-def test_workdir_trained_on_another_vocabulary_is_refused(resumable,
-                                                          tmp_path):
+def test_resume_keeps_the_saved_vocabulary(resumable, tmp_path):
   resumable.train.num_steps = 2
   run.train_and_evaluate(resumable, str(tmp_path / 'run'))
   other = tmp_path / 'other.txt'
-  other.write_text(''.join(chr(ord('A') + i % 65) for i in range(5000)))
+  other.write_text(''.join(chr(ord('A') + i % 65) + '\n' * (i % 50 == 0)
+                           for i in range(5000)))
   c = resumable.copy_and_resolve_references()
-  c.data.update(name='text_file', path=str(other))
-  with pytest.raises(run.RunError, match='another vocabulary'):
+  c.data.update(name='text_files', path=str(other))
+  # The run's tokenizer is kept: text it cannot encode is named.
+  with pytest.raises(tokenizer_lib.TokenizerError, match='not in the '
+                     'vocabulary'):
+    run.train_and_evaluate(c, str(tmp_path / 'run'))
+  c = resumable.copy_and_resolve_references()
+  c.data.tokenizer = 'byte'
+  with pytest.raises(run.RunError, match='trained with a char tokenizer, not '
+                     'data.tokenizer=byte'):
     run.train_and_evaluate(c, str(tmp_path / 'run'))

@@ -277,8 +277,8 @@ class Data:
     """nanoGPT-style random windows of the embedded Tiny Shakespeare train split."""
 
     def __init__(self, seed=0):
-        from lm import data as lm_data
-        corpus = lm_data.load_corpus("tiny_shakespeare", "", 0.1, T)
+        from lm import config as lm_config, data as lm_data
+        corpus = lm_data.load_corpus(lm_config.default().data, T)
         self.d = corpus.train
         self.rng = np.random.default_rng(seed)
 

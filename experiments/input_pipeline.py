@@ -1,0 +1,96 @@
+"""Input-pipeline throughput: tokens/s the grain pipeline delivers on CPU.
+
+Reads WikiText-2 train through the TFDS ArrayRecord source and the same
+functions a run uses, in both layouts: 'segments' (shuffle documents,
+tokenize, shift, concat-then-split packing with segment ids, batch) and
+'stream' (shuffled windows of the pre-tokenized stream, batch). No model
+runs: this is the rate at which data could feed a training step.
+
+  python experiments/input_pipeline.py [--batch=64 --length=1024 --batches=200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+  try:
+    for line in open('/proc/cpuinfo'):
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def measure(it, batches: int, warmup: int = 5) -> float:
+  for _ in range(warmup):
+    next(it)
+  start, tokens = time.perf_counter(), 0
+  for _ in range(batches):
+    batch = next(it)
+    tokens += batch['inputs'].size
+  return tokens / (time.perf_counter() - start)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data', default=str(REPO.parent / 'shared' / 'data' /
+                                            'wikitext-2'),
+                      help='local WikiText-2 folder')
+  parser.add_argument('--tfds_dir', default='/tmp/lm_tfds',
+                      help='where the ArrayRecords are prepared')
+  parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--length', type=int, default=1024)
+  parser.add_argument('--batches', type=int, default=200)
+  parser.add_argument('--tokenizer', default='word',
+                      choices=('word', 'sentencepiece', 'byte'))
+  parser.add_argument('--out', default=str(REPO / 'experiments' / 'results' /
+                                           'input_pipeline.json'))
+  args = parser.parse_args()
+  sys.path.insert(0, str(REPO))
+  from lm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lm import data  # pylint: disable=g-import-not-at-top
+
+  d = config_lib.default().data
+  d.update(name='wikitext2', config='tokens', path=args.data,
+           tfds_dir=args.tfds_dir, tokenizer=args.tokenizer,
+           vocab_size=8000 if args.tokenizer == 'sentencepiece' else 0)
+  t = time.perf_counter()
+  corpus = data.load_corpus(d, args.length)
+  print(f'prepared, read and tokenized in {time.perf_counter() - t:.1f} s; '
+        f'train stream {len(corpus.train):,} tokens', flush=True)
+  results = {}
+  packed = iter(data.packed_dataset(
+      data.process_source(corpus.builder, corpus.splits['train']),
+      corpus.tokenizer, args.length, args.batch, seed=0))
+  results['segments_tokens_per_sec'] = measure(packed, args.batches)
+  print(f"segments: {results['segments_tokens_per_sec']:,.0f} tokens/s",
+        flush=True)
+  stream = iter(data.train_dataset(corpus.train, args.length, args.batch,
+                                   seed=0))
+  results['stream_tokens_per_sec'] = measure(stream, args.batches)
+  print(f"stream: {results['stream_tokens_per_sec']:,.0f} tokens/s")
+  record = {'command': ' '.join(['python'] + sys.argv),
+            'date': datetime.date.today().isoformat(), 'cpu': cpu_model(),
+            'cores': os.cpu_count(), 'batch': args.batch,
+            'length': args.length, 'batches': args.batches,
+            'tokenizer': args.tokenizer, **results}
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump(record, f, indent=2)
+  print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,1 @@
+"""lm: train and study Transformer language models with JAX, Flax NNX, Optax and Orbax."""

@@ -1,0 +1,114 @@
+"""Tests of lm.builders: TFDS builders prepared to ArrayRecord without TF."""
+
+import json
+import shutil
+
+import pytest
+
+from lm import builders
+from conftest import SHARED_DATA
+
+WIKITEXT = SHARED_DATA / 'wikitext-2'
+needs_wikitext = pytest.mark.skipif(not WIKITEXT.is_dir(),
+                                    reason='../shared/data/wikitext-2 absent')
+
+
+@pytest.fixture(scope='module')
+def tfds_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def texts(builder, split):
+  source = builders.source(builder, split)
+  return [source[i]['text'].decode() for i in range(len(source))]
+
+
+@needs_wikitext
+def test_wikitext2_matches_published_counts_and_bytes(tfds_dir):
+  b = builders.prepare('wikitext2', config='tokens', path=str(WIKITEXT),
+                       data_dir=tfds_dir)
+  counts = {s: b.info.splits[s].num_examples for s in b.info.splits}
+  assert counts == {'train': 36718, 'validation': 3760, 'test': 4358}
+  assert b.info.file_format.value == 'array_record'
+  valid = texts(b, 'validation')
+  assert ''.join(valid) == (WIKITEXT / 'wiki.valid.tokens').read_text()
+  train_tokens = sum(len(t.split()) + 1 for t in texts(b, 'train'))
+  assert train_tokens == 2088628  # Words plus one <eos> per line.
+  # Prepared once: a second call reuses the ArrayRecords.
+  again = builders.prepare('wikitext2', config='tokens', path=str(WIKITEXT),
+                           data_dir=tfds_dir)
+  assert again.data_dir == b.data_dir
+
+
+def test_raw_config_prepares_the_splits_it_finds(tfds_dir):
+  raw = SHARED_DATA / 'wikitext-2-raw'
+  if not raw.is_dir():
+    pytest.skip('../shared/data/wikitext-2-raw absent')
+  b = builders.prepare('wikitext2', config='raw', path=str(raw),
+                       data_dir=tfds_dir)
+  assert set(b.info.splits) == {'validation', 'test'}
+  with pytest.raises(builders.DataError, match="no split 'train'; it has"):
+    builders.source(b, 'train')
+
+
+def test_tiny_shakespeare_embedded_is_nanogpts_split(tfds_dir):
+  b = builders.prepare('tiny_shakespeare', data_dir=tfds_dir)
+  text = builders.EMBEDDED_SHAKESPEARE.read_text()
+  train, val = texts(b, 'train'), texts(b, 'validation')
+  assert len(train) == len(val) == 1
+  assert train[0] == text[:int(len(text) * 0.9)] and train[0] + val[0] == text
+
+
+def test_text_files_lines_and_jsonl_read_back(tmp_path, tfds_dir):
+  corpus = tmp_path / 'mine'
+  corpus.mkdir()
+  (corpus / 'train.txt').write_text('first line\nsecond é line\n\nlast')
+  rows = [{'text': 'a doc\nwith two lines'}, {'text': 'another'}]
+  (corpus / 'valid.jsonl').write_text(
+      '\n'.join(json.dumps(r) for r in rows) + '\n')
+  b = builders.prepare('text_files', path=str(corpus), data_dir=tfds_dir)
+  assert texts(b, 'train') == ['first line\n', 'second é line\n', '\n', 'last']
+  assert texts(b, 'validation') == [r['text'] for r in rows]
+  # New contents are a new dataset, not the stale prepared one.
+  (corpus / 'train.txt').write_text('changed\n')
+  b2 = builders.prepare('text_files', path=str(corpus), data_dir=tfds_dir)
+  assert b2.builder_config.name != b.builder_config.name
+  assert texts(b2, 'train') == ['changed\n']
+
+
+@needs_wikitext
+def test_altered_file_is_refused_with_counts(tmp_path):
+  folder = tmp_path / 'wt2'
+  folder.mkdir()
+  for name in ('wiki.valid.tokens', 'wiki.test.tokens'):
+    shutil.copy(WIKITEXT / name, folder / name)
+  lines = (folder / 'wiki.valid.tokens').read_text().splitlines(True)
+  (folder / 'wiki.valid.tokens').write_text(''.join(lines[:-1]))
+  with pytest.raises(builders.DataError, match=r'3,759 lines \(expected '
+                     r'3,760\).*copy it again'):
+    builders.prepare('wikitext2', path=str(folder),
+                     data_dir=str(tmp_path / 'tfds'))
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, tfds_dir):
+  fresh = str(tmp_path / 'tfds')  # Nothing prepared there yet.
+  with pytest.raises(builders.DataError, match='is not a directory'):
+    builders.prepare('wikitext2', path=str(tmp_path / 'nope'), data_dir=fresh)
+  with pytest.raises(builders.DataError, match='holds no wiki.valid.tokens'):
+    builders.prepare('wikitext2', path=str(tmp_path), data_dir=fresh)
+  with pytest.raises(builders.DataError, match="no config 'big'"):
+    builders.prepare('wikitext2', config='big', data_dir=tfds_dir)
+  with pytest.raises(builders.DataError, match='does not exist'):
+    builders.prepare('text_files', path=str(tmp_path / 'x.txt'),
+                     data_dir=tfds_dir)
+  bad = tmp_path / 'bad'
+  bad.mkdir()
+  (bad / 'train.txt').write_bytes(b'ok\nbroken \xff here\n')
+  with pytest.raises(builders.DataError,
+                     match=r'not valid UTF-8 \(byte 10, line 2\)'):
+    builders.prepare('text_files', path=str(bad), data_dir=tfds_dir)
+  (bad / 'train.txt').write_text('fine\n')
+  (bad / 'dev.jsonl').write_text('{"body": "no text field"}\n')
+  with pytest.raises(builders.DataError, match="dev.jsonl:1 is not a JSON "
+                     "object with a string 'text' field"):
+    builders.prepare('text_files', path=str(bad), data_dir=tfds_dir)
