@@ -71,9 +71,8 @@ def main():
   print(f'prepared, read and tokenized in {time.perf_counter() - t:.1f} s; '
         f'train stream {len(corpus.train):,} tokens', flush=True)
   results = {}
-  packed = iter(data.packed_dataset(
-      data.process_source(corpus.builder, corpus.splits['train']),
-      corpus.tokenizer, args.length, args.batch, seed=0))
+  packed = iter(data.packed_dataset(data.process_documents(corpus),
+                                    args.length, args.batch, seed=0))
   results['segments_tokens_per_sec'] = measure(packed, args.batches)
   print(f"segments: {results['segments_tokens_per_sec']:,.0f} tokens/s",
         flush=True)

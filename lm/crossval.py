@@ -54,7 +54,7 @@ def fold_bounds(num_examples: int, k: int) -> list[tuple[int, int]]:
 def fold_splits(base: str, start: int, end: int, n: int) -> dict[str, str]:
   """TFDS split expressions: train on all but [start, end), hold it out."""
   parts = ([f'{base}[:{start}]'] if start else []) + (
-      [f'{base}[{end}:]'] if end < n else [])
+      [f'{base}[{end}:{n}]'] if end < n else [])
   return {'train': '+'.join(parts), 'validation': f'{base}[{start}:{end}]'}
 
 
@@ -104,6 +104,8 @@ def markdown(results, summary) -> str:
 def cross_validate(config, workdir: str, k: int) -> dict:
   """Trains the k fold runs (skipping finished ones); writes the summary."""
   config_lib.validate(config)
+  if k < 2:
+    raise config_lib.ConfigError(f'--folds must be at least 2, got {k}')
   os.makedirs(workdir, exist_ok=True)
   results = {}
   for i, (name, c) in enumerate(fold_configs(config, k)):

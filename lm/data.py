@@ -7,9 +7,9 @@ data source. Two ways to cut it into training rows (`data.pack`):
   token stream; rows are windows of `max_len + 1` tokens at shuffled start
   offsets (every offset once per epoch), as nanoGPT and the WikiText
   literature read a corpus. Attention may cross document boundaries.
-- 'segments': documents are shuffled, tokenized, shifted into (inputs,
-  targets) and packed by grain's concat-then-split into rows with segment ids
-  and positions; attention never crosses a document (the model masks it).
+- 'segments': documents are shuffled, shifted into (inputs, targets) and
+  packed concat-then-split into rows with segment ids and positions;
+  attention never crosses a document (the model masks it).
 
 Evaluation always reads a split as one stream, so perplexities are those of
 the split's text. Iterators are deterministic from the seed; their state is
@@ -22,7 +22,6 @@ import dataclasses
 import functools
 
 import grain
-import grain.experimental
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
@@ -61,10 +60,13 @@ def resolve_splits(builder, d) -> dict[str, str]:
   return names
 
 
-def read_texts(source) -> list[str]:
-  """All texts of a data source, in order."""
-  return [ex['text'].decode('utf-8') for ex in
-          (source[i] for i in range(len(source)))]
+def read_texts(source, chunk: int = 4096) -> list[str]:
+  """All texts of a data source, in order (read in chunks: 4x faster)."""
+  texts = []
+  for start in range(0, len(source), chunk):
+    rows = source.__getitems__(range(start, min(start + chunk, len(source))))
+    texts.extend(ex['text'].decode('utf-8') for ex in rows)
+  return texts
 
 
 def encode_document(tok, text: str) -> np.ndarray:
@@ -77,10 +79,36 @@ def encode_document(tok, text: str) -> np.ndarray:
   return ids.astype(np.int32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Documents:
+  """Tokenized documents as one flat id array and offsets (random access).
+
+  `tokens` is the split as one stream; document i is
+  tokens[offsets[i]:offsets[i + 1]]. Tokenizing a split once, in bulk, makes
+  a packed epoch cost array slicing instead of a record read and a
+  tokenization per document (5x the rate; see BENCHMARKS.md).
+  """
+  tokens: np.ndarray
+  offsets: np.ndarray
+
+  @classmethod
+  def encode(cls, tok, texts) -> 'Documents':
+    parts = [encode_document(tok, t) for t in texts]
+    offsets = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    tokens = np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+    return cls(tokens, offsets)
+
+  def __len__(self) -> int:
+    return len(self.offsets) - 1
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+
 def encode_stream(tok, texts) -> np.ndarray:
   """The documents' ids concatenated in order: a split as one stream."""
-  parts = [encode_document(tok, t) for t in texts]
-  return np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+  return Documents.encode(tok, texts).tokens
 
 
 @dataclasses.dataclass
@@ -93,8 +121,13 @@ class Corpus:
   texts: dict[str, list[str]]  # Preprocessed texts of each split, in order.
 
   @functools.cached_property
+  def documents(self) -> dict[str, Documents]:
+    return {s: Documents.encode(self.tokenizer, t)
+            for s, t in self.texts.items()}
+
+  @property
   def streams(self) -> dict[str, np.ndarray]:
-    return {s: encode_stream(self.tokenizer, t) for s, t in self.texts.items()}
+    return {s: d.tokens for s, d in self.documents.items()}
 
   @property
   def train(self) -> np.ndarray:
@@ -178,43 +211,81 @@ def train_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
       _read_options(prefetch))
 
 
-def _shifted(tok, transform, example) -> dict[str, np.ndarray]:
-  ids = encode_document(tok, transform(example['text'].decode('utf-8')))
-  return {'inputs': ids[:-1], 'targets': ids[1:]}
+@dataclasses.dataclass
+class PackedRows:
+  """Random-access packed rows: row i of an endless concat-then-split stream.
 
-
-def _row(max_len: int, packed) -> dict[str, np.ndarray]:
-  """A packed row as the model reads it; padding (segment 0) has weight 0."""
-  segment_ids = packed['inputs_segment_ids']
-  return {'inputs': packed['inputs'].astype(np.int32),
-          'targets': packed['targets'].astype(np.int32),
-          'segment_ids': segment_ids.astype(np.int32),
-          'positions': packed['inputs_positions'].astype(np.int32),
-          'weights': (segment_ids > 0).astype(np.float32)}
-
-
-def packed_dataset(source, tok, max_len: int, global_batch: int, seed: int,
-                   prefetch: int = 2, transform=lambda t: t
-                   ) -> grain.IterDataset:
-  """Endless batches of documents packed into rows with segment ids.
-
-  `source` is this process's data source (see `process_source`); documents
-  are reshuffled every epoch, and a document longer than a row continues in
-  the next row with positions starting again at 0.
+  Epoch e shuffles the documents (a permutation seeded by (seed, e)), shifts
+  each into inputs and targets, concatenates them and cuts the result into
+  rows of `max_len` (the tail that does not fill a row is dropped). A row
+  holds `segment_ids` (1, 2, ... per document piece in the row) and
+  `positions` that restart at 0 where a document, or a row, starts. All in
+  numpy over the epoch at once: packing costs slicing, not Python per
+  document, and any row can be read back from its index (exact resume).
   """
-  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds.map(functools.partial(_shifted, tok, transform))
-  ds = ds.filter(lambda ex: len(ex['inputs']) > 0)
-  it = ds.to_iter_dataset(_read_options(prefetch))
-  it = grain.experimental.ConcatThenSplitIterDataset(
-      it, length_struct={'inputs': max_len, 'targets': max_len})
-  it = it.map(functools.partial(_row, max_len))
-  return it.batch(local_batch_size(global_batch), drop_remainder=True)
+  documents: Documents
+  max_len: int
+  seed: int
+  EPOCHS = 10**6  # The length grain sees: endless for any real run.
+
+  def __post_init__(self):
+    lengths = np.diff(self.documents.offsets) - 1  # Targets per document.
+    self._docs = np.flatnonzero(lengths > 0)  # One-token documents: none.
+    self._lengths = lengths[self._docs]
+    self.rows_per_epoch = int(self._lengths.sum()) // self.max_len
+    if self.rows_per_epoch == 0:
+      raise DataError(f'the documents hold {self._lengths.sum()} targets, '
+                      f'fewer than one packed row of {self.max_len}; use more '
+                      'text or a smaller model.max_len')
+    self._cached = (None, None)
+
+  def __len__(self) -> int:
+    return self.rows_per_epoch * self.EPOCHS
+
+  def _epoch(self, epoch: int):
+    if self._cached[0] != epoch:
+      order = np.random.default_rng((self.seed, epoch)).permutation(
+          len(self._docs))
+      lengths = self._lengths[order]
+      starts = self.documents.offsets[self._docs[order]]
+      ends = np.cumsum(lengths)
+      # Position of each target inside its document, then its stream index.
+      doc = np.repeat(np.arange(len(order)), lengths)
+      pos = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
+      index = starts[doc] + pos
+      self._cached = (epoch, (index, doc, pos))
+    return self._cached[1]
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    epoch, row = divmod(int(i), self.rows_per_epoch)
+    index, doc, pos = (a[row * self.max_len:(row + 1) * self.max_len]
+                       for a in self._epoch(epoch))
+    first = doc == doc[0]  # A document continued from the previous row.
+    tokens = self.documents.tokens
+    return {'inputs': tokens[index], 'targets': tokens[index + 1],
+            'segment_ids': (doc - doc[0] + 1).astype(np.int32),
+            'positions': np.where(first, pos - pos[0], pos).astype(np.int32),
+            'weights': np.ones(self.max_len, np.float32)}
 
 
-def process_source(builder, split: str):
-  """This process's share of `split`: equal contiguous parts across hosts."""
-  return builders.source(builder, tfds.split_for_jax_process(split))
+def packed_dataset(documents: Documents, max_len: int, global_batch: int,
+                   seed: int, prefetch: int = 2) -> grain.IterDataset:
+  """Endless batches of shuffled documents packed into rows with segment ids
+  (see PackedRows); `documents` are this process's (`process_documents`)."""
+  ds = grain.MapDataset.source(PackedRows(documents, max_len, seed))
+  return ds.batch(local_batch_size(global_batch), drop_remainder=True
+                  ).to_iter_dataset(_read_options(prefetch))
+
+
+def process_documents(corpus: Corpus, split: str = 'train') -> Documents:
+  """This process's share of a split (tfds.split_for_jax_process: equal
+  contiguous parts across hosts), tokenized."""
+  if jax.process_count() == 1:
+    return corpus.documents[split]
+  source = builders.source(corpus.builder,
+                           tfds.split_for_jax_process(corpus.splits[split]))
+  return Documents.encode(corpus.tokenizer,
+                          [corpus.transform(t) for t in read_texts(source)])
 
 
 def eval_batches(tokens: np.ndarray, max_len: int, global_batch: int,

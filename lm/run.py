@@ -181,9 +181,8 @@ def train_and_evaluate(config, workdir: str) -> Summary:
                                      async_save=c.checkpoint.async_save)
   if c.data.pack == 'segments':
     train_iter = iter(data_lib.packed_dataset(
-        data_lib.process_source(corpus.builder, corpus.splits['train']),
-        corpus.tokenizer, c.model.max_len, c.data.batch_size, c.seed,
-        c.data.prefetch, corpus.transform))
+        data_lib.process_documents(corpus), c.model.max_len,
+        c.data.batch_size, c.seed, c.data.prefetch))
   else:
     train_iter = iter(data_lib.train_dataset(
         corpus.train, c.model.max_len, c.data.batch_size, c.seed,

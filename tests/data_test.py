@@ -87,30 +87,43 @@ def packed(tmp_path, seed=0):
   (tmp_path / 'valid.txt').write_text(''.join(lines[:3]))
   corpus = data_lib.load_corpus(
       data_config(name='text_files', path=str(tmp_path), tokenizer='word'), 8)
-  source = data_lib.process_source(corpus.builder, 'train')
-  return corpus, data_lib.packed_dataset(source, corpus.tokenizer, 16, 4,
-                                         seed=seed)
+  return corpus, data_lib.packed_dataset(data_lib.process_documents(corpus),
+                                         16, 4, seed=seed)
 
 
 def test_packed_rows_keep_documents_apart(tmp_path):
-  _, ds = packed(tmp_path)
-  it = iter(ds)
-  for _ in range(5):
-    b = next(it)
-    assert b['inputs'].shape == b['segment_ids'].shape == (4, 16)
-    seg, pos = b['segment_ids'], b['positions']
-    # Within a row: positions restart at 0 exactly where a segment starts,
-    # and count up by one inside it; targets are the next token of the same
-    # document (a document's last target is its <eos>).
-    starts = np.concatenate([np.ones((4, 1), bool), seg[:, 1:] != seg[:, :-1]], 1)
-    real = seg > 0
-    assert np.all(pos[starts & real] == 0)
-    assert np.all(pos[:, 1:][~starts[:, 1:] & real[:, 1:]] ==
-                  pos[:, :-1][~starts[:, 1:] & real[:, 1:]] + 1)
-    same = ~starts[:, 1:] & real[:, 1:]
-    np.testing.assert_array_equal(b['inputs'][:, 1:][same],
-                                  b['targets'][:, :-1][same])
-    assert np.all(b['weights'] == real)
+  corpus, ds = packed(tmp_path)
+  docs = corpus.documents['train']
+  rows = data_lib.PackedRows(docs, 16, seed=0)
+  pieces = {}
+  for r in range(rows.rows_per_epoch):  # One epoch, row by row.
+    row = rows[r]
+    seg, pos = row['segment_ids'], row['positions']
+    assert seg[0] == 1 and np.all(np.diff(seg) >= 0)
+    for s in np.unique(seg):
+      at = seg == s
+      # Each piece counts positions from 0, and is a run of one document.
+      np.testing.assert_array_equal(pos[at], np.arange(at.sum()))
+      pieces.setdefault(r, []).append((row['inputs'][at], row['targets'][at]))
+  stream = docs.tokens.tolist()
+  for row_pieces in pieces.values():
+    for inputs, targets in row_pieces:
+      np.testing.assert_array_equal(inputs[1:], targets[:-1])
+      n = len(inputs)
+      starts = [i for i in range(len(stream) - n)
+                if stream[i:i + n] == inputs.tolist()
+                and stream[i + 1:i + n + 1] == targets.tolist()]
+      # The piece lies inside one document (never across an end).
+      assert any(np.searchsorted(docs.offsets, i, 'right') ==
+                 np.searchsorted(docs.offsets, i + n, 'right')
+                 for i in starts), (inputs, targets)
+  # An epoch uses every target of the kept documents once, but the last
+  # partial row.
+  targets = int((np.diff(docs.offsets) - 1).clip(0).sum())
+  assert rows.rows_per_epoch == targets // 16
+  b = next(iter(ds))
+  assert b['inputs'].shape == b['segment_ids'].shape == (4, 16)
+  assert b['weights'].dtype == np.float32
 
 
 def test_packed_iterator_resumes_at_the_next_batch(tmp_path):

@@ -46,6 +46,22 @@ def test_changing_a_future_token_never_changes_earlier_logits(t):
   assert np.abs(np.asarray(lx[:, t:] - ly[:, t:])).max() > 1e-4
 
 
+def test_packed_segments_never_attend_across_documents():
+  model = make()
+  a, b = tokens(1, 1, 6)[0], tokens(2, 1, 10)[0]
+  row = jnp.concatenate([a, b])[None]
+  segment_ids = jnp.array([[1] * 6 + [2] * 10])
+  positions = jnp.array([list(range(6)) + list(range(10))])
+  packed, _ = model(row, positions=positions, segment_ids_BxL=segment_ids)
+  alone_a, _ = model(a[None])
+  alone_b, _ = model(b[None])
+  # Each document's logits are those it gets alone: nothing leaks across.
+  chex.assert_trees_all_close(packed[0, :6], alone_a[0], atol=1e-5)
+  chex.assert_trees_all_close(packed[0, 6:], alone_b[0], atol=1e-5)
+  unmasked, _ = model(row, positions=positions)
+  assert np.abs(np.asarray(unmasked[0, 6:] - alone_b[0])).max() > 1e-3
+
+
 def test_kv_cache_decoding_matches_full_forward():
   model = make()
   x = tokens(length=CFG.max_len)
