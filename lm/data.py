@@ -33,30 +33,27 @@ from lm import tokenizer as tokenizer_lib
 DataError = builders.DataError
 
 
-def split_names(d) -> dict[str, str]:
+def resolve_splits(builder, d) -> dict[str, str]:
   """TFDS split expressions for 'train', 'validation' and 'test' ('' none).
 
-  A corpus without a validation split holds out the last `val_fraction` of
-  its training examples (whole examples, in file order).
+  A corpus without a validation split holds out the last `data.val_fraction`
+  of its training examples (whole examples, in file order); a test split the
+  corpus lacks is skipped.
   """
-  return {'train': d.train_split, 'validation': d.eval_split,
-          'test': d.test_split}
-
-
-def resolve_splits(builder, d) -> dict[str, str]:
-  """`split_names`, with a missing validation split carved out of train."""
-  names = split_names(d)
+  names = {'train': d.train_split, 'validation': d.eval_split,
+           'test': d.test_split}
   available = set(builder.info.splits)
-  if names['validation'] and names['validation'] not in available and (
-      names['validation'] == 'validation' and names['train'] == 'train'):
+  if (names['validation'] == 'validation' and names['train'] == 'train'
+      and 'validation' not in available):
     n = builder.info.splits['train'].num_examples
     held = max(1, int(round(n * d.val_fraction)))
     if n - held < 1:
       raise DataError(f'{builder.name} has {n} training example(s), too few '
                       'to hold out a validation split; add a validation file')
-    names['train'], names['validation'] = f'train[:{n - held}]', f'train[{n - held}:]'
+    names['train'] = f'train[:{n - held}]'
+    names['validation'] = f'train[{n - held}:]'
   if names['test'] and names['test'].split('[')[0] not in available:
-    names['test'] = ''  # No test split (e.g. a user corpus): skip it.
+    names['test'] = ''
   return names
 
 
@@ -70,13 +67,16 @@ def read_texts(source, chunk: int = 4096) -> list[str]:
 
 
 def encode_document(tok, text: str) -> np.ndarray:
-  """One document's ids: the word tokenizer ends each line with <eos> itself;
-  tokenizers with an <eos> that ignore newlines get one after the document;
-  the character tokenizer keeps the text's own newlines."""
-  ids = tok.encode(text)
+  """One document's ids, its end marked once.
+
+  The word tokenizer ends each line with <eos> itself; the character
+  tokenizer keeps the text's own newlines; SentencePiece and bytes end the
+  document with <eos> in place of its final newline.
+  """
   if tok.kind in ('sentencepiece', 'byte'):
-    ids = np.append(ids, np.int32(tok.eos_id))
-  return ids.astype(np.int32)
+    body = text[:-1] if text.endswith('\n') else text
+    return np.append(tok.encode(body), np.int32(tok.eos_id)).astype(np.int32)
+  return tok.encode(text).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,6 +98,11 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
   None for a fresh run (the data trains one). A saved tokenizer of another
   kind than `data.tokenizer`, or runs that disagree, are refused.
   """
+  for run_dir in filter(None, (workdir, init_from)):
+    if (os.path.isdir(checkpoint_lib.directory(run_dir)) and not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE))):
+      raise RunError(f'{run_dir} holds checkpoints but no {TOKENIZER_FILE}: '
+                     'its vocabulary is unknown; restore the file or use a '
+                     'new --workdir')
   found = [(d, tokenizer_lib.load(d)) for d in (workdir, init_from)
            if d and os.path.exists(os.path.join(d, TOKENIZER_FILE))]
   for run_dir, tok in found:

@@ -5,12 +5,15 @@ import pytest
 
 from lm import config as config_lib
 
-from conftest import run_cli
+from conftest import load_config, run_cli
 
 
-def test_default_and_shipped_variants_validate(test_config):
+@pytest.mark.parametrize('name', ['shakespeare_char', 'wikitext2_word',
+                                  'wikitext2_bpe'])
+@pytest.mark.parametrize('variant', [None, 'cpu', 'test'])
+def test_default_and_shipped_variants_validate(name, variant):
   config_lib.validate(config_lib.default())
-  config_lib.validate(test_config)
+  config_lib.validate(load_config(name, variant))
 
 
 @pytest.mark.parametrize('mutate, message', [
@@ -30,6 +33,17 @@ def test_default_and_shipped_variants_validate(test_config):
     (lambda c: c.optim.__setattr__('b2', 1.0), 'optim.b2 must be in [0, 1)'),
     (lambda c: c.mesh.__setattr__('rules', (('batch', 'dta'),)),
      "mesh.rules entry ('batch', 'dta') must be"),
+    (lambda c: c.data.__setattr__('remove_stopwords', True),
+     'data.remove_stopwords is for classification pipelines'),
+    (lambda c: c.data.__setattr__('tokenizer', 'sentencepiece'),
+     'data.tokenizer=sentencepiece needs data.vocab_size'),
+    (lambda c: c.data.__setattr__('tokenizer', 'bpe'),
+     "'data.tokenizer' is 'bpe'; valid choices: char, word, sentencepiece, "
+     'byte'),
+    (lambda c: c.data.__setattr__('name', 'text_files'),
+     "data.name='text_files' needs data.path"),
+    (lambda c: c.eval.__setattr__('stride', 1000),
+     'eval.stride must be in [0, model.max_len=16]'),
 ])
 def test_bad_values_are_named(test_config, mutate, message):
   mutate(test_config)

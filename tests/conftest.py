@@ -1,5 +1,6 @@
 """Test setup: 8 simulated CPU devices (set before JAX is imported), paths."""
 
+import importlib
 import os
 import pathlib
 import sys
@@ -18,15 +19,20 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 
+def load_config(name: str, variant=None):
+  """configs/NAME.py's get_config(variant)."""
+  sys.path.insert(0, str(REPO / 'configs'))
+  try:
+    module = importlib.import_module(name)
+  finally:
+    sys.path.pop(0)
+  return module.get_config(variant)
+
+
 @pytest.fixture
 def test_config():
   """The tiny test variant of the default config (embedded Tiny Shakespeare)."""
-  sys.path.insert(0, str(REPO / 'configs'))
-  try:
-    import shakespeare_char  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  return shakespeare_char.get_config('test')
+  return load_config('shakespeare_char', 'test')
 
 
 def run_cli(*args, env=None, timeout=300):

@@ -52,7 +52,8 @@ def test_encode_document_marks_ends_per_tokenizer():
   assert char.decode(data_lib.encode_stream(char, texts)) == 'ab c\nd\n'
   byte = tokenizer_lib.train('byte', texts)
   ids = data_lib.encode_stream(byte, texts)
-  assert (ids == byte.eos_id).sum() == 2 and ids[-1] == byte.eos_id
+  assert ids.tolist() == list(b'ab c') + [byte.eos_id, ord('d'), byte.eos_id]
+  assert byte.decode(ids) == 'ab c\nd\n'  # <eos> reads back as a newline.
 
 
 def test_windows_shift_targets_by_one():

@@ -12,6 +12,7 @@ from lm import checkpoint as checkpoint_lib
 from lm import run
 from lm import sharding
 from lm import tokenizer as tokenizer_lib
+from conftest import SHARED_DATA, load_config
 
 
 def read_metrics(workdir):
@@ -77,6 +78,13 @@ def test_init_from_starts_at_another_runs_parameters(resumable, tmp_path):
   a = read_metrics(tmp_path / 'a')
   # From a's parameters the first loss is far below a fresh start's ln(65).
   assert first.losses[0] < a[0]['train/loss'] - 0.05
+  # b kept a's tokenizer; starting b again from a run with another vocabulary
+  # is refused.
+  assert (tokenizer_lib.load(str(tmp_path / 'b')).fingerprint() ==
+          tokenizer_lib.load(str(tmp_path / 'a')).fingerprint())
+  tokenizer_lib.train('char', ['xyz']).save(str(tmp_path / 'a'))
+  with pytest.raises(run.RunError, match='different vocabularies'):
+    run.train_and_evaluate(c, str(tmp_path / 'b'))
 
 
 def test_workdir_of_another_model_is_refused(resumable, tmp_path):
@@ -136,3 +144,40 @@ def test_resume_keeps_the_saved_vocabulary(resumable, tmp_path):
   with pytest.raises(run.RunError, match='trained with a char tokenizer, not '
                      'data.tokenizer=byte'):
     run.train_and_evaluate(c, str(tmp_path / 'run'))
+  os.remove(tmp_path / 'run' / run.TOKENIZER_FILE)
+  with pytest.raises(run.RunError, match='holds checkpoints but no '
+                     'tokenizer.json'):
+    run.train_and_evaluate(resumable, str(tmp_path / 'run'))
+
+
+needs_wikitext = pytest.mark.skipif(
+    not (SHARED_DATA / 'wikitext-2').is_dir(), reason='no ../shared/data')
+
+
+@needs_wikitext
+def test_wikitext2_word_run_reports_word_perplexity(tmp_path):
+  c = load_config('wikitext2_word', 'test')
+  c.data.test_split = ''  # The validation split alone keeps the test short.
+  s = run.train_and_evaluate(c, str(tmp_path))
+  val = s.final['validation']
+  assert set(s.final) == {'validation'} and val['tokens'] == 217_645
+  # Word level: tokens are the words (all but the first are scored).
+  assert val['word_perplexity'] == pytest.approx(val['perplexity'], rel=1e-3)
+  assert 1 < val['perplexity'] < 33278 * 1.5
+  saved = json.loads((tmp_path / run.RESULTS_FILE).read_text())
+  assert saved['step'] == 4 and saved['validation'] == val
+  assert tokenizer_lib.load(str(tmp_path)).vocab_size == 33278
+
+
+@needs_wikitext
+def test_packed_segments_run_trains_and_resumes(tmp_path):
+  c = load_config('wikitext2_word', 'test')
+  c.data.pack = 'segments'
+  c.eval.final = False
+  half = c.copy_and_resolve_references()
+  half.train.num_steps = 2
+  run.train_and_evaluate(half, str(tmp_path / 'b'))
+  resumed = run.train_and_evaluate(c, str(tmp_path / 'b'))
+  straight = run.train_and_evaluate(c, str(tmp_path / 'a'))
+  assert np.isfinite(straight.losses).all()
+  assert resumed.losses[-2:] == straight.losses[-2:]
