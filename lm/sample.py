@@ -48,6 +48,10 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
   with open(path) as f:
     config = config_lib.from_json(f.read())
   tok = tokenizer_lib.load(workdir)
+  if tok.vocab_size > config.model.vocab_size:
+    raise run.RunError(f'{workdir}: its tokenizer has {tok.vocab_size} '
+                       f'entries but its model only {config.model.vocab_size}'
+                       '; the tokenizer files are not this run\'s')
   if not prompt:
     raise config_lib.ConfigError('--prompt is empty; give at least one '
                                  'character')

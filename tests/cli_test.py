@@ -2,6 +2,7 @@
 
 import json
 
+from lm import tokenizer as tokenizer_lib
 from conftest import run_cli
 
 CONFIG = '--config=configs/shakespeare_char.py:test'
@@ -33,6 +34,12 @@ def test_train_then_sample(tmp_path):
   assert 'done: 10 steps' in p.stdout
   assert (workdir / 'metrics.jsonl').read_text() == metrics
   assert sorted(p.name for p in (workdir / 'checkpoints').iterdir()) == steps
+  # A tokenizer that does not belong to the checkpoint: one line, exit 2.
+  tokenizer_lib.train('byte', []).save(str(workdir))
+  p = run_cli('lm.sample', f'--workdir={workdir}')
+  assert p.returncode == 2 and p.stderr.strip().endswith(
+      "its tokenizer has 257 entries but its model only 65; the tokenizer "
+      "files are not this run's")
 
 
 def test_sample_from_a_directory_without_a_run(tmp_path):
