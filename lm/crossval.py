@@ -8,7 +8,8 @@ documents, in corpus order). Run k trains on the other K-1 folds and holds
 fold k out: its tokenizer is trained on its own training folds, its periodic
 and final evaluations read the held-out fold as one stream. Each run is an
 ordinary training run in WORKDIR/fold_k (so an interrupted study resumes, and
-finished folds are skipped); the mean and standard deviation of held-out
+finished folds are skipped); a character vocabulary is the whole training
+split's alphabet (see `_save_alphabet`); the mean and standard deviation of held-out
 perplexity go to WORKDIR/crossval.json and WORKDIR/crossval.md.
 """
 
@@ -22,10 +23,13 @@ from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
 
+from lm import builders
 from lm import cli
 from lm import config as config_lib
 from lm import data as data_lib
+from lm import preprocess
 from lm import run
+from lm import tokenizer as tokenizer_lib
 
 config_flags.DEFINE_config_file(
     'config', None, 'Config file (configs/NAME.py[:VARIANT]).',
@@ -116,6 +120,8 @@ def cross_validate(config, workdir: str, k: int) -> dict:
           flush=True)
     if done is None:
       c.eval.final = True
+      if c.data.tokenizer == 'char':
+        _save_alphabet(config, fold_dir)
       done = run.train_and_evaluate(c, fold_dir).final['validation']
     results[name] = done
   summary = summarize(results)
@@ -125,6 +131,25 @@ def cross_validate(config, workdir: str, k: int) -> dict:
   with open(os.path.join(workdir, 'crossval.md'), 'w') as f:
     f.write(markdown(results, summary))
   return record
+
+
+def _save_alphabet(config, fold_dir: str) -> None:
+  """Gives a char-level fold the whole training split's characters.
+
+  Words and subwords are learned from the training folds only (a held-out
+  word becomes <unk>, SentencePiece falls back to bytes), but a character
+  vocabulary has no unknown symbol: a character seen only in the held-out
+  fold could not be scored. The alphabet is not a statistic of the text's
+  sequence, so taking it from all folds leaks nothing the model learns.
+  """
+  if os.path.exists(os.path.join(fold_dir, run.TOKENIZER_FILE)):
+    return
+  corpus_config = config.copy_and_resolve_references()
+  builder = data_lib.prepare(corpus_config.data)
+  split = data_lib.resolve_splits(builder, corpus_config.data)['train']
+  transform = preprocess.make(config.data.normalize, config.data.lowercase)
+  texts = map(transform, data_lib.read_texts(builders.source(builder, split)))
+  tokenizer_lib.save(tokenizer_lib.train('char', texts), fold_dir)
 
 
 def _finished(fold_dir: str, num_steps: int):

@@ -30,8 +30,11 @@ def test_too_few_examples_or_folds():
 def corpus(tmp_path, lines=40):
   folder = tmp_path / 'corpus'
   folder.mkdir()
+  # Line 3 holds the only '$': a char-level fold holding it out must still
+  # score it (the alphabet comes from the whole training split).
   (folder / 'lines.txt').write_text(''.join(
-      f'line {i} says {"abc"[i % 3] * (i % 7 + 1)}\n' for i in range(lines)))
+      f'line {i} says {"abc"[i % 3] * (i % 7 + 1)}{" $" * (i == 3)}\n'
+      for i in range(lines)))
   return folder
 
 
