@@ -33,6 +33,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'experiments'))
+import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 import nanogpt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TOKENS_PER_STEP = 12 * 64
@@ -111,7 +112,7 @@ def main():
 
   base = statistics.median(times['nanoGPT'])
   results = {'iters': args.iters, 'rounds': args.rounds, 'skip': args.skip,
-             'cpu': _cpu_name(), 'cores': os.cpu_count(),
+             'cpu': machine.cpu_model(), 'cores': os.cpu_count(),
              'date': time.strftime('%Y-%m-%d'), 'contenders': {}}
   print(f'\n| contender | median ms/step | tokens/s | speed vs nanoGPT |\n'
         f'| --- | ---: | ---: | ---: |')
@@ -125,17 +126,6 @@ def main():
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(results, indent=2) + '\n')
   print(f'\nwrote {args.out}')
-
-
-def _cpu_name() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return 'unknown'
 
 
 if __name__ == '__main__':

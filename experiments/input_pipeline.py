@@ -16,21 +16,12 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import sys
 import time
 
+import machine  # experiments/machine.py, beside this script.
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-  try:
-    for line in open('/proc/cpuinfo'):
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def measure(it, batches: int, warmup: int = 5) -> float:
@@ -83,7 +74,7 @@ def main():
   results['stream_tokens_per_sec'] = measure(stream, args.batches)
   print(f"stream: {results['stream_tokens_per_sec']:,.0f} tokens/s")
   record = {'command': ' '.join(['python'] + sys.argv),
-            'date': datetime.date.today().isoformat(), 'cpu': cpu_model(),
+            'date': datetime.date.today().isoformat(), 'cpu': machine.cpu_model(),
             'cores': os.cpu_count(), 'batch': args.batch,
             'length': args.length, 'batches': args.batches,
             'tokenizer': args.tokenizer, **results}

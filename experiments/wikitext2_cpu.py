@@ -22,7 +22,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'experiments'))
-from input_pipeline import cpu_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def collect(workdir: str) -> dict:
@@ -62,7 +62,7 @@ def main():
     subprocess.run(command, cwd=REPO, check=True)
     wall = time.perf_counter() - start
   record = {'command': ' '.join(['python', '-m', 'lm.main'] + command[3:]),
-            'date': datetime.date.today().isoformat(), 'cpu': cpu_model(),
+            'date': datetime.date.today().isoformat(), 'cpu': machine.cpu_model(),
             'cores': os.cpu_count(), 'wall_seconds': wall,
             **collect(args.workdir)}
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

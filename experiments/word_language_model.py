@@ -49,7 +49,6 @@ import json
 import math
 import os
 import pathlib
-import platform
 import socket
 import subprocess
 import sys
@@ -58,6 +57,8 @@ import time
 
 import torch
 from torch import nn
+
+import machine  # experiments/machine.py, beside this script.
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -110,17 +111,6 @@ def _corpus_dir(data_dir: pathlib.Path, tmp: str) -> pathlib.Path:
       raise FileNotFoundError(f'{src} (nor {n}.txt) not found in {data_dir}')
     os.symlink(src.resolve(), os.path.join(tmp, f'{n}.txt'))
   return pathlib.Path(tmp)
-
-
-def _cpu_name() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
 
 
 def batchify(data: torch.Tensor, bsz: int) -> torch.Tensor:
@@ -327,7 +317,7 @@ def main():
       'best_epoch_checkpoint': best,
       'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
       'hostname': socket.gethostname(),
-      'cpu': _cpu_name(),
+      'cpu': machine.cpu_model(),
       'cores': os.cpu_count(),
   }
   args.out.parent.mkdir(parents=True, exist_ok=True)
