@@ -20,13 +20,19 @@ CHOICES = {
     'data.spm_model_type': ('bpe', 'unigram'),
     'data.normalize': ('none', 'NFC', 'NFKC'),
     'model.dtype': ('auto', 'float32', 'bfloat16', 'float16'),
+    'model.position': ('none', 'learned', 'sinusoidal', 'rope', 'alibi'),
+    'model.norm': ('layernorm', 'rmsnorm'),
+    'model.norm_position': ('pre', 'post'),
+    'model.activation': ('gelu', 'relu', 'relu2', 'swiglu'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
 }
 
 # Model fields a checkpoint's shapes depend on: resuming needs them unchanged.
 ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
-                     'mlp_dim', 'max_len', 'use_bias')
+                     'mlp_dim', 'max_len', 'use_bias', 'position',
+                     'num_kv_heads', 'norm', 'norm_position', 'activation',
+                     'tie_embeddings')
 
 
 class ConfigError(ValueError):
@@ -72,6 +78,13 @@ def default() -> ml_collections.ConfigDict:
   c.model.use_bias = True
   c.model.dtype = 'auto'  # Compute; auto: float32 on CPU, else bfloat16.
   c.model.param_dtype = 'float32'
+  c.model.position = 'learned'  # none, learned, sinusoidal, rope, alibi.
+  c.model.rope_base = 10000.0
+  c.model.num_kv_heads = 0  # 0: num_heads (MHA); 1: MQA; between: GQA.
+  c.model.norm = 'layernorm'  # or rmsnorm.
+  c.model.norm_position = 'pre'  # pre (GPT-2) or post (original).
+  c.model.activation = 'gelu'  # gelu, relu, relu2 (squared), swiglu.
+  c.model.tie_embeddings = True  # Output head = token embedding.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'
@@ -97,6 +110,7 @@ def default() -> ml_collections.ConfigDict:
   c.eval.final = True  # Whole validation and test splits after training.
   c.eval.stride = 0  # Sliding-window stride; 0: max_len (no overlap).
   c.eval.batch_size = 0  # 0: data.batch_size.
+  c.eval.max_len = 0  # Final-evaluation context; 0: model.max_len.
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 250
@@ -210,9 +224,27 @@ def validate(c: ml_collections.ConfigDict) -> None:
                       '(e.g. 8000)')
   if d.vocab_size < 0 or c.eval.batch_size < 0:
     raise ConfigError('data.vocab_size and eval.batch_size must be >= 0')
-  if not 0 <= c.eval.stride <= m.max_len:
-    raise ConfigError(f'eval.stride must be in [0, model.max_len={m.max_len}]'
-                      f', got {c.eval.stride}')
+  eval_len = c.eval.max_len or m.max_len
+  if c.eval.max_len < 0:
+    raise ConfigError(f'eval.max_len must be >= 0, got {c.eval.max_len}')
+  if eval_len > m.max_len and m.position == 'learned':
+    raise ConfigError(f'eval.max_len={eval_len} is past the learned position '
+                      f'table of model.max_len={m.max_len}; evaluate at most '
+                      'that long or use sinusoidal, rope, alibi or none')
+  if not 0 <= c.eval.stride <= eval_len:
+    raise ConfigError(f'eval.stride must be in [0, {eval_len}] (the eval '
+                      f'context), got {c.eval.stride}')
+  if m.num_kv_heads < 0 or (m.num_kv_heads and
+                            m.num_heads % m.num_kv_heads):
+    raise ConfigError(f'model.num_heads ({m.num_heads}) must be divisible by '
+                      f'model.num_kv_heads ({m.num_kv_heads}); 0 means '
+                      'num_heads')
+  if m.position == 'rope' and (m.embed_dim // m.num_heads) % 2:
+    raise ConfigError('model.position=rope needs an even head width '
+                      f'(embed_dim / num_heads = {m.embed_dim // m.num_heads})'
+                      )
+  if m.rope_base <= 1:
+    raise ConfigError(f'model.rope_base must be > 1, got {m.rope_base}')
   if not d.train_split or not d.eval_split:
     raise ConfigError('data.train_split and data.eval_split must name splits')
   if o.lr <= 0 or o.min_lr < 0 or o.min_lr > o.lr:

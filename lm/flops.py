@@ -21,7 +21,11 @@ PEAK_FLOPS = (
 
 def train_flops_per_token(cfg, num_params: int) -> float:
   """6N + attention, for a GPTConfig-like `cfg` with `num_params` in all."""
-  n = num_params - cfg.max_len * cfg.embed_dim  # Drop position embeddings.
+  n = num_params
+  if getattr(cfg, 'position', 'learned') == 'learned':
+    n -= cfg.max_len * cfg.embed_dim  # A position table is a gather.
+  if not getattr(cfg, 'tie_embeddings', True):
+    n -= cfg.vocab_size * cfg.embed_dim  # So is an untied input embedding.
   attention = 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * cfg.max_len
   return 6 * n + attention
 

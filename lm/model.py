@@ -1,13 +1,18 @@
 """GPT: a decoder-only Transformer as Flax NNX modules.
 
-GPT-2 layout: token and learned position embeddings, pre-LayerNorm blocks of
-causal multi-head self-attention and a GELU MLP, a final LayerNorm and an
-output head tied to the token embedding. Every parameter is declared with
-logical axis names; `lm.sharding` maps them onto mesh axes.
+The default is GPT-2's layout: token and learned position embeddings,
+pre-LayerNorm blocks of causal multi-head self-attention and a GELU MLP, a
+final LayerNorm and an output head tied to the token embedding. Config
+switches choose the variants on the same code: positions (none, learned,
+sinusoidal, RoPE, ALiBi), grouped-query and multi-query attention
+(`num_kv_heads`), LayerNorm or RMSNorm, pre- or post-norm blocks, GELU, ReLU,
+squared ReLU or SwiGLU, tied or untied output head. Every parameter is
+declared with logical axis names; `lm.sharding` maps them onto mesh axes.
 
 Tensor names carry their shapes:
   B batch, L query length, M key length (the KV cache's length when decoding),
-  D model width, H heads, K head width, F MLP width, V vocabulary.
+  D model width, H heads, G key/value heads, K head width, F MLP width,
+  V vocabulary.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lm import positions as positions_lib
 from lm import sharding
 
 # Parameters are created abstractly and placed by explicit shardings, never
@@ -41,6 +47,13 @@ class GPTConfig:
   use_bias: bool = True
   dtype: str = 'float32'
   param_dtype: str = 'float32'
+  position: str = 'learned'  # none | learned | sinusoidal | rope | alibi
+  rope_base: float = 10000.0
+  num_kv_heads: int = 0  # 0: num_heads (MHA); 1: MQA; else GQA.
+  norm: str = 'layernorm'  # layernorm | rmsnorm
+  norm_position: str = 'pre'  # pre | post
+  activation: str = 'gelu'  # gelu | relu | relu2 | swiglu
+  tie_embeddings: bool = True
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':
@@ -49,6 +62,10 @@ class GPTConfig:
   @property
   def head_dim(self) -> int:
     return self.embed_dim // self.num_heads
+
+  @property
+  def kv_heads(self) -> int:
+    return self.num_kv_heads or self.num_heads
 
 
 def _param(rngs, init, shape, names, dtype):
@@ -84,21 +101,28 @@ class Dense(nnx.Module):
 
 
 class LayerNorm(nnx.Module):
-  """LayerNorm over the last axis, statistics in float32."""
+  """LayerNorm (or, with cfg.norm='rmsnorm', RMSNorm: no centring, no bias)
+  over the last axis, statistics in float32."""
 
-  def __init__(self, cfg: GPTConfig, *, rngs, eps=1e-5):
+  def __init__(self, cfg: GPTConfig, *, rngs, eps=1e-5, dim=None):
     del rngs
+    dim = dim or cfg.embed_dim
     self.eps = eps
+    self.rms = cfg.norm == 'rmsnorm'
     self.dtype = DTYPES[cfg.dtype]
-    self.scale = nnx.Param(jnp.ones((cfg.embed_dim,), DTYPES[cfg.param_dtype]),
-                           out_sharding=('embed',))
-    self.bias = (nnx.Param(jnp.zeros((cfg.embed_dim,),
-                                     DTYPES[cfg.param_dtype]),
-                           out_sharding=('embed',))
-                 if cfg.use_bias else None)
+    names = ('embed',) if dim == cfg.embed_dim else (None,)
+    self.scale = nnx.Param(jnp.ones((dim,), DTYPES[cfg.param_dtype]),
+                           out_sharding=names)
+    self.bias = (nnx.Param(jnp.zeros((dim,), DTYPES[cfg.param_dtype]),
+                           out_sharding=names)
+                 if cfg.use_bias and not self.rms else None)
 
   def __call__(self, x_BxLxD):
     x = x_BxLxD.astype(jnp.float32)
+    if self.rms:
+      ms = jnp.square(x).mean(-1, keepdims=True)
+      return (x * jax.lax.rsqrt(ms + self.eps) * self.scale[...]
+              ).astype(self.dtype)
     mean = x.mean(-1, keepdims=True)
     # Both moments in one pass over x (E[x^2] - E[x]^2, in float32, clamped):
     # one fewer reduction for XLA:CPU; measured as fast or up to 5% faster.
@@ -110,15 +134,21 @@ class LayerNorm(nnx.Module):
 
 
 class Attention(nnx.Module):
-  """Causal multi-head self-attention, optionally over a KV cache."""
+  """Causal self-attention, optionally over a KV cache.
+
+  H query heads share G = cfg.kv_heads key/value heads (G = H: multi-head,
+  G = 1: multi-query, else grouped-query); the cache holds G heads.
+  """
 
   def __init__(self, cfg: GPTConfig, *, rngs):
-    H, K, D = cfg.num_heads, cfg.head_dim, cfg.embed_dim
+    H, G, K, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
+    self.cfg = cfg
     # Separate projections keep 'heads' the major axis of each kernel's
     # output, so tensor parallelism splits whole heads.
-    self.q, self.k, self.v = (
-        Dense((D,), (H, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
-        for _ in range(3))
+    self.q = Dense((D,), (H, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
+    self.k, self.v = (
+        Dense((D,), (G, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
+        for _ in range(2))
     # Residual projections get GPT-2's depth-scaled init.
     self.out = Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg, rngs=rngs,
                      std=0.02 / math.sqrt(2 * cfg.num_layers))
@@ -127,26 +157,40 @@ class Attention(nnx.Module):
 
   def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None):
+    cfg = self.cfg
     q_BxLxHxK = self.q(x_BxLxD)
-    k_BxLxHxK, v_BxLxHxK = self.k(x_BxLxD), self.v(x_BxLxD)
+    k_BxLxGxK, v_BxLxGxK = self.k(x_BxLxD), self.v(x_BxLxD)
     q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
+    if cfg.position == 'rope':  # Keys are rotated before they are cached.
+      q_BxLxHxK = positions_lib.rope(q_BxLxHxK, positions_BxL, cfg.rope_base)
+      k_BxLxGxK = positions_lib.rope(k_BxLxGxK, positions_BxL, cfg.rope_base)
     if cache is None:
-      k_BxMxHxK, v_BxMxHxK = k_BxLxHxK, v_BxLxHxK
+      k_BxMxGxK, v_BxMxGxK = k_BxLxGxK, v_BxLxGxK
       key_positions_BxM = positions_BxL
     else:
       # Write this call's keys and values at their positions; attend over the
       # whole cache, masking the slots not yet written (positions > query).
       start = positions_BxL[0, 0]
       cache = {'k': jax.lax.dynamic_update_slice_in_dim(
-                   cache['k'], k_BxLxHxK.astype(cache['k'].dtype), start, 1),
+                   cache['k'], k_BxLxGxK.astype(cache['k'].dtype), start, 1),
                'v': jax.lax.dynamic_update_slice_in_dim(
-                   cache['v'], v_BxLxHxK.astype(cache['v'].dtype), start, 1)}
-      k_BxMxHxK, v_BxMxHxK = cache['k'], cache['v']
-      key_positions_BxM = jnp.arange(k_BxMxHxK.shape[1])[None]
-    scale = 1.0 / math.sqrt(q_BxLxHxK.shape[-1])
-    logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK * scale,
-                                k_BxMxHxK.astype(self.dtype)
-                                ).astype(jnp.float32)
+                   cache['v'], v_BxLxGxK.astype(cache['v'].dtype), start, 1)}
+      k_BxMxGxK, v_BxMxGxK = cache['k'], cache['v']
+      key_positions_BxM = jnp.arange(k_BxMxGxK.shape[1])[None]
+    B, L, H, K = q_BxLxHxK.shape
+    G, M = k_BxMxGxK.shape[2], k_BxMxGxK.shape[1]
+    q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
+    k_BxMxGxK = k_BxMxGxK.astype(self.dtype)
+    if G == H:
+      logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK, k_BxMxGxK)
+    else:  # Query heads g*R .. g*R + R-1 read key/value head g.
+      logits_BxHxLxM = jnp.einsum(
+          'BLGRK,BMGK->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
+          k_BxMxGxK).reshape(B, H, L, M)
+    logits_BxHxLxM = logits_BxHxLxM.astype(jnp.float32)
+    if cfg.position == 'alibi':
+      logits_BxHxLxM += positions_lib.alibi_bias(
+          positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
     # Positions restart in each packed segment, so position order is causal
     # order within a segment; the segment test stops attention across them.
     mask_BxLxM = key_positions_BxM[:, None, :] <= positions_BxL[:, :, None]
@@ -157,31 +201,51 @@ class Attention(nnx.Module):
     probs_BxHxLxM = jax.nn.softmax(logits_BxHxLxM, axis=-1).astype(self.dtype)
     probs_BxHxLxM = self.dropout(probs_BxHxLxM, deterministic=deterministic,
                                  rngs=rngs)
-    y_BxLxHxK = jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM,
-                           v_BxMxHxK.astype(self.dtype))
+    v_BxMxGxK = v_BxMxGxK.astype(self.dtype)
+    if G == H:
+      y_BxLxHxK = jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM, v_BxMxGxK)
+    else:
+      y_BxLxHxK = jnp.einsum(
+          'BGRLM,BMGK->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
+          v_BxMxGxK).reshape(B, L, H, K)
     return self.out(y_BxLxHxK), cache
 
 
+def gelu(x):
+  # Exact GELU written with erf (as GPT-2 and nanoGPT): XLA:CPU's erf is
+  # cheaper than the erfc formulation inside jax.nn.gelu(approximate=False).
+  return 0.5 * x * (1.0 + jax.lax.erf(x / math.sqrt(2.0)))
+
+
+ACTIVATIONS = {'gelu': gelu, 'relu': jax.nn.relu,
+               'relu2': lambda x: jnp.square(jax.nn.relu(x)),  # Primer.
+               'swiglu': jax.nn.silu}  # SwiGLU: silu(x W) * (x V).
+
+
 class MLP(nnx.Module):
-  """Two dense layers with a GELU (exact, as GPT-2 and nanoGPT use) between."""
+  """Two dense layers with an activation between; SwiGLU adds a gate."""
 
   def __init__(self, cfg: GPTConfig, *, rngs):
     D, F = cfg.embed_dim, cfg.mlp_dim
+    self.act = ACTIVATIONS[cfg.activation]
     self.up = Dense((D,), (F,), ('embed', 'mlp'), cfg, rngs=rngs)
+    self.gate = (Dense((D,), (F,), ('embed', 'mlp'), cfg, rngs=rngs)
+                 if cfg.activation == 'swiglu' else None)
     self.down = Dense((F,), (D,), ('mlp', 'embed'), cfg, rngs=rngs,
                       std=0.02 / math.sqrt(2 * cfg.num_layers))
 
   def __call__(self, x_BxLxD):
-    h_BxLxF = self.up(x_BxLxD)
-    # Exact GELU written with erf: XLA:CPU's erf is cheaper than the erfc
-    # formulation inside jax.nn.gelu(approximate=False).
-    h_BxLxF = 0.5 * h_BxLxF * (1.0 + jax.lax.erf(h_BxLxF / math.sqrt(2.0)))
+    h_BxLxF = self.act(self.up(x_BxLxD))
+    if self.gate is not None:
+      h_BxLxF = h_BxLxF * self.gate(x_BxLxD)
     h_BxLxF = sharding.constrain(h_BxLxF, ('batch', None, 'mlp'))
     return self.down(h_BxLxF)
 
 
 class Block(nnx.Module):
-  """x + attn(ln(x)), then x + mlp(ln(x)), with dropout on each branch."""
+  """Pre-norm: x + attn(ln(x)), then x + mlp(ln(x)); post-norm (the original
+  Transformer): ln(x + attn(x)), then ln(x + mlp(x)). Dropout on each branch.
+  """
 
   def __init__(self, cfg: GPTConfig, *, rngs):
     self.ln1 = LayerNorm(cfg, rngs=rngs)
@@ -189,17 +253,25 @@ class Block(nnx.Module):
     self.ln2 = LayerNorm(cfg, rngs=rngs)
     self.mlp = MLP(cfg, rngs=rngs)
     self.dropout = nnx.Dropout(cfg.dropout)
+    self.pre = cfg.norm_position == 'pre'
 
   def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None):
-    y_BxLxD, cache = self.attn(self.ln1(x_BxLxD), positions_BxL=positions_BxL,
+    pre, post = ((self.ln1, self.ln2), (None, None)) if self.pre else (
+        (None, None), (self.ln1, self.ln2))
+    y_BxLxD, cache = self.attn(pre[0](x_BxLxD) if self.pre else x_BxLxD,
+                               positions_BxL=positions_BxL,
                                segment_ids_BxL=segment_ids_BxL, cache=cache,
                                deterministic=deterministic, rngs=rngs)
     x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
                                      rngs=rngs)
-    y_BxLxD = self.mlp(self.ln2(x_BxLxD))
+    if not self.pre:
+      x_BxLxD = post[0](x_BxLxD)
+    y_BxLxD = self.mlp(pre[1](x_BxLxD) if self.pre else x_BxLxD)
     x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
                                      rngs=rngs)
+    if not self.pre:
+      x_BxLxD = post[1](x_BxLxD)
     return sharding.constrain(x_BxLxD, ('batch', None, 'embed')), cache
 
 
@@ -211,18 +283,25 @@ class GPT(nnx.Module):
     init = nnx.initializers.normal(0.02)
     self.wte = _param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
                       ('vocab', 'embed'), cfg.param_dtype)
-    self.wpe = _param(rngs, init, (cfg.max_len, cfg.embed_dim),
-                      (None, 'embed'), cfg.param_dtype)
+    self.wpe = (_param(rngs, init, (cfg.max_len, cfg.embed_dim),
+                       (None, 'embed'), cfg.param_dtype)
+                if cfg.position == 'learned' else None)
     self.dropout = nnx.Dropout(cfg.dropout)
     self.blocks = nnx.List([Block(cfg, rngs=rngs)
                             for _ in range(cfg.num_layers)])
-    self.ln_f = LayerNorm(cfg, rngs=rngs)
+    # Post-norm blocks already end in a norm.
+    self.ln_f = (LayerNorm(cfg, rngs=rngs) if cfg.norm_position == 'pre'
+                 else None)
+    self.head = (None if cfg.tie_embeddings else
+                 _param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
+                        ('vocab', 'embed'), cfg.param_dtype))
 
   def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None):
     """Logits [B, L, V] in float32, and the updated cache (None if not given).
 
-    `positions` ([L] or [B, L]; default 0..L-1) index the position table.
+    `positions` ([L] or [B, L]; default 0..L-1) are the tokens' positions
+    (a learned table's rows; sinusoidal, RoPE and ALiBi compute from them).
     Packed rows pass `segment_ids_BxL` and positions restarting at 0 in each
     segment; a token then attends only to earlier tokens of its segment.
     With a cache (from `init_cache`), tokens sit at `positions` ([L], which
@@ -237,9 +316,14 @@ class GPT(nnx.Module):
     # Gather from tables whose embed axis is whole: gathering from an
     # fsdp-sharded table makes XLA's partitioner rematerialise it anyway.
     wte_VxD = sharding.constrain(self.wte[...], ('vocab', None))
-    wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
-    x_BxLxD = (jnp.take(wte_VxD, tokens_BxL, axis=0) +
-               jnp.take(wpe_LxD, positions_BxL, axis=0)).astype(dtype)
+    x_BxLxD = jnp.take(wte_VxD, tokens_BxL, axis=0)
+    if self.cfg.position == 'learned':
+      wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
+      x_BxLxD = x_BxLxD + jnp.take(wpe_LxD, positions_BxL, axis=0)
+    elif self.cfg.position == 'sinusoidal':
+      x_BxLxD = x_BxLxD + positions_lib.sinusoidal(positions_BxL,
+                                                   self.cfg.embed_dim)
+    x_BxLxD = x_BxLxD.astype(dtype)
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
     new_cache = [] if cache is not None else None
@@ -250,16 +334,18 @@ class GPT(nnx.Module):
           deterministic=deterministic, rngs=rngs)
       if cache is not None:
         new_cache.append(layer_cache)
-    x_BxLxD = self.ln_f(x_BxLxD)
+    if self.ln_f is not None:
+      x_BxLxD = self.ln_f(x_BxLxD)
     B, L, D = x_BxLxD.shape
+    head_VxD = self.wte[...] if self.head is None else self.head[...]
     logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
-                             self.wte[...].astype(dtype))
+                             head_VxD.astype(dtype))
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
 
   def init_cache(self, batch_size: int) -> list[dict[str, jax.Array]]:
     """An empty KV cache spanning the whole context, one entry per layer."""
     c = self.cfg
-    shape = (batch_size, c.max_len, c.num_heads, c.head_dim)
+    shape = (batch_size, c.max_len, c.kv_heads, c.head_dim)
     return [{'k': jnp.zeros(shape, DTYPES[c.dtype]),
              'v': jnp.zeros(shape, DTYPES[c.dtype])}
             for _ in range(c.num_layers)]

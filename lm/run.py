@@ -119,7 +119,8 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
 def evaluate_splits(trainer, params, corpus, c, writer=None
                     ) -> dict[str, dict[str, float]]:
   """Loss, perplexity, word-level perplexity and bits per byte of each whole
-  evaluation split, read as one stream in windows `eval.stride` apart."""
+  evaluation split, read as one stream in windows of `eval.max_len` tokens
+  (default model.max_len) `eval.stride` apart."""
   batch_size = c.eval.batch_size or c.data.batch_size
   rows = local_rows(batch_size)
 
@@ -134,9 +135,10 @@ def evaluate_splits(trainer, params, corpus, c, writer=None
       continue
     text = ''.join(corpus.texts[split])
     progress = writer.sub_progress(f'eval {split}') if writer else None
+    eval_len = c.eval.max_len or c.model.max_len
     totals = metrics_lib.sliding_window_nll(
-        nll_fn, corpus.streams[split], max_len=c.model.max_len,
-        stride=c.eval.stride or c.model.max_len, batch_size=batch_size,
+        nll_fn, corpus.streams[split], max_len=eval_len,
+        stride=c.eval.stride or eval_len, batch_size=batch_size,
         progress=progress)
     results[split] = metrics_lib.summarize(
         totals, words=metrics_lib.count_words(text),

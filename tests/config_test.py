@@ -43,7 +43,17 @@ def test_default_and_shipped_variants_validate(name, variant):
     (lambda c: c.data.__setattr__('name', 'text_files'),
      "data.name='text_files' needs data.path"),
     (lambda c: c.eval.__setattr__('stride', 1000),
-     'eval.stride must be in [0, model.max_len=16]'),
+     'eval.stride must be in [0, 16] (the eval context), got 1000'),
+    (lambda c: c.model.update(num_heads=2, num_kv_heads=3),
+     'model.num_heads (2) must be divisible by model.num_kv_heads (3)'),
+    (lambda c: c.eval.__setattr__('max_len', 64),
+     'eval.max_len=64 is past the learned position table of '
+     'model.max_len=16'),
+    (lambda c: c.model.update(position='rope', embed_dim=6, num_heads=2),
+     'model.position=rope needs an even head width'),
+    (lambda c: c.model.__setattr__('activation', 'swish'),
+     "'model.activation' is 'swish'; valid choices: gelu, relu, relu2, "
+     'swiglu'),
 ])
 def test_bad_values_are_named(test_config, mutate, message):
   mutate(test_config)

@@ -113,3 +113,74 @@ def test_dropout_is_random_in_training_and_off_in_eval():
   d, _ = model(tokens())
   assert np.abs(np.asarray(a - b)).max() > 1e-3
   chex.assert_trees_all_equal(c, d)
+
+
+VARIANTS = [
+    dict(position='none'), dict(position='sinusoidal'),
+    dict(position='rope'), dict(position='alibi'),
+    dict(num_kv_heads=2), dict(num_kv_heads=1, position='rope'),
+    dict(norm='rmsnorm'), dict(norm_position='post'),
+    dict(activation='relu'), dict(activation='relu2'),
+    dict(activation='swiglu'), dict(tie_embeddings=False),
+]
+
+
+def variant(**kw):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  return dataclasses.replace(CFG, **kw)
+
+
+@pytest.mark.parametrize('kw', VARIANTS, ids=lambda kw: str(kw))
+def test_variant_shapes_causality_and_cache(kw):
+  cfg = variant(**kw)
+  model = make(cfg)
+  x = tokens()
+  logits, _ = model(x)
+  assert logits.shape == (2, 16, 37) and np.isfinite(np.asarray(logits)).all()
+  y = x.at[:, 9].set((x[:, 9] + 1) % 37)
+  ly, _ = model(y)
+  chex.assert_trees_all_equal(logits[:, :9], ly[:, :9])
+  # Decoding one token at a time through the cache equals the full call.
+  cache = model.init_cache(2)
+  assert cache[0]['k'].shape == (2, 16, cfg.kv_heads, cfg.head_dim)
+  steps = []
+  for t in range(16):
+    out, cache = model(x[:, t:t + 1], positions=jnp.array([t]), cache=cache)
+    steps.append(out)
+  chex.assert_trees_all_close(jnp.concatenate(steps, 1), logits, atol=1e-4)
+
+
+def test_variants_change_the_parameters_they_should():
+  params = lambda **kw: nnx.to_pure_dict(nnx.state(make(variant(**kw)),
+                                                   nnx.Param))
+  assert 'wpe' in params() and 'wpe' not in params(position='rope')
+  assert params(num_kv_heads=1)['blocks'][0]['attn']['k']['kernel'].shape == (
+      32, 1, 8)
+  assert 'gate' in params(activation='swiglu')['blocks'][0]['mlp']
+  assert 'bias' not in params(norm='rmsnorm')['ln_f']
+  assert params(tie_embeddings=False)['head'].shape == (37, 32)
+
+
+def test_gqa_with_repeated_kv_heads_equals_mha():
+  # G key/value heads shared by groups of query heads equal MHA whose K/V
+  # kernels repeat each of the G heads for its group.
+  gqa = make(variant(num_kv_heads=2))
+  mha = make(CFG)
+  g_state = nnx.state(gqa, nnx.Param)
+  m_state = nnx.to_pure_dict(nnx.state(mha, nnx.Param))
+  g_pure = nnx.to_pure_dict(g_state)
+  for i in range(CFG.num_layers):
+    for name in ('q', 'out'):
+      m_state['blocks'][i]['attn'][name] = g_pure['blocks'][i]['attn'][name]
+    for name in ('k', 'v'):
+      src = g_pure['blocks'][i]['attn'][name]
+      m_state['blocks'][i]['attn'][name] = {
+          'kernel': jnp.repeat(src['kernel'], 2, axis=1),
+          'bias': jnp.repeat(src['bias'], 2, axis=0)}
+    for name in ('ln1', 'ln2', 'mlp'):
+      m_state['blocks'][i][name] = g_pure['blocks'][i][name]
+  for name in ('wte', 'wpe', 'ln_f'):
+    m_state[name] = g_pure[name]
+  nnx.update(mha, m_state)
+  x = tokens()
+  chex.assert_trees_all_close(gqa(x)[0], mha(x)[0], atol=1e-5)

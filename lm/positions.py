@@ -1,0 +1,59 @@
+"""Position information for attention: sinusoidal tables, RoPE and ALiBi.
+
+Pure functions of positions (no parameters); learned absolute positions are a
+parameter table in `lm.model`. Shapes as in lm/model.py: B batch, L query
+length, M key length, H heads, K head width, D model width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def sinusoidal(positions_BxL, dim: int, base: float = 10000.0):
+  """Vaswani et al.'s table: sin at even, cos at odd features, [B, L, D]."""
+  inv_freq = base ** (-np.arange(0, dim, 2, dtype=np.float32) / dim)
+  angles_BxLxD2 = positions_BxL[..., None].astype(jnp.float32) * inv_freq
+  table = jnp.stack([jnp.sin(angles_BxLxD2), jnp.cos(angles_BxLxD2)], -1)
+  return table.reshape(*positions_BxL.shape, -1)[..., :dim]
+
+
+def rope(x_BxLxHxK, positions_BxL, base: float = 10000.0):
+  """Rotary embedding (Su et al.): rotates feature pairs (i, i + K/2) by
+  position * base^(-2i/K), so q.k depends on positions only through their
+  difference. Computed in float32, returned in x's dtype."""
+  K = x_BxLxHxK.shape[-1]
+  inv_freq = base ** (-np.arange(0, K, 2, dtype=np.float32) / K)
+  angles_BxLx1xK2 = (positions_BxL[..., None, None].astype(jnp.float32) *
+                     inv_freq)
+  cos, sin = jnp.cos(angles_BxLx1xK2), jnp.sin(angles_BxLx1xK2)
+  x = x_BxLxHxK.astype(jnp.float32)
+  x1, x2 = x[..., :K // 2], x[..., K // 2:]
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+  return rotated.astype(x_BxLxHxK.dtype)
+
+
+def alibi_slopes(num_heads: int) -> np.ndarray:
+  """ALiBi's per-head slopes (Press et al., 2022): the geometric sequence
+  2^(-8/n), 2^(-16/n), ... for n heads; for n not a power of two, the slopes
+  of the next lower power of two, then every other slope of twice that."""
+  def geometric(n):
+    start = 2.0 ** (-8.0 / n)
+    return [start ** (i + 1) for i in range(n)]
+  if math.log2(num_heads).is_integer():
+    return np.array(geometric(num_heads), np.float32)
+  lower = 2 ** math.floor(math.log2(num_heads))
+  extra = geometric(2 * lower)[0::2][:num_heads - lower]
+  return np.array(geometric(lower) + extra, np.float32)
+
+
+def alibi_bias(slopes_H, q_positions_BxL, k_positions_BxM):
+  """The additive attention bias -slope * |query position - key position|,
+  [B, H, L, M] (for causal attention only keys at or before the query are
+  unmasked, so this is the paper's -slope * distance)."""
+  distance_BxLxM = jnp.abs(q_positions_BxL[:, :, None] -
+                           k_positions_BxM[:, None, :]).astype(jnp.float32)
+  return -jnp.asarray(slopes_H)[None, :, None, None] * distance_BxLxM[:, None]
