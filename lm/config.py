@@ -24,6 +24,7 @@ CHOICES = {
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.norm_position': ('pre', 'post'),
     'model.activation': ('gelu', 'relu', 'relu2', 'swiglu'),
+    'model.attention_impl': ('reference', 'xla', 'cudnn'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
 }
@@ -32,7 +33,7 @@ CHOICES = {
 ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'mlp_dim', 'max_len', 'use_bias', 'position',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
-                     'tie_embeddings')
+                     'tie_embeddings', 'qk_norm')
 
 
 class ConfigError(ValueError):
@@ -85,6 +86,12 @@ def default() -> ml_collections.ConfigDict:
   c.model.norm_position = 'pre'  # pre (GPT-2) or post (original).
   c.model.activation = 'gelu'  # gelu, relu, relu2 (squared), swiglu.
   c.model.tie_embeddings = True  # Output head = token embedding.
+  c.model.causal = True  # False: bidirectional attention (encoders).
+  c.model.attention_window = 0  # > 0: sliding window of this many positions.
+  c.model.qk_norm = False  # RMSNorm on each head's queries and keys.
+  # reference: einsums + softmax (attention dropout here only); xla/cudnn:
+  # jax.nn.dot_product_attention with that implementation (cudnn: fused, GPU).
+  c.model.attention_impl = 'reference'
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'
@@ -243,6 +250,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ConfigError('model.position=rope needs an even head width '
                       f'(embed_dim / num_heads = {m.embed_dim // m.num_heads})'
                       )
+  if m.attention_window < 0:
+    raise ConfigError(f'model.attention_window must be >= 0, got '
+                      f'{m.attention_window}')
+  if not m.causal:
+    raise ConfigError('model.causal=False (bidirectional) is for encoders; '
+                      'the GPT training loop predicts the next token')
   if m.rope_base <= 1:
     raise ConfigError(f'model.rope_base must be > 1, got {m.rope_base}')
   if not d.train_split or not d.eval_split:

@@ -54,6 +54,10 @@ class GPTConfig:
   norm_position: str = 'pre'  # pre | post
   activation: str = 'gelu'  # gelu | relu | relu2 | swiglu
   tie_embeddings: bool = True
+  causal: bool = True  # False: bidirectional (segments still separate).
+  attention_window: int = 0  # > 0: attend to the last W positions only.
+  qk_norm: bool = False  # RMSNorm on each head's queries and keys.
+  attention_impl: str = 'reference'  # reference | xla | cudnn
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':
@@ -104,11 +108,11 @@ class LayerNorm(nnx.Module):
   """LayerNorm (or, with cfg.norm='rmsnorm', RMSNorm: no centring, no bias)
   over the last axis, statistics in float32."""
 
-  def __init__(self, cfg: GPTConfig, *, rngs, eps=1e-5, dim=None):
+  def __init__(self, cfg: GPTConfig, *, rngs, eps=1e-5, dim=None, rms=None):
     del rngs
     dim = dim or cfg.embed_dim
     self.eps = eps
-    self.rms = cfg.norm == 'rmsnorm'
+    self.rms = cfg.norm == 'rmsnorm' if rms is None else rms
     self.dtype = DTYPES[cfg.dtype]
     names = ('embed',) if dim == cfg.embed_dim else (None,)
     self.scale = nnx.Param(jnp.ones((dim,), DTYPES[cfg.param_dtype]),
@@ -133,11 +137,61 @@ class LayerNorm(nnx.Module):
     return y.astype(self.dtype)
 
 
+def attention_mask(q_positions_BxL, k_positions_BxM, segment_ids_BxL=None,
+                   causal=True, window=0):
+  """[B, L, M] True where a query may attend to a key.
+
+  Positions restart in each packed segment, so position order is causal
+  order within a segment; the segment test stops attention across them.
+  """
+  q, k = q_positions_BxL[:, :, None], k_positions_BxM[:, None, :]
+  mask_BxLxM = k <= q if causal else jnp.ones_like(k <= q)
+  if window:
+    mask_BxLxM &= jnp.abs(q - k) < window
+  if segment_ids_BxL is not None:
+    mask_BxLxM &= segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+  return mask_BxLxM
+
+
+def reference_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM,
+                        bias_BxHxLxM=None, dropout=None):
+  """softmax(q.k / sqrt(K) + bias, masked) . v, spelled out in einsums;
+  softmax in float32. `dropout` (if given) applies to the probabilities."""
+  B, L, H, K = q_BxLxHxK.shape
+  G, M = k_BxMxGxK.shape[2], k_BxMxGxK.shape[1]
+  q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
+  if G == H:
+    logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK, k_BxMxGxK)
+  else:  # Query heads g*R .. g*R + R-1 read key/value head g.
+    logits_BxHxLxM = jnp.einsum(
+        'BLGRK,BMGK->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
+        k_BxMxGxK).reshape(B, H, L, M)
+  logits_BxHxLxM = logits_BxHxLxM.astype(jnp.float32)
+  if bias_BxHxLxM is not None:
+    logits_BxHxLxM += bias_BxHxLxM
+  logits_BxHxLxM = jnp.where(mask_BxLxM[:, None], logits_BxHxLxM,
+                             jnp.finfo(jnp.float32).min)
+  probs_BxHxLxM = jax.nn.softmax(logits_BxHxLxM, axis=-1).astype(
+      q_BxLxHxK.dtype)
+  if dropout is not None:
+    probs_BxHxLxM = dropout(probs_BxHxLxM)
+  if G == H:
+    return jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM, v_BxMxGxK)
+  return jnp.einsum(
+      'BGRLM,BMGK->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
+      v_BxMxGxK).reshape(B, L, H, K)
+
+
 class Attention(nnx.Module):
-  """Causal self-attention, optionally over a KV cache.
+  """Self-attention (causal unless cfg.causal is False), optionally over a KV
+  cache.
 
   H query heads share G = cfg.kv_heads key/value heads (G = H: multi-head,
   G = 1: multi-query, else grouped-query); the cache holds G heads.
+  `cfg.attention_impl` 'reference' is `reference_attention` (attention
+  dropout applies here only); 'xla' and 'cudnn' call
+  `jax.nn.dot_product_attention` with that implementation (cuDNN's fused
+  kernel on NVIDIA GPUs).
   """
 
   def __init__(self, cfg: GPTConfig, *, rngs):
@@ -154,6 +208,9 @@ class Attention(nnx.Module):
                      std=0.02 / math.sqrt(2 * cfg.num_layers))
     self.dropout = nnx.Dropout(cfg.dropout)
     self.dtype = DTYPES[cfg.dtype]
+    self.q_norm, self.k_norm = (
+        (LayerNorm(cfg, rngs=rngs, dim=K, rms=True) for _ in range(2))
+        if cfg.qk_norm else (None, None))
 
   def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None):
@@ -161,6 +218,8 @@ class Attention(nnx.Module):
     q_BxLxHxK = self.q(x_BxLxD)
     k_BxLxGxK, v_BxLxGxK = self.k(x_BxLxD), self.v(x_BxLxD)
     q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
+    if cfg.qk_norm:
+      q_BxLxHxK, k_BxLxGxK = self.q_norm(q_BxLxHxK), self.k_norm(k_BxLxGxK)
     if cfg.position == 'rope':  # Keys are rotated before they are cached.
       q_BxLxHxK = positions_lib.rope(q_BxLxHxK, positions_BxL, cfg.rope_base)
       k_BxLxGxK = positions_lib.rope(k_BxLxGxK, positions_BxL, cfg.rope_base)
@@ -177,37 +236,25 @@ class Attention(nnx.Module):
                    cache['v'], v_BxLxGxK.astype(cache['v'].dtype), start, 1)}
       k_BxMxGxK, v_BxMxGxK = cache['k'], cache['v']
       key_positions_BxM = jnp.arange(k_BxMxGxK.shape[1])[None]
-    B, L, H, K = q_BxLxHxK.shape
-    G, M = k_BxMxGxK.shape[2], k_BxMxGxK.shape[1]
-    q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
+    H = q_BxLxHxK.shape[2]
     k_BxMxGxK = k_BxMxGxK.astype(self.dtype)
-    if G == H:
-      logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK, k_BxMxGxK)
-    else:  # Query heads g*R .. g*R + R-1 read key/value head g.
-      logits_BxHxLxM = jnp.einsum(
-          'BLGRK,BMGK->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
-          k_BxMxGxK).reshape(B, H, L, M)
-    logits_BxHxLxM = logits_BxHxLxM.astype(jnp.float32)
-    if cfg.position == 'alibi':
-      logits_BxHxLxM += positions_lib.alibi_bias(
-          positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
-    # Positions restart in each packed segment, so position order is causal
-    # order within a segment; the segment test stops attention across them.
-    mask_BxLxM = key_positions_BxM[:, None, :] <= positions_BxL[:, :, None]
-    if segment_ids_BxL is not None:
-      mask_BxLxM &= segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
-    logits_BxHxLxM = jnp.where(mask_BxLxM[:, None], logits_BxHxLxM,
-                               jnp.finfo(jnp.float32).min)
-    probs_BxHxLxM = jax.nn.softmax(logits_BxHxLxM, axis=-1).astype(self.dtype)
-    probs_BxHxLxM = self.dropout(probs_BxHxLxM, deterministic=deterministic,
-                                 rngs=rngs)
     v_BxMxGxK = v_BxMxGxK.astype(self.dtype)
-    if G == H:
-      y_BxLxHxK = jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM, v_BxMxGxK)
+    mask_BxLxM = attention_mask(positions_BxL, key_positions_BxM,
+                                segment_ids_BxL, cfg.causal,
+                                cfg.attention_window)
+    bias_BxHxLxM = (positions_lib.alibi_bias(
+        positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
+                    if cfg.position == 'alibi' else None)
+    if cfg.attention_impl == 'reference':
+      y_BxLxHxK = reference_attention(
+          q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM, bias_BxHxLxM,
+          lambda p: self.dropout(p, deterministic=deterministic, rngs=rngs))
     else:
-      y_BxLxHxK = jnp.einsum(
-          'BGRLM,BMGK->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
-          v_BxMxGxK).reshape(B, L, H, K)
+      y_BxLxHxK = jax.nn.dot_product_attention(
+          q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
+          bias=None if bias_BxHxLxM is None else bias_BxHxLxM.astype(
+              self.dtype),
+          mask=mask_BxLxM[:, None], implementation=cfg.attention_impl)
     return self.out(y_BxLxHxK), cache
 
 

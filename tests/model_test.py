@@ -122,6 +122,8 @@ VARIANTS = [
     dict(norm='rmsnorm'), dict(norm_position='post'),
     dict(activation='relu'), dict(activation='relu2'),
     dict(activation='swiglu'), dict(tie_embeddings=False),
+    dict(qk_norm=True), dict(attention_window=4),
+    dict(attention_impl='xla', num_kv_heads=2, position='alibi'),
 ]
 
 
@@ -184,3 +186,33 @@ def test_gqa_with_repeated_kv_heads_equals_mha():
   nnx.update(mha, m_state)
   x = tokens()
   chex.assert_trees_all_close(gqa(x)[0], mha(x)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize('kw', [
+    {}, dict(num_kv_heads=2), dict(num_kv_heads=1), dict(position='alibi'),
+    dict(attention_window=5), dict(causal=False), dict(qk_norm=True)],
+    ids=lambda kw: str(kw))
+def test_dot_product_attention_equals_the_reference(kw):
+  ref = make(variant(**kw))
+  fused = make(variant(attention_impl='xla', **kw))
+  nnx.update(fused, nnx.state(ref, nnx.Param))
+  x = tokens()
+  seg = jnp.array([[1] * 7 + [2] * 9, [1] * 16])
+  pos = jnp.array([list(range(7)) + list(range(9)), list(range(16))])
+  for extra in ({}, dict(positions=pos, segment_ids_BxL=seg)):
+    chex.assert_trees_all_close(fused(x, **extra)[0], ref(x, **extra)[0],
+                                atol=2e-5)
+
+
+def test_sliding_window_and_bidirectional_masks():
+  mask = model_lib.attention_mask(jnp.arange(6)[None], jnp.arange(6)[None],
+                                  window=3)
+  assert np.asarray(mask[0, 5]).tolist() == [False] * 3 + [True] * 3
+  model = make(variant(attention_window=3))
+  x = tokens()
+  y = x.at[:, 2].set((x[:, 2] + 1) % 37)
+  # Position 6 sees 4..6 only (and through layer 1, 2..6): 2 layers reach 2.
+  lx, ly = model(x)[0], model(y)[0]
+  chex.assert_trees_all_equal(lx[:, 7:], ly[:, 7:])
+  both = make(variant(causal=False))
+  assert np.abs(np.asarray(both(x)[0][:, 0] - both(y)[0][:, 0])).max() > 1e-4
