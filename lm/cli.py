@@ -6,12 +6,13 @@ import sys
 
 from absl import app, flags, logging
 
-from lm import checkpoint, config, data, host, run, sharding, tokenizer
+from lm import checkpoint, config, data, embeddings, host, run, sharding
+from lm import tokenizer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
 USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                sharding.MeshError, tokenizer.TokenizerError,
-               checkpoint.CheckpointError)
+               checkpoint.CheckpointError, embeddings.EmbeddingError)
 
 
 def start(argv, quiet_level=logging.WARNING) -> None:

@@ -86,6 +86,9 @@ def default() -> ml_collections.ConfigDict:
   c.model.norm_position = 'pre'  # pre (GPT-2) or post (original).
   c.model.activation = 'gelu'  # gelu, relu, relu2 (squared), swiglu.
   c.model.tie_embeddings = True  # Output head = token embedding.
+  # A GloVe/word2vec text file whose vectors start the token embedding of a
+  # fresh run (word tokenizer; vectors as wide as embed_dim).
+  c.model.init_embeddings = ''
   c.model.causal = True  # False: bidirectional attention (encoders).
   c.model.attention_window = 0  # > 0: sliding window of this many positions.
   c.model.qk_norm = False  # RMSNorm on each head's queries and keys.
@@ -250,6 +253,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ConfigError('model.position=rope needs an even head width '
                       f'(embed_dim / num_heads = {m.embed_dim // m.num_heads})'
                       )
+  if m.init_embeddings and d.tokenizer != 'word':
+    raise ConfigError('model.init_embeddings maps word vectors through the '
+                      'vocabulary; it needs data.tokenizer=word')
   if m.attention_window < 0:
     raise ConfigError(f'model.attention_window must be >= 0, got '
                       f'{m.attention_window}')

@@ -19,6 +19,7 @@ import numpy as np
 from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
 from lm import data as data_lib
+from lm import embeddings as embeddings_lib
 from lm import flops
 from lm import metrics as metrics_lib
 from lm import model as model_lib
@@ -147,6 +148,18 @@ def evaluate_splits(trainer, params, corpus, c, writer=None
   return results
 
 
+def init_embeddings(state, trainer, tok, path: str):
+  """Sets the token embedding rows of words that have pretrained vectors."""
+  words = list(tok.words)
+  vectors = embeddings_lib.read_vectors(path, set(words))
+  table, coverage = embeddings_lib.initialise(
+      jax.device_get(state['params']['wte']), words, vectors)
+  state['params']['wte'] = jax.device_put(
+      table.astype(state['params']['wte'].dtype),
+      trainer.state_shardings['params']['wte'])
+  return coverage
+
+
 def local_rows(batch_size: int) -> slice:
   """This process's rows of a global batch."""
   n = batch_size // jax.process_count()
@@ -204,6 +217,10 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     if c.init_from:
       state['params'] = load_params(trainer.abstract_state['params'],
                                     c.init_from)
+    elif c.model.init_embeddings:
+      coverage = init_embeddings(state, trainer, corpus.tokenizer,
+                                 c.model.init_embeddings)
+      print(coverage, flush=True)
 
   eval_set = [trainer.global_batch(b) for b in data_lib.eval_batches(
       corpus.val, c.model.max_len, c.data.batch_size, c.train.eval_batches,

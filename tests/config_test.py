@@ -51,6 +51,11 @@ def test_default_and_shipped_variants_validate(name, variant):
      'model.max_len=16'),
     (lambda c: c.model.update(position='rope', embed_dim=6, num_heads=2),
      'model.position=rope needs an even head width'),
+    (lambda c: c.model.__setattr__('init_embeddings', 'glove.txt'),
+     'model.init_embeddings maps word vectors through the vocabulary; it '
+     'needs data.tokenizer=word'),
+    (lambda c: c.model.__setattr__('causal', False),
+     'model.causal=False (bidirectional) is for encoders'),
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, relu, relu2, "
      'swiglu'),
