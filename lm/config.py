@@ -25,6 +25,7 @@ CHOICES = {
     'model.norm_position': ('pre', 'post'),
     'model.activation': ('gelu', 'relu', 'relu2', 'swiglu'),
     'model.attention_impl': ('reference', 'xla', 'cudnn'),
+    'model.remat': ('none', 'full', 'dots'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
 }
@@ -95,6 +96,8 @@ def default() -> ml_collections.ConfigDict:
   # reference: einsums + softmax (attention dropout here only); xla/cudnn:
   # jax.nn.dot_product_attention with that implementation (cudnn: fused, GPU).
   c.model.attention_impl = 'reference'
+  c.model.scan_layers = False  # jax.lax.scan over the blocks: flat compile.
+  c.model.remat = 'none'  # full or dots: recompute activations (less memory).
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'

@@ -58,6 +58,8 @@ class GPTConfig:
   attention_window: int = 0  # > 0: attend to the last W positions only.
   qk_norm: bool = False  # RMSNorm on each head's queries and keys.
   attention_impl: str = 'reference'  # reference | xla | cudnn
+  scan_layers: bool = False  # One traced block, scanned over stacked layers.
+  remat: str = 'none'  # none | full | dots: recompute activations in backward.
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':
@@ -374,13 +376,18 @@ class GPT(nnx.Module):
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
     new_cache = [] if cache is not None else None
-    for i, block in enumerate(self.blocks):
-      x_BxLxD, layer_cache = block(
-          x_BxLxD, positions_BxL=positions_BxL, segment_ids_BxL=segment_ids_BxL,
-          cache=None if cache is None else cache[i],
-          deterministic=deterministic, rngs=rngs)
-      if cache is not None:
-        new_cache.append(layer_cache)
+    if cache is None and (self.cfg.scan_layers or self.cfg.remat != 'none'):
+      x_BxLxD = self._functional_blocks(x_BxLxD, positions_BxL,
+                                        segment_ids_BxL, deterministic, rngs)
+    else:
+      for i, block in enumerate(self.blocks):
+        x_BxLxD, layer_cache = block(
+            x_BxLxD, positions_BxL=positions_BxL,
+            segment_ids_BxL=segment_ids_BxL,
+            cache=None if cache is None else cache[i],
+            deterministic=deterministic, rngs=rngs)
+        if cache is not None:
+          new_cache.append(layer_cache)
     if self.ln_f is not None:
       x_BxLxD = self.ln_f(x_BxLxD)
     B, L, D = x_BxLxD.shape
@@ -388,6 +395,38 @@ class GPT(nnx.Module):
     logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
                              head_VxD.astype(dtype))
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
+
+  def _functional_blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL,
+                         deterministic, rngs):
+    """The blocks as a pure function of their parameters: scanned over the
+    layers' stacked parameters (compile time flat in depth), and/or each
+    rematerialised in the backward pass. Same results as the plain loop;
+    dropout keys are drawn per layer from one key."""
+    graphdef, _ = nnx.split(self.blocks[0])
+    states = [nnx.state(b) for b in self.blocks]
+    train = not deterministic and self.cfg.dropout > 0
+    keys = (jax.random.split(rngs.dropout(), len(states)) if train else
+            jnp.zeros((len(states), 2), jnp.uint32))
+
+    def body(x_BxLxD, layer):
+      state, key = layer
+      block = nnx.merge(graphdef, state)
+      y_BxLxD, _ = block(x_BxLxD, positions_BxL=positions_BxL,
+                         segment_ids_BxL=segment_ids_BxL,
+                         deterministic=not train,
+                         rngs=nnx.Rngs(dropout=key) if train else None)
+      return y_BxLxD, None
+    if self.cfg.remat != 'none':
+      policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+                if self.cfg.remat == 'dots' else None)
+      body = jax.checkpoint(body, policy=policy)
+    if self.cfg.scan_layers:
+      stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+      x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, (stacked, keys))
+      return x_BxLxD
+    for state, key in zip(states, keys):
+      x_BxLxD, _ = body(x_BxLxD, (state, key))
+    return x_BxLxD
 
   def init_cache(self, batch_size: int) -> list[dict[str, jax.Array]]:
     """An empty KV cache spanning the whole context, one entry per layer."""

@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -216,3 +217,36 @@ def test_sliding_window_and_bidirectional_masks():
   chex.assert_trees_all_equal(lx[:, 7:], ly[:, 7:])
   both = make(variant(causal=False))
   assert np.abs(np.asarray(both(x)[0][:, 0] - both(y)[0][:, 0])).max() > 1e-4
+
+
+@pytest.mark.parametrize('kw', [dict(scan_layers=True), dict(remat='full'),
+                                dict(remat='dots'),
+                                dict(scan_layers=True, remat='dots')],
+                         ids=lambda kw: str(kw))
+def test_scan_and_remat_give_the_same_loss_and_gradients(kw):
+  graphdef, params = nnx.split(make(CFG), nnx.Param)
+  other_def, _ = nnx.split(make(variant(**kw)), nnx.Param)
+  x = tokens()
+
+  def loss(graph, p):
+    logits, _ = nnx.merge(graph, p)(x[:, :-1])
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, x[:, 1:]).mean()
+  want, want_grads = jax.jit(jax.value_and_grad(
+      lambda p: loss(graphdef, p)))(params)
+  got, got_grads = jax.jit(jax.value_and_grad(
+      lambda p: loss(other_def, p)))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  chex.assert_trees_all_close(got_grads, want_grads, atol=1e-6)
+
+
+def test_scanned_stack_is_one_traced_block_and_takes_dropout():
+  cfg = variant(scan_layers=True, num_layers=4, dropout=0.1)
+  graphdef, params = nnx.split(make(cfg), nnx.Param)
+  jaxpr = str(jax.make_jaxpr(
+      lambda p: nnx.merge(graphdef, p)(tokens())[0])(params))
+  assert 'scan[' in jaxpr and jaxpr.count('erf') == 1  # One block's GELU.
+  model = nnx.merge(graphdef, params)
+  a = model(tokens(), deterministic=False, rngs=nnx.Rngs(dropout=1))[0]
+  b = model(tokens(), deterministic=False, rngs=nnx.Rngs(dropout=2))[0]
+  assert np.isfinite(np.asarray(a)).all() and not np.allclose(a, b)
