@@ -148,6 +148,19 @@ def evaluate_splits(trainer, params, corpus, c, writer=None
   return results
 
 
+def evaluate_saved(config, workdir: str) -> dict[str, dict[str, float]]:
+  """`evaluate_splits` of a finished run's latest parameters under `config`
+  (e.g. with another eval.max_len: train short, test long)."""
+  c = resolve(config, 0)
+  corpus = data_lib.load_corpus(
+      c.data, c.model.max_len,
+      tokenizer=saved_tokenizer(workdir, '', c.data.tokenizer))
+  c = resolve(config, corpus.tokenizer.vocab_size)
+  trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
+  params = load_params(trainer.abstract_state['params'], workdir)
+  return evaluate_splits(trainer, params, corpus, c)
+
+
 def init_embeddings(state, trainer, tok, path: str):
   """Sets the token embedding rows of words that have pretrained vectors."""
   words = list(tok.words)

@@ -1,0 +1,22 @@
+"""Study: train short, test long (after Press et al., ALiBi, ICLR 2022).
+
+Each position scheme trains the nanoGPT CPU model on character-level Tiny
+Shakespeare at context L = 64 and is evaluated on the whole validation split
+at L, 2L, 4L and 8L (non-overlapping windows). The paper's finding to check:
+sinusoidal (and learned, which cannot even run past its table) degrade past
+L, rotary degrades less, ALiBi holds or improves.
+
+  python -m lm.study experiments/positions_extrapolation.py
+"""
+
+
+def get_study():
+  return {
+      'base': 'configs/shakespeare_char.py:cpu',
+      'grid': {name: {'model.position': name}
+               for name in ('learned', 'sinusoidal', 'rope', 'alibi', 'none')},
+      'seeds': [0, 1, 2],
+      'metrics': ['validation.loss'],
+      'eval_lens': [128, 256, 512],
+      'out': 'experiments/positions_extrapolation',
+  }

@@ -1,0 +1,226 @@
+"""Ablation studies: a grid of config overrides x seeds, one run per cell.
+
+  python -m lm.study experiments/STUDY.py [--out=DIR] [--dry_run]
+
+A study file defines `get_study()` returning a dict:
+  base      'configs/NAME.py[:VARIANT]' (a config file, read by path)
+  grid      {cell name: {dotted key: value, ...}, ...}
+  seeds     [0, 1, 2]
+  metrics   keys of a run's results to tabulate: '<split>.<metric>' of the
+            final evaluation (e.g. 'validation.loss'), 'train.tokens_per_sec',
+            'train.best_eval_loss', 'model.kv_cache_bytes_per_token'
+  eval_lens (optional) extra final-evaluation contexts, e.g. [128, 256]:
+            each adds 'eval@LEN.<split>.<metric>' columns
+  out       (optional) output folder, default runs/<study name>
+Each (cell, seed) is an ordinary training run in OUT/<cell>/seed_<s> (a
+cluster launcher can run them in parallel); finished runs are skipped, so a
+rerun resumes an interrupted study. The study writes OUT/results.json,
+OUT/results.md (mean ± std over seeds per cell) and one plot per metric,
+OUT/<metric>.png.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+import numpy as np
+
+from lm import cli
+from lm import config as config_lib
+from lm import run
+
+flags.DEFINE_string('out', None, 'Output folder (default: the study\'s).')
+flags.DEFINE_bool('dry_run', False, 'List the cells and stop.')
+FLAGS = flags.FLAGS
+
+
+def _load_module(path: str, name: str):
+  if not os.path.exists(path):
+    raise config_lib.ConfigError(f'no such file: {path}')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.pop(0)
+  return module
+
+
+def load_config(spec: str):
+  """The config of 'path.py[:variant]'."""
+  path, _, arg = spec.partition(':')
+  return _load_module(path, 'study_base').get_config(arg or None)
+
+
+def load_study(path: str) -> dict:
+  study = _load_module(path, 'study_file').get_study()
+  missing = {'base', 'grid', 'seeds', 'metrics'} - set(study)
+  if missing:
+    raise config_lib.ConfigError(f'{path}: get_study() lacks '
+                                 f'{", ".join(sorted(missing))}')
+  study.setdefault('eval_lens', [])
+  study.setdefault('out', os.path.join(
+      'runs', os.path.splitext(os.path.basename(path))[0]))
+  return study
+
+
+def cell_config(base, overrides: dict, seed: int):
+  """The base config with a cell's overrides and the seed, validated."""
+  c = base.copy_and_resolve_references()
+  for key, value in overrides.items():
+    message = config_lib.unknown_key_message(key)
+    if message:
+      raise config_lib.ConfigError(message)
+    node = c
+    *parents, leaf = key.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  c.seed = seed
+  config_lib.validate(c)
+  return c
+
+
+def run_cell(c, workdir: str, eval_lens) -> dict:
+  """A finished cell's metrics (flattened 'split.metric'); trains if needed."""
+  results_path = os.path.join(workdir, 'study_cell.json')
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      saved = json.load(f)
+    if saved.get('step') == c.train.num_steps:
+      return saved['metrics']
+  c.eval.final = True
+  summary = run.train_and_evaluate(c, workdir)
+  metrics = _flat(summary.final)
+  m = c.model
+  metrics['train.tokens_per_sec'] = summary.tokens_per_sec
+  metrics['train.best_eval_loss'] = summary.best_eval_loss
+  # Keys and values, every layer, float32 on CPU: what decoding must hold.
+  heads = m.num_kv_heads or m.num_heads
+  metrics['model.kv_cache_bytes_per_token'] = float(
+      2 * m.num_layers * heads * (m.embed_dim // m.num_heads) * 4)
+  for length in eval_lens:
+    e = c.copy_and_resolve_references()
+    e.eval.max_len = length
+    e.eval.stride = 0
+    try:
+      config_lib.validate(e)
+    except config_lib.ConfigError as error:  # A learned table cannot.
+      print(f'  no eval at {length}: {error}', flush=True)
+      continue
+    extra = run.evaluate_saved(e, workdir)
+    metrics.update({f'eval@{length}.{k}': v for k, v in _flat(extra).items()})
+  with open(results_path, 'w') as f:
+    json.dump({'step': c.train.num_steps, 'metrics': metrics}, f, indent=2)
+  return metrics
+
+
+def _flat(final: dict) -> dict[str, float]:
+  return {f'{split}.{k}': v for split, m in final.items() for k, v in m.items()}
+
+
+def summarize(rows: dict[str, list[dict]], metrics) -> dict:
+  """Per cell and metric: mean, sample std and the per-seed values."""
+  out = {}
+  for cell, runs in rows.items():
+    out[cell] = {}
+    for m in metrics:
+      values = [r[m] for r in runs if m in r]
+      if values:
+        out[cell][m] = {
+            'mean': float(np.mean(values)),
+            'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            'values': values}
+  return out
+
+
+def markdown(summary: dict, metrics) -> str:
+  lines = ['| cell | ' + ' | '.join(metrics) + ' |',
+           '| --- |' + ' ---: |' * len(metrics)]
+  for cell, ms in summary.items():
+    cols = [f'{ms[m]["mean"]:.4g} ± {ms[m]["std"]:.2g}' if m in ms else '—'
+            for m in metrics]
+    lines.append(f'| {cell} | ' + ' | '.join(cols) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def plot(summary: dict, metrics, out: str) -> list[str]:
+  """A bar chart (mean ± std over seeds) per metric."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  paths = []
+  cells = list(summary)
+  for m in metrics:
+    have = [c for c in cells if m in summary[c]]
+    if not have:
+      continue
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(have)), 3.5))
+    ax.bar(range(len(have)), [summary[c][m]['mean'] for c in have],
+           yerr=[summary[c][m]['std'] for c in have], capsize=4)
+    ax.set_xticks(range(len(have)), have, rotation=30, ha='right')
+    ax.set_ylabel(m)
+    fig.tight_layout()
+    path = os.path.join(out, m.replace('/', '_') + '.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+def run_study(path: str, out: str | None = None, dry_run: bool = False):
+  """Runs (or resumes) every cell of the study at `path`; writes results."""
+  study = load_study(path)
+  out = out or study['out']
+  base = load_config(study['base'])
+  cells = [(name, seed, cell_config(base, overrides, seed))
+           for name, overrides in study['grid'].items()
+           for seed in study['seeds']]
+  metrics = list(study['metrics']) + [
+      f'eval@{n}.{m}' for n in study['eval_lens'] for m in study['metrics']]
+  print(f'{len(cells)} runs: {len(study["grid"])} cells x '
+        f'{len(study["seeds"])} seeds, into {out}', flush=True)
+  if dry_run:
+    for name, seed, _ in cells:
+      print(f'  {name} seed {seed}')
+    return None
+  os.makedirs(out, exist_ok=True)
+  rows, spent, trained = {}, 0.0, 0
+  for i, (name, seed, c) in enumerate(cells):
+    left = len(cells) - i
+    eta = f', about {spent / trained * left / 60:.0f} min left' if trained else ''
+    print(f'[{i + 1}/{len(cells)}] {name} seed {seed}{eta}', flush=True)
+    start = time.perf_counter()
+    workdir = os.path.join(out, name, f'seed_{seed}')
+    done = os.path.exists(os.path.join(workdir, 'study_cell.json'))
+    rows.setdefault(name, []).append(run_cell(c, workdir, study['eval_lens']))
+    if not done:
+      spent += time.perf_counter() - start
+      trained += 1
+  summary = summarize(rows, metrics)
+  record = {'study': path, 'base': study['base'], 'grid': study['grid'],
+            'seeds': study['seeds'], 'summary': summary}
+  with open(os.path.join(out, 'results.json'), 'w') as f:
+    json.dump(record, f, indent=2)
+  with open(os.path.join(out, 'results.md'), 'w') as f:
+    f.write(markdown(summary, metrics))
+  plots = plot(summary, metrics, out)
+  print(f'wrote {out}/results.json, results.md and {len(plots)} plot(s)')
+  return record
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError('usage: python -m lm.study STUDY_FILE.py [--out=DIR]')
+  cli.start(argv[:1])
+  cli.exit_on_user_error(run_study, argv[1], FLAGS.out, FLAGS.dry_run)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

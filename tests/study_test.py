@@ -1,0 +1,48 @@
+"""Tests of lm.study: a grid of runs, resumed, tabulated and plotted."""
+
+import json
+
+from conftest import run_cli
+
+STUDY = '''
+def get_study():
+  return {'base': 'configs/shakespeare_char.py:test',
+          'grid': {'learned': {'model.position': 'learned'},
+                   'rope': {'model.position': 'rope',
+                            'model.num_kv_heads': 1}},
+          'seeds': [0],
+          'metrics': ['validation.loss', 'validation.perplexity'],
+          'eval_lens': [32]}
+'''
+
+
+def test_study_runs_every_cell_then_skips_them(tmp_path):
+  (tmp_path / 'study.py').write_text(STUDY)
+  out = tmp_path / 'out'
+  args = ['lm.study', str(tmp_path / 'study.py'), f'--out={out}']
+  p = run_cli(*args)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert '[1/2] learned seed 0' in p.stdout and '[2/2] rope seed 0' in p.stdout
+  record = json.loads((out / 'results.json').read_text())
+  rope = record['summary']['rope']
+  assert rope['eval@32.validation.loss']['values'][0] > 0
+  assert 'eval@32.validation.loss' not in record['summary']['learned']
+  table = (out / 'results.md').read_text()
+  assert '| rope |' in table and '| learned |' in table and '—' in table
+  assert (out / 'validation.loss.png').stat().st_size > 1000
+  again = run_cli(*args)
+  assert again.returncode == 0 and 'starting in' not in again.stdout
+
+
+def test_dry_run_and_bad_study_files(tmp_path):
+  (tmp_path / 'study.py').write_text(STUDY)
+  p = run_cli('lm.study', str(tmp_path / 'study.py'), '--dry_run')
+  assert p.returncode == 0 and '2 runs: 2 cells x 1 seeds' in p.stdout
+  (tmp_path / 'bad.py').write_text(STUDY.replace("'model.position'",
+                                                 "'model.positon'"))
+  p = run_cli('lm.study', str(tmp_path / 'bad.py'), '--dry_run')
+  assert p.returncode == 2
+  assert "unknown config key 'model.positon'" in p.stderr
+  p = run_cli('lm.study', str(tmp_path / 'missing.py'))
+  assert p.returncode == 2 and 'no such file' in p.stderr
+  assert run_cli('lm.study', '--help').returncode == 0
