@@ -9,6 +9,7 @@ A study file defines `get_study()` returning a dict:
   metrics   keys of a run's results to tabulate: '<split>.<metric>' of the
             final evaluation (e.g. 'validation.loss'), 'train.tokens_per_sec',
             'train.best_eval_loss', 'model.kv_cache_bytes_per_token'
+  overrides (optional) {dotted key: value} applied to every cell first
   eval_lens (optional) extra final-evaluation contexts, e.g. [128, 256]:
             each adds 'eval@LEN.<split>.<metric>' columns
   out       (optional) output folder, default runs/<study name>
@@ -65,6 +66,7 @@ def load_study(path: str) -> dict:
     raise config_lib.ConfigError(f'{path}: get_study() lacks '
                                  f'{", ".join(sorted(missing))}')
   study.setdefault('eval_lens', [])
+  study.setdefault('overrides', {})
   study.setdefault('out', os.path.join(
       'runs', os.path.splitext(os.path.basename(path))[0]))
   return study
@@ -179,7 +181,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
   study = load_study(path)
   out = out or study['out']
   base = load_config(study['base'])
-  cells = [(name, seed, cell_config(base, overrides, seed))
+  cells = [(name, seed, cell_config(base, {**study['overrides'], **overrides},
+                                    seed))
            for name, overrides in study['grid'].items()
            for seed in study['seeds']]
   metrics = list(study['metrics']) + [
