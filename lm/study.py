@@ -169,7 +169,7 @@ def plot(summary: dict, metrics, out: str) -> list[str]:
     ax.set_xticks(range(len(have)), have, rotation=30, ha='right')
     ax.set_ylabel(m)
     fig.tight_layout()
-    path = os.path.join(out, m.replace('/', '_') + '.png')
+    path = os.path.join(out, m.replace('/', '_').replace('@', '_at_') + '.png')
     fig.savefig(path, dpi=100)
     plt.close(fig)
     paths.append(path)
