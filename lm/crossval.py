@@ -9,7 +9,7 @@ fold k out: its tokenizer is trained on its own training folds, its periodic
 and final evaluations read the held-out fold as one stream. Each run is an
 ordinary training run in WORKDIR/fold_k (so an interrupted study resumes, and
 finished folds are skipped); a character vocabulary is the whole training
-split's alphabet (see `_save_alphabet`); the mean and standard deviation of held-out
+split's alphabet (see `_alphabet`); the mean and standard deviation of held-out
 perplexity go to WORKDIR/crossval.json and WORKDIR/crossval.md.
 """
 
@@ -112,6 +112,7 @@ def cross_validate(config, workdir: str, k: int) -> dict:
     raise config_lib.ConfigError(f'--folds must be at least 2, got {k}')
   os.makedirs(workdir, exist_ok=True)
   results = {}
+  alphabet = _alphabet(config) if config.data.tokenizer == 'char' else None
   for i, (name, c) in enumerate(fold_configs(config, k)):
     fold_dir = os.path.join(workdir, name)
     done = _finished(fold_dir, c.train.num_steps)
@@ -120,8 +121,9 @@ def cross_validate(config, workdir: str, k: int) -> dict:
           flush=True)
     if done is None:
       c.eval.final = True
-      if c.data.tokenizer == 'char':
-        _save_alphabet(config, fold_dir)
+      if alphabet and not os.path.exists(
+          os.path.join(fold_dir, run.TOKENIZER_FILE)):
+        tokenizer_lib.save(alphabet, fold_dir)
       done = run.train_and_evaluate(c, fold_dir).final['validation']
     results[name] = done
   summary = summarize(results)
@@ -133,8 +135,8 @@ def cross_validate(config, workdir: str, k: int) -> dict:
   return record
 
 
-def _save_alphabet(config, fold_dir: str) -> None:
-  """Gives a char-level fold the whole training split's characters.
+def _alphabet(config):
+  """A char tokenizer of the whole training split, for every fold.
 
   Words and subwords are learned from the training folds only (a held-out
   word becomes <unk>, SentencePiece falls back to bytes), but a character
@@ -142,14 +144,11 @@ def _save_alphabet(config, fold_dir: str) -> None:
   fold could not be scored. The alphabet is not a statistic of the text's
   sequence, so taking it from all folds leaks nothing the model learns.
   """
-  if os.path.exists(os.path.join(fold_dir, run.TOKENIZER_FILE)):
-    return
-  corpus_config = config.copy_and_resolve_references()
-  builder = data_lib.prepare(corpus_config.data)
-  split = data_lib.resolve_splits(builder, corpus_config.data)['train']
+  builder = data_lib.prepare(config.data)
+  split = data_lib.resolve_splits(builder, config.data)['train']
   transform = preprocess.make(config.data.normalize, config.data.lowercase)
   texts = map(transform, data_lib.read_texts(builders.source(builder, split)))
-  tokenizer_lib.save(tokenizer_lib.train('char', texts), fold_dir)
+  return tokenizer_lib.train('char', texts)
 
 
 def _finished(fold_dir: str, num_steps: int):

@@ -151,10 +151,9 @@ def evaluate_splits(trainer, params, corpus, c, writer=None
 def evaluate_saved(config, workdir: str) -> dict[str, dict[str, float]]:
   """`evaluate_splits` of a finished run's latest parameters under `config`
   (e.g. with another eval.max_len: train short, test long)."""
-  c = resolve(config, 0)
   corpus = data_lib.load_corpus(
-      c.data, c.model.max_len,
-      tokenizer=saved_tokenizer(workdir, '', c.data.tokenizer))
+      config.data, config.model.max_len,
+      tokenizer=saved_tokenizer(workdir, '', config.data.tokenizer))
   c = resolve(config, corpus.tokenizer.vocab_size)
   trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
   params = load_params(trainer.abstract_state['params'], workdir)
