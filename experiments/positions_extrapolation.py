@@ -4,7 +4,8 @@ Each position scheme trains the nanoGPT CPU model on character-level Tiny
 Shakespeare at context L = 64 (1,000 steps) and is evaluated on the whole validation split
 at L, 2L, 4L and 8L (non-overlapping windows). The paper's finding to check:
 sinusoidal (and learned, which cannot even run past its table) degrade past
-L, rotary degrades less, ALiBi holds or improves.
+L, rotary degrades less, ALiBi holds or improves. T5's bucketed relative
+bias (its last bucket covers every distance past 128) joins as a sixth arm.
 
   python -m lm.study experiments/positions_extrapolation.py
 """
@@ -14,8 +15,9 @@ def get_study():
   return {
       'base': 'configs/shakespeare_char.py:cpu',
       'grid': {name: {'model.position': name}
-               for name in ('learned', 'sinusoidal', 'rope', 'alibi', 'none')},
-      # 1,000 steps (half the recipe) keep the 15 runs near 20 minutes.
+               for name in ('learned', 'sinusoidal', 'rope', 'alibi', 't5',
+                            'none')},
+      # 1,000 steps (half the recipe) keep the 18 runs near 20 minutes.
       'overrides': {'train.num_steps': 1000, 'train.eval_every': 250,
                     'checkpoint.every': 250},
       'seeds': [0, 1, 2],

@@ -20,7 +20,8 @@ CHOICES = {
     'data.spm_model_type': ('bpe', 'unigram'),
     'data.normalize': ('none', 'NFC', 'NFKC'),
     'model.dtype': ('auto', 'float32', 'bfloat16', 'float16'),
-    'model.position': ('none', 'learned', 'sinusoidal', 'rope', 'alibi'),
+    'model.position': ('none', 'learned', 'sinusoidal', 'rope', 'alibi',
+                       't5'),
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.norm_position': ('pre', 'post'),
     'model.activation': ('gelu', 'relu', 'relu2', 'swiglu'),
@@ -34,7 +35,9 @@ CHOICES = {
 ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'mlp_dim', 'max_len', 'use_bias', 'position',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
-                     'tie_embeddings', 'qk_norm')
+                     'tie_embeddings', 'qk_norm', 'relative_buckets')
+
+DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
 
 
 class ConfigError(ValueError):
@@ -77,11 +80,19 @@ def default() -> ml_collections.ConfigDict:
   c.model.mlp_dim = 0  # 0: 4 * embed_dim.
   c.model.max_len = 64  # Context length (nanoGPT's block_size).
   c.model.dropout = 0.0
+  # Comma-separated sites where model.dropout applies: embed, attention
+  # (probabilities), residual (each branch's output), mlp (hidden layer).
+  c.model.dropout_sites = 'embed,attention,residual'
+  c.model.scaled_init = True  # Residual projections: 0.02 / sqrt(2 layers).
   c.model.use_bias = True
   c.model.dtype = 'auto'  # Compute; auto: float32 on CPU, else bfloat16.
   c.model.param_dtype = 'float32'
-  c.model.position = 'learned'  # none, learned, sinusoidal, rope, alibi.
+  c.model.position = 'learned'  # none, learned, sinusoidal, rope, alibi, t5.
   c.model.rope_base = 10000.0
+  # t5: a learned per-head bias for each of this many distance buckets (half
+  # exact, half log-spaced up to relative_max_distance), shared by layers.
+  c.model.relative_buckets = 32
+  c.model.relative_max_distance = 128
   c.model.num_kv_heads = 0  # 0: num_heads (MHA); 1: MQA; between: GQA.
   c.model.norm = 'layernorm'  # or rmsnorm.
   c.model.norm_position = 'pre'  # pre (GPT-2) or post (original).
@@ -124,6 +135,9 @@ def default() -> ml_collections.ConfigDict:
   c.eval.stride = 0  # Sliding-window stride; 0: max_len (no overlap).
   c.eval.batch_size = 0  # 0: data.batch_size.
   c.eval.max_len = 0  # Final-evaluation context; 0: model.max_len.
+  # > 0: score only each split's first N tokens (quick studies; token loss
+  # and perplexity only). 0: whole splits.
+  c.eval.max_tokens = 0
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 250
@@ -238,12 +252,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if d.vocab_size < 0 or c.eval.batch_size < 0:
     raise ConfigError('data.vocab_size and eval.batch_size must be >= 0')
   eval_len = c.eval.max_len or m.max_len
+  if c.eval.max_tokens < 0:
+    raise ConfigError(f'eval.max_tokens must be >= 0, got {c.eval.max_tokens}')
   if c.eval.max_len < 0:
     raise ConfigError(f'eval.max_len must be >= 0, got {c.eval.max_len}')
   if eval_len > m.max_len and m.position == 'learned':
     raise ConfigError(f'eval.max_len={eval_len} is past the learned position '
                       f'table of model.max_len={m.max_len}; evaluate at most '
-                      'that long or use sinusoidal, rope, alibi or none')
+                      'that long or use sinusoidal, rope, alibi, t5 or none')
   if not 0 <= c.eval.stride <= eval_len:
     raise ConfigError(f'eval.stride must be in [0, {eval_len}] (the eval '
                       f'context), got {c.eval.stride}')
@@ -265,6 +281,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not m.causal:
     raise ConfigError('model.causal=False (bidirectional) is for encoders; '
                       'the GPT training loop predicts the next token')
+  sites = [x for x in m.dropout_sites.split(',') if x]
+  if any(x not in DROPOUT_SITES for x in sites):
+    raise ConfigError(f'model.dropout_sites={m.dropout_sites!r}: give a '
+                      'comma-separated subset of ' + ','.join(DROPOUT_SITES))
+  if m.position == 't5' and (
+      m.relative_buckets < 4 or
+      m.relative_max_distance <= m.relative_buckets // 2):
+    raise ConfigError('model.position=t5 needs model.relative_buckets >= 4 and '
+                      'model.relative_max_distance > relative_buckets / 2 '
+                      f'(got {m.relative_buckets} and '
+                      f'{m.relative_max_distance})')
   if m.rope_base <= 1:
     raise ConfigError(f'model.rope_base must be > 1, got {m.rope_base}')
   if not d.train_split or not d.eval_split:

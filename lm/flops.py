@@ -24,6 +24,8 @@ def train_flops_per_token(cfg, num_params: int) -> float:
   n = num_params
   if getattr(cfg, 'position', 'learned') == 'learned':
     n -= cfg.max_len * cfg.embed_dim  # A position table is a gather.
+  if getattr(cfg, 'position', 'learned') == 't5':
+    n -= cfg.relative_buckets * cfg.num_heads  # So is T5's bias table.
   if not getattr(cfg, 'tie_embeddings', True):
     n -= cfg.vocab_size * cfg.embed_dim  # So is an untied input embedding.
   attention = 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * cfg.max_len

@@ -4,15 +4,16 @@ The default is GPT-2's layout: token and learned position embeddings,
 pre-LayerNorm blocks of causal multi-head self-attention and a GELU MLP, a
 final LayerNorm and an output head tied to the token embedding. Config
 switches choose the variants on the same code: positions (none, learned,
-sinusoidal, RoPE, ALiBi), grouped-query and multi-query attention
-(`num_kv_heads`), LayerNorm or RMSNorm, pre- or post-norm blocks, GELU, ReLU,
-squared ReLU or SwiGLU, tied or untied output head. Every parameter is
+sinusoidal, RoPE, ALiBi, T5's relative buckets), grouped-query and
+multi-query attention (`num_kv_heads`), LayerNorm or RMSNorm, pre- or
+post-norm blocks, GELU, ReLU, squared ReLU or SwiGLU, tied or untied output
+head, biases, dropout sites and depth-scaled init. Every parameter is
 declared with logical axis names; `lm.sharding` maps them onto mesh axes.
 
 Tensor names carry their shapes:
   B batch, L query length, M key length (the KV cache's length when decoding),
   D model width, H heads, G key/value heads, K head width, F MLP width,
-  V vocabulary.
+  V vocabulary, N relative-position buckets.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ class GPTConfig:
   use_bias: bool = True
   dtype: str = 'float32'
   param_dtype: str = 'float32'
-  position: str = 'learned'  # none | learned | sinusoidal | rope | alibi
+  position: str = 'learned'  # none | learned | sinusoidal | rope | alibi | t5
   rope_base: float = 10000.0
+  relative_buckets: int = 32  # t5: buckets of the learned per-head bias,
+  relative_max_distance: int = 128  # and the distance the last one starts.
   num_kv_heads: int = 0  # 0: num_heads (MHA); 1: MQA; else GQA.
   norm: str = 'layernorm'  # layernorm | rmsnorm
   norm_position: str = 'pre'  # pre | post
@@ -60,6 +63,10 @@ class GPTConfig:
   attention_impl: str = 'reference'  # reference | xla | cudnn
   scan_layers: bool = False  # One traced block, scanned over stacked layers.
   remat: str = 'none'  # none | full | dots: recompute activations in backward.
+  # Where `dropout` applies: token(+position) embeddings, attention
+  # probabilities, each residual branch's output, the MLP's hidden layer.
+  dropout_sites: str = 'embed,attention,residual'
+  scaled_init: bool = True  # Residual projections: std 0.02 / sqrt(2 layers).
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':
@@ -72,6 +79,15 @@ class GPTConfig:
   @property
   def kv_heads(self) -> int:
     return self.num_kv_heads or self.num_heads
+
+  def dropout_at(self, site: str) -> float:
+    """The dropout rate at `site` (0 where it is not switched on)."""
+    return self.dropout if site in self.dropout_sites.split(',') else 0.0
+
+  @property
+  def residual_std(self) -> float:
+    """GPT-2's init of the projections into the residual stream."""
+    return 0.02 / math.sqrt(2 * self.num_layers) if self.scaled_init else 0.02
 
 
 def _param(rngs, init, shape, names, dtype):
@@ -207,15 +223,17 @@ class Attention(nnx.Module):
         for _ in range(2))
     # Residual projections get GPT-2's depth-scaled init.
     self.out = Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg, rngs=rngs,
-                     std=0.02 / math.sqrt(2 * cfg.num_layers))
-    self.dropout = nnx.Dropout(cfg.dropout)
+                     std=cfg.residual_std)
+    self.dropout = nnx.Dropout(cfg.dropout_at('attention'))
     self.dtype = DTYPES[cfg.dtype]
     self.q_norm, self.k_norm = (
         (LayerNorm(cfg, rngs=rngs, dim=K, rms=True) for _ in range(2))
         if cfg.qk_norm else (None, None))
 
   def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
-               cache=None, deterministic=True, rngs=None):
+               cache=None, relative_NxH=None, deterministic=True, rngs=None):
+    """`relative_NxH`: T5's bias table (shared by all layers, so the model
+    passes it in) when cfg.position is 't5'."""
     cfg = self.cfg
     q_BxLxHxK = self.q(x_BxLxD)
     k_BxLxGxK, v_BxLxGxK = self.k(x_BxLxD), self.v(x_BxLxD)
@@ -244,9 +262,14 @@ class Attention(nnx.Module):
     mask_BxLxM = attention_mask(positions_BxL, key_positions_BxM,
                                 segment_ids_BxL, cfg.causal,
                                 cfg.attention_window)
-    bias_BxHxLxM = (positions_lib.alibi_bias(
-        positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
-                    if cfg.position == 'alibi' else None)
+    bias_BxHxLxM = None
+    if cfg.position == 'alibi':
+      bias_BxHxLxM = positions_lib.alibi_bias(
+          positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
+    elif cfg.position == 't5':
+      bias_BxHxLxM = positions_lib.relative_bias(
+          relative_NxH, positions_BxL, key_positions_BxM,
+          cfg.relative_max_distance, bidirectional=not cfg.causal)
     if cfg.attention_impl == 'reference':
       y_BxLxHxK = reference_attention(
           q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM, bias_BxHxLxM,
@@ -281,19 +304,22 @@ class MLP(nnx.Module):
     self.gate = (Dense((D,), (F,), ('embed', 'mlp'), cfg, rngs=rngs)
                  if cfg.activation == 'swiglu' else None)
     self.down = Dense((F,), (D,), ('mlp', 'embed'), cfg, rngs=rngs,
-                      std=0.02 / math.sqrt(2 * cfg.num_layers))
+                      std=cfg.residual_std)
+    self.dropout = nnx.Dropout(cfg.dropout_at('mlp'))
 
-  def __call__(self, x_BxLxD):
+  def __call__(self, x_BxLxD, deterministic=True, rngs=None):
     h_BxLxF = self.act(self.up(x_BxLxD))
     if self.gate is not None:
       h_BxLxF = h_BxLxF * self.gate(x_BxLxD)
     h_BxLxF = sharding.constrain(h_BxLxF, ('batch', None, 'mlp'))
+    h_BxLxF = self.dropout(h_BxLxF, deterministic=deterministic, rngs=rngs)
     return self.down(h_BxLxF)
 
 
 class Block(nnx.Module):
   """Pre-norm: x + attn(ln(x)), then x + mlp(ln(x)); post-norm (the original
-  Transformer): ln(x + attn(x)), then ln(x + mlp(x)). Dropout on each branch.
+  Transformer): ln(x + attn(x)), then ln(x + mlp(x)). Dropout on each
+  branch's output (site 'residual').
   """
 
   def __init__(self, cfg: GPTConfig, *, rngs):
@@ -301,22 +327,24 @@ class Block(nnx.Module):
     self.attn = Attention(cfg, rngs=rngs)
     self.ln2 = LayerNorm(cfg, rngs=rngs)
     self.mlp = MLP(cfg, rngs=rngs)
-    self.dropout = nnx.Dropout(cfg.dropout)
+    self.dropout = nnx.Dropout(cfg.dropout_at('residual'))
     self.pre = cfg.norm_position == 'pre'
 
   def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
-               cache=None, deterministic=True, rngs=None):
+               cache=None, relative_NxH=None, deterministic=True, rngs=None):
     pre, post = ((self.ln1, self.ln2), (None, None)) if self.pre else (
         (None, None), (self.ln1, self.ln2))
     y_BxLxD, cache = self.attn(pre[0](x_BxLxD) if self.pre else x_BxLxD,
                                positions_BxL=positions_BxL,
                                segment_ids_BxL=segment_ids_BxL, cache=cache,
+                               relative_NxH=relative_NxH,
                                deterministic=deterministic, rngs=rngs)
     x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
                                      rngs=rngs)
     if not self.pre:
       x_BxLxD = post[0](x_BxLxD)
-    y_BxLxD = self.mlp(pre[1](x_BxLxD) if self.pre else x_BxLxD)
+    y_BxLxD = self.mlp(pre[1](x_BxLxD) if self.pre else x_BxLxD,
+                       deterministic=deterministic, rngs=rngs)
     x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
                                      rngs=rngs)
     if not self.pre:
@@ -335,7 +363,11 @@ class GPT(nnx.Module):
     self.wpe = (_param(rngs, init, (cfg.max_len, cfg.embed_dim),
                        (None, 'embed'), cfg.param_dtype)
                 if cfg.position == 'learned' else None)
-    self.dropout = nnx.Dropout(cfg.dropout)
+    # T5 shares one bias table [buckets, heads] across the layers.
+    self.relative = (_param(rngs, init, (cfg.relative_buckets, cfg.num_heads),
+                            (None, 'heads'), cfg.param_dtype)
+                     if cfg.position == 't5' else None)
+    self.dropout = nnx.Dropout(cfg.dropout_at('embed'))
     self.blocks = nnx.List([Block(cfg, rngs=rngs)
                             for _ in range(cfg.num_layers)])
     # Post-norm blocks already end in a norm.
@@ -350,7 +382,8 @@ class GPT(nnx.Module):
     """Logits [B, L, V] in float32, and the updated cache (None if not given).
 
     `positions` ([L] or [B, L]; default 0..L-1) are the tokens' positions
-    (a learned table's rows; sinusoidal, RoPE and ALiBi compute from them).
+    (a learned table's rows; sinusoidal, RoPE, ALiBi and T5 compute from
+    them).
     Packed rows pass `segment_ids_BxL` and positions restarting at 0 in each
     segment; a token then attends only to earlier tokens of its segment.
     With a cache (from `init_cache`), tokens sit at `positions` ([L], which
@@ -376,16 +409,18 @@ class GPT(nnx.Module):
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
     new_cache = [] if cache is not None else None
+    relative_NxH = None if self.relative is None else self.relative[...]
     if cache is None and (self.cfg.scan_layers or self.cfg.remat != 'none'):
       x_BxLxD = self._functional_blocks(x_BxLxD, positions_BxL,
-                                        segment_ids_BxL, deterministic, rngs)
+                                        segment_ids_BxL, relative_NxH,
+                                        deterministic, rngs)
     else:
       for i, block in enumerate(self.blocks):
         x_BxLxD, layer_cache = block(
             x_BxLxD, positions_BxL=positions_BxL,
             segment_ids_BxL=segment_ids_BxL,
             cache=None if cache is None else cache[i],
-            deterministic=deterministic, rngs=rngs)
+            relative_NxH=relative_NxH, deterministic=deterministic, rngs=rngs)
         if cache is not None:
           new_cache.append(layer_cache)
     if self.ln_f is not None:
@@ -397,7 +432,7 @@ class GPT(nnx.Module):
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
 
   def _functional_blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL,
-                         deterministic, rngs):
+                         relative_NxH, deterministic, rngs):
     """The blocks as a pure function of their parameters: scanned over the
     layers' stacked parameters (compile time flat in depth), and/or each
     rematerialised in the backward pass. Same results as the plain loop;
@@ -413,7 +448,7 @@ class GPT(nnx.Module):
       block = nnx.merge(graphdef, state)
       y_BxLxD, _ = block(x_BxLxD, positions_BxL=positions_BxL,
                          segment_ids_BxL=segment_ids_BxL,
-                         deterministic=not train,
+                         relative_NxH=relative_NxH, deterministic=not train,
                          rngs=nnx.Rngs(dropout=key) if train else None)
       return y_BxLxD, None
     if self.cfg.remat != 'none':

@@ -1,7 +1,8 @@
-"""Position information for attention: sinusoidal tables, RoPE and ALiBi.
+"""Position information for attention: sinusoidal tables, RoPE, ALiBi and
+T5's bucketed relative bias.
 
-Pure functions of positions (no parameters); learned absolute positions are a
-parameter table in `lm.model`. Shapes as in lm/model.py: B batch, L query
+Pure functions of positions; the learned parameters (an absolute table, T5's
+per-bucket biases) live in `lm.model`. Shapes as in lm/model.py: B batch, L query
 length, M key length, H heads, K head width, D model width.
 """
 
@@ -57,3 +58,44 @@ def alibi_bias(slopes_H, q_positions_BxL, k_positions_BxM):
   distance_BxLxM = jnp.abs(q_positions_BxL[:, :, None] -
                            k_positions_BxM[:, None, :]).astype(jnp.float32)
   return -jnp.asarray(slopes_H)[None, :, None, None] * distance_BxLxM[:, None]
+
+
+def relative_buckets(q_positions_BxL, k_positions_BxM, num_buckets: int = 32,
+                     max_distance: int = 128, bidirectional: bool = False):
+  """T5's relative-position buckets (Raffel et al., 2020), [B, L, M] ints.
+
+  Half of the buckets (of each direction, when bidirectional) hold the
+  distances 0, 1, ... exactly; the rest cover larger distances in
+  logarithmically growing ranges up to `max_distance`, and everything
+  further shares the last bucket, so any length can be evaluated. Causally,
+  keys after the query fall in bucket 0 (they are masked anyway).
+  """
+  delta_BxLxM = (q_positions_BxL[:, :, None] -
+                 k_positions_BxM[:, None, :]).astype(jnp.int32)
+  offset = 0
+  if bidirectional:
+    num_buckets //= 2
+    offset = jnp.where(delta_BxLxM < 0, num_buckets, 0)  # Keys ahead.
+    distance = jnp.abs(delta_BxLxM)
+  else:
+    distance = jnp.maximum(delta_BxLxM, 0)
+  exact = num_buckets // 2
+  # log(d / exact) / log(max_distance / exact) spreads exact..max_distance
+  # over the remaining buckets; distance 0 is guarded from the log.
+  ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / exact)
+  far = exact + (ratio / math.log(max_distance / exact) *
+                 (num_buckets - exact)).astype(jnp.int32)
+  far = jnp.minimum(far, num_buckets - 1)
+  return offset + jnp.where(distance < exact, distance, far)
+
+
+def relative_bias(table_NxH, q_positions_BxL, k_positions_BxM,
+                  max_distance: int = 128, bidirectional: bool = False):
+  """The learned per-head bias of each query-key pair's bucket, [B, H, L, M]
+  in float32 (added to the attention logits, as ALiBi's)."""
+  buckets_BxLxM = relative_buckets(q_positions_BxL, k_positions_BxM,
+                                   table_NxH.shape[0], max_distance,
+                                   bidirectional)
+  bias_BxLxMxH = jnp.take(table_NxH.astype(jnp.float32), buckets_BxLxM,
+                          axis=0)
+  return jnp.transpose(bias_BxLxMxH, (0, 3, 1, 2))

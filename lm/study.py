@@ -142,12 +142,18 @@ def summarize(rows: dict[str, list[dict]], metrics) -> dict:
   return out
 
 
+def _number(x: float, digits: int = 4) -> str:
+  """Large figures (tokens/s, bytes) in whole digits with separators; the
+  rest to `digits` significant digits."""
+  return f'{x:,.0f}' if abs(x) >= 1000 else f'{x:.{digits}g}'
+
+
 def markdown(summary: dict, metrics) -> str:
   lines = ['| cell | ' + ' | '.join(metrics) + ' |',
            '| --- |' + ' ---: |' * len(metrics)]
   for cell, ms in summary.items():
-    cols = [f'{ms[m]["mean"]:.4g} ± {ms[m]["std"]:.2g}' if m in ms else '—'
-            for m in metrics]
+    cols = [f'{_number(ms[m]["mean"])} ± {_number(ms[m]["std"], 2)}'
+            if m in ms else '—' for m in metrics]
     lines.append(f'| {cell} | ' + ' | '.join(cols) + ' |')
   return '\n'.join(lines) + '\n'
 

@@ -46,6 +46,13 @@ def test_default_and_shipped_variants_validate(name, variant):
      'eval.stride must be in [0, 16] (the eval context), got 1000'),
     (lambda c: c.model.update(num_heads=2, num_kv_heads=3),
      'model.num_heads (2) must be divisible by model.num_kv_heads (3)'),
+    (lambda c: c.model.update(position='t5', relative_buckets=2),
+     'model.position=t5 needs model.relative_buckets >= 4'),
+    (lambda c: c.model.update(position='t5', relative_max_distance=16),
+     'relative_max_distance > relative_buckets / 2 (got 32 and 16)'),
+    (lambda c: c.model.update(dropout_sites='embed,ffn'),
+     "model.dropout_sites='embed,ffn': give a comma-separated subset of "
+     'embed,attention,residual,mlp'),
     (lambda c: c.eval.__setattr__('max_len', 64),
      'eval.max_len=64 is past the learned position table of '
      'model.max_len=16'),

@@ -116,15 +116,32 @@ def test_dropout_is_random_in_training_and_off_in_eval():
   chex.assert_trees_all_equal(c, d)
 
 
+@pytest.mark.parametrize('site', ['embed', 'attention', 'residual', 'mlp'])
+def test_each_dropout_site_alone_is_random_in_training(site):
+  def outputs(sites):
+    model = make(variant(dropout=0.5, dropout_sites=sites))
+    return [model(tokens(), deterministic=False, rngs=nnx.Rngs(dropout=k))[0]
+            for k in (1, 2)]
+  a, b = outputs(site)
+  assert np.abs(np.asarray(a - b)).max() > 1e-3
+  # With no site switched on, a training call is the eval call.
+  a, b = outputs('')
+  chex.assert_trees_all_equal(a, b)
+  chex.assert_trees_all_equal(a, make(variant(dropout=0.5))(tokens())[0])
+
+
 VARIANTS = [
     dict(position='none'), dict(position='sinusoidal'),
-    dict(position='rope'), dict(position='alibi'),
+    dict(position='rope'), dict(position='alibi'), dict(position='t5'),
+    dict(position='t5', relative_buckets=8, relative_max_distance=6),
     dict(num_kv_heads=2), dict(num_kv_heads=1, position='rope'),
     dict(norm='rmsnorm'), dict(norm_position='post'),
     dict(activation='relu'), dict(activation='relu2'),
     dict(activation='swiglu'), dict(tie_embeddings=False),
     dict(qk_norm=True), dict(attention_window=4),
     dict(attention_impl='xla', num_kv_heads=2, position='alibi'),
+    dict(use_bias=False), dict(scaled_init=False),
+    dict(dropout=0.3, dropout_sites='embed,attention,residual,mlp'),
 ]
 
 
@@ -162,6 +179,21 @@ def test_variants_change_the_parameters_they_should():
   assert 'gate' in params(activation='swiglu')['blocks'][0]['mlp']
   assert 'bias' not in params(norm='rmsnorm')['ln_f']
   assert params(tie_embeddings=False)['head'].shape == (37, 32)
+  # T5's table: one per model (shared by layers), [buckets, heads].
+  assert params(position='t5')['relative'].shape == (32, 4)
+  assert 'relative' not in params() and 'relative' not in params(
+      position='t5')['blocks'][0]['attn']
+  no_bias = params(use_bias=False)
+  assert not [k for k in jax.tree_util.tree_flatten_with_path(no_bias)[0]
+              if 'bias' in jax.tree_util.keystr(k[0])]
+  # Depth-scaled init: residual projections std 0.02 / sqrt(2 * layers).
+  for scaled, want in ((True, 0.01), (False, 0.02)):
+    p = params(num_layers=2, embed_dim=256, num_heads=4, mlp_dim=1024,
+               scaled_init=scaled)['blocks'][0]
+    for kernel in (p['attn']['out']['kernel'], p['mlp']['down']['kernel']):
+      np.testing.assert_allclose(np.std(kernel), want, rtol=0.05)
+    np.testing.assert_allclose(np.std(p['mlp']['up']['kernel']), 0.02,
+                               rtol=0.05)
 
 
 def test_gqa_with_repeated_kv_heads_equals_mha():
@@ -191,7 +223,8 @@ def test_gqa_with_repeated_kv_heads_equals_mha():
 
 @pytest.mark.parametrize('kw', [
     {}, dict(num_kv_heads=2), dict(num_kv_heads=1), dict(position='alibi'),
-    dict(attention_window=5), dict(causal=False), dict(qk_norm=True)],
+    dict(attention_window=5), dict(causal=False), dict(qk_norm=True),
+    dict(position='t5'), dict(position='t5', causal=False)],
     ids=lambda kw: str(kw))
 def test_dot_product_attention_equals_the_reference(kw):
   ref = make(variant(**kw))

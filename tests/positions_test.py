@@ -1,4 +1,4 @@
-"""Tests of lm.positions: sinusoidal table, RoPE and ALiBi."""
+"""Tests of lm.positions: sinusoidal table, RoPE, ALiBi, T5 buckets."""
 
 import jax
 import jax.numpy as jnp
@@ -50,3 +50,44 @@ def test_alibi_bias_is_minus_slope_times_distance():
   assert bias.shape == (1, 2, 4, 4)
   np.testing.assert_allclose(bias[0, 0, 3], [-0.0625 * 3, -0.0625 * 2,
                                              -0.0625, 0.0])
+
+
+def test_t5_buckets_are_exact_then_logarithmic_then_clipped():
+  q = jnp.arange(300)[None]
+  causal = np.asarray(positions.relative_buckets(q, jnp.zeros((1, 1), int)))
+  distance_to_bucket = causal[0, :, 0]
+  # 32 buckets: distances 0..15 exact, 16..127 log-spaced over 16..31.
+  assert distance_to_bucket[:16].tolist() == list(range(16))
+  assert distance_to_bucket[16] == 16 and distance_to_bucket[100] == 30
+  assert (distance_to_bucket[128:] == 31).all()
+  assert (np.diff(distance_to_bucket) >= 0).all()
+  assert len(set(distance_to_bucket.tolist())) == 32
+  # log-spacing: bucket 16 + 16 * log(d / 16) / log(8), rounded down.
+  for d in (20, 40, 100):
+    assert distance_to_bucket[d] == 16 + int(16 * np.log(d / 16) / np.log(8))
+  # Causally, keys after the query share bucket 0.
+  ahead = positions.relative_buckets(jnp.zeros((1, 1), int),
+                                     jnp.arange(1, 5)[None])
+  assert np.asarray(ahead).tolist() == [[[0, 0, 0, 0]]]
+  # Bidirectional: 16 buckets per direction; keys ahead use 16..31.
+  both = np.asarray(positions.relative_buckets(
+      jnp.zeros((1, 1), int), jnp.arange(-200, 201)[None],
+      bidirectional=True))[0, 0]
+  behind, ahead = both[200::-1], both[200:]
+  assert behind[:8].tolist() == list(range(8))
+  assert ahead[1:8].tolist() == list(range(17, 24)) and ahead[0] == 0
+  assert behind.max() == 15 and ahead.max() == 31
+
+
+def test_t5_bias_depends_only_on_distance():
+  table = jax.random.normal(jax.random.PRNGKey(0), (32, 3))
+  pos = jnp.arange(200)[None]
+  bias = np.asarray(positions.relative_bias(table, pos, pos))
+  assert bias.shape == (1, 3, 200, 200)
+  for distance in (0, 5, 40, 150):
+    diagonal = np.diagonal(bias[0], offset=-distance, axis1=1, axis2=2)
+    np.testing.assert_array_equal(diagonal, diagonal[:, :1] *
+                                  np.ones_like(diagonal))
+  bucket = int(positions.relative_buckets(jnp.array([[40]]),
+                                          jnp.array([[0]]))[0, 0, 0])
+  np.testing.assert_allclose(bias[0, :, 40, 0], table[bucket])

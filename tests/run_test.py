@@ -181,3 +181,22 @@ def test_packed_segments_run_trains_and_resumes(tmp_path):
   straight = run.train_and_evaluate(c, str(tmp_path / 'a'))
   assert np.isfinite(straight.losses).all()
   assert resumed.losses[-2:] == straight.losses[-2:]
+
+
+def test_evaluate_saved_at_other_lengths_and_token_limits(resumable, tmp_path):
+  resumable.model.position = 'rope'
+  resumable.eval.final = False
+  run.train_and_evaluate(resumable, str(tmp_path))
+  whole = run.evaluate_saved(resumable, str(tmp_path))
+  longer = resumable.copy_and_resolve_references()
+  longer.eval.max_len = 2 * resumable.model.max_len
+  at_2l = run.evaluate_saved(longer, str(tmp_path))
+  # Every token but the first is scored at any context length.
+  assert at_2l['validation']['tokens'] == whole['validation']['tokens']
+  assert at_2l['validation']['loss'] != whole['validation']['loss']
+  assert 'bits_per_byte' in whole['validation']
+  limited = resumable.copy_and_resolve_references()
+  limited.eval.max_tokens = 101
+  part = run.evaluate_saved(limited, str(tmp_path))
+  assert part['validation']['tokens'] == 100
+  assert set(part['validation']) == {'loss', 'perplexity', 'tokens'}
