@@ -6,13 +6,15 @@ import sys
 
 from absl import app, flags, logging
 
-from lm import checkpoint, config, data, embeddings, host, run, sharding
+from lm import checkpoint, config, data, dryrun, embeddings, host, run
+from lm import sharding
 from lm import tokenizer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
 USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                sharding.MeshError, tokenizer.TokenizerError,
-               checkpoint.CheckpointError, embeddings.EmbeddingError)
+               checkpoint.CheckpointError, embeddings.EmbeddingError,
+               dryrun.DryRunError)
 
 
 def start(argv, quiet_level=logging.WARNING) -> None:

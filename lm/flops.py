@@ -1,4 +1,5 @@
-"""Model FLOPs per token and accelerator peaks, for MFU.
+"""Model FLOPs per token, accelerator peaks and memory sizes, for MFU and
+the dry run.
 
 Convention (PaLM, appendix B): training FLOPs per token = 6 * N + 12 * L * H *
 K * T, with N the parameters that take part in matmuls (the tied token
@@ -32,9 +33,29 @@ def train_flops_per_token(cfg, num_params: int) -> float:
   return 6 * n + attention
 
 
+# Memory per chip in bytes (HBM), by a substring of `device_kind`; for a dry
+# run on simulated devices, and where a backend reports no limit.
+GIB = 2**30
+DEVICE_MEMORY = (
+    ('H200', 141e9), ('H100', 80e9), ('A100-SXM4-40GB', 40e9),
+    ('A100-PCIE-40GB', 40e9), ('A100', 80e9),
+    ('TPU v6', 32 * GIB), ('TPU v5 lite', 16 * GIB), ('TPU v5e', 16 * GIB),
+    ('TPU v5', 95 * GIB), ('TPU v4', 32 * GIB),
+)
+
+
+def _lookup(table, device_kind: str):
+  for name, value in table:
+    if name.lower() in device_kind.lower():
+      return value
+  return None
+
+
+def device_memory(device_kind: str) -> float | None:
+  """The chip's memory in bytes, or None where it is unknown."""
+  return _lookup(DEVICE_MEMORY, device_kind)
+
+
 def peak_flops(device_kind: str) -> float | None:
   """The chip's peak, or None where it is unknown (CPUs among them)."""
-  for name, peak in PEAK_FLOPS:
-    if name.lower() in device_kind.lower():
-      return peak
-  return None
+  return _lookup(PEAK_FLOPS, device_kind)

@@ -3,13 +3,20 @@
 Trains, evaluating and checkpointing as it goes; run it again on the same
 workdir to resume. Override any config field on the command line, e.g.
   --config=configs/shakespeare_char.py:cpu --config.optim.lr=3e-4
+With --dry_run (no workdir needed) it compiles the train step for the mesh
+and prints per-device memory and FLOPs instead (lm/dryrun.py), e.g. for a
+64-chip mesh on a laptop:
+  --dry_run --simulate_devices=64 --device_kind=H100 --config.mesh.fsdp=8
 """
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
 from lm import config as config_lib
 from lm import cli
+from lm import data as data_lib
+from lm import dryrun
 from lm import run
 
 config_flags.DEFINE_config_file(
@@ -17,7 +24,15 @@ config_flags.DEFINE_config_file(
     lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, metrics, '
                     'TensorBoard; an existing run there is resumed.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_bool('dry_run', False, 'Compile the train step and report '
+                  'per-device memory and FLOPs; train nothing.')
+flags.DEFINE_integer('simulate_devices', 0, 'With --dry_run: compile for this '
+                     'many simulated CPU devices (a mesh larger than the '
+                     'machine).')
+flags.DEFINE_string('device_kind', None, 'With --dry_run: the chip to compare '
+                    'memory and peak FLOP/s against (e.g. H100, "TPU v5e"); '
+                    'default: the device present.')
+flags.mark_flags_as_required(['config'])
 FLAGS = flags.FLAGS
 
 
@@ -30,8 +45,32 @@ def train(config, workdir):
         f'{s.workdir})')
 
 
+def dry_run(config, device_kind):
+  config_lib.validate(config)
+  vocab = config.model.vocab_size
+  if not vocab:  # Taken from the data's tokenizer, as a run would.
+    vocab = data_lib.load_corpus(config.data, config.model.max_len
+                                 ).tokenizer.vocab_size
+  if device_kind and config.model.dtype == 'auto':
+    config = config.copy_and_resolve_references()
+    config.model.dtype = 'bfloat16'  # As it would run on that accelerator.
+  report = dryrun.analyse(run.resolve(config, vocab), device_kind)
+  print(dryrun.format_report(report))
+  dryrun.check_fits(report)
+
+
 def main(argv):
   cli.start(argv)
+  if FLAGS.simulate_devices:
+    if not FLAGS.dry_run:
+      raise app.UsageError('--simulate_devices is for --dry_run only')
+    jax.config.update('jax_platforms', 'cpu')
+    jax.config.update('jax_num_cpu_devices', FLAGS.simulate_devices)
+  if FLAGS.dry_run:
+    cli.exit_on_user_error(dry_run, FLAGS.config, FLAGS.device_kind)
+    return
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required (or give --dry_run)')
   cli.exit_on_user_error(train, FLAGS.config, FLAGS.workdir)
 
 

@@ -204,14 +204,8 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     tokenizer_lib.save(corpus.tokenizer, workdir)
 
   mesh = sharding.make_mesh(c.mesh)
-  shards = sharding.num_shards(mesh, 'batch', c.mesh.rules)
-  micro_batch = c.data.batch_size // c.optim.grad_accum_steps
-  if micro_batch % shards:
-    raise sharding.MeshError(
-        f'data.batch_size={c.data.batch_size} / optim.grad_accum_steps='
-        f'{c.optim.grad_accum_steps} must divide over the {shards} devices the '
-        f'batch is split on (mesh {dict(mesh.shape)}); change data.batch_size '
-        'or the mesh sizes')
+  sharding.check_batch(c, mesh)
+  sharding.check_model(c, mesh)
   trainer = train_lib.Trainer(c, mesh)
   ckpt = checkpoint_lib.Checkpointer(workdir,
                                      max_to_keep=c.checkpoint.max_to_keep,

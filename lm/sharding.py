@@ -47,6 +47,33 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
   return Mesh(np.asarray(devices).reshape(shape), AXES)
 
 
+def check_batch(c, mesh: Mesh) -> None:
+  """The (micro-)batch must split evenly over the devices it is sharded on."""
+  shards = num_shards(mesh, 'batch', c.mesh.rules)
+  micro_batch = c.data.batch_size // c.optim.grad_accum_steps
+  if micro_batch % shards:
+    raise MeshError(
+        f'data.batch_size={c.data.batch_size} / optim.grad_accum_steps='
+        f'{c.optim.grad_accum_steps} must divide over the {shards} devices the '
+        f'batch is split on (mesh {dict(mesh.shape)}); change data.batch_size '
+        'or the mesh sizes')
+
+
+def check_model(c, mesh: Mesh) -> None:
+  """The model widths the mesh splits must divide by their shard counts
+  (the vocabulary and a few key/value heads may not: those tables stay
+  replicated)."""
+  m = c.model
+  for field, name in (('embed_dim', 'embed'), ('num_heads', 'heads'),
+                      ('mlp_dim', 'mlp')):
+    shards = num_shards(mesh, name, c.mesh.rules)
+    if m[field] % shards:
+      raise MeshError(
+          f'model.{field}={m[field]} does not split over the {shards} devices '
+          f'of the mesh axes its {name!r} dimension is sharded on (mesh '
+          f'{dict(mesh.shape)}); choose sizes that divide it')
+
+
 def logical_to_spec(names, rules) -> P:
   """PartitionSpec for a tuple of logical axis names (None: replicated)."""
   table = dict(rules)
