@@ -15,8 +15,11 @@ and line counts; preparing needs no TensorFlow (ArrayRecord, text features).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import pathlib
 
 import tensorflow_datasets as tfds
@@ -262,6 +265,30 @@ def prepare(name: str, *, config: str = '', path: str = '',
   builder downloads from the official source, and fails with a DataError that
   names `data.path` where the network is closed.
   """
+  with _prepare_lock(data_dir, name):
+    return _prepare(name, config, path, data_dir)
+
+
+@contextlib.contextmanager
+def _prepare_lock(data_dir: str, name: str):
+  """One process at a time prepares a dataset in a data directory: processes
+  of a multi-process run (or parallel study cells) sharing a disk would
+  otherwise race to write the same files. The others wait, then reuse it."""
+  root = (data_dir or os.environ.get('TFDS_DATA_DIR') or
+          os.path.expanduser('~/tensorflow_datasets'))
+  if '://' in root:  # Cloud storage: no file locks; prepare it beforehand.
+    yield
+    return
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, f'.{name}.lock'), 'w') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepare(name, config, path, data_dir):
   kwargs = {'file_format': 'array_record', 'data_dir': data_dir or None,
             'path': path}
   if name == 'text_files':

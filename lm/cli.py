@@ -6,15 +6,15 @@ import sys
 
 from absl import app, flags, logging
 
-from lm import checkpoint, config, data, dryrun, embeddings, host, run
-from lm import sharding
+from lm import checkpoint, config, data, distributed, dryrun, embeddings
+from lm import host, run, sharding
 from lm import tokenizer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
 USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                sharding.MeshError, tokenizer.TokenizerError,
                checkpoint.CheckpointError, embeddings.EmbeddingError,
-               dryrun.DryRunError)
+               dryrun.DryRunError, distributed.DistributedError)
 
 
 def start(argv, quiet_level=logging.WARNING) -> None:

@@ -148,6 +148,12 @@ def default() -> ml_collections.ConfigDict:
   c.mesh.data = -1  # -1: all devices the other axes leave.
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
+  # Multi-slice (TPU slices joined by the data-center network) or multi-node
+  # GPU: how many slices (nodes) each axis spans. The sizes above are then
+  # per slice, and an axis's whole size is the product. 1: one slice.
+  c.mesh.dcn_data = 1
+  c.mesh.dcn_fsdp = 1
+  c.mesh.dcn_tensor = 1
   # Logical axis -> mesh axes. Parameters and activations name logical axes;
   # this table alone decides how they are laid out on the mesh.
   c.mesh.rules = (
@@ -304,6 +310,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     size = c.mesh[axis]
     if size == 0 or size < -1:
       raise ConfigError(f'mesh.{axis} must be a positive size or -1, got {size}')
+    if c.mesh[f'dcn_{axis}'] < 1:
+      raise ConfigError(f'mesh.dcn_{axis} must be >= 1, got '
+                        f'{c.mesh[f"dcn_{axis}"]}')
   for rule in c.mesh.rules:
     targets = rule[1] if isinstance(rule[1], (tuple, list)) else (rule[1],)
     unknown = [a for a in targets if a is not None and a not in axes]

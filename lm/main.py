@@ -16,6 +16,7 @@ from ml_collections import config_flags
 from lm import config as config_lib
 from lm import cli
 from lm import data as data_lib
+from lm import distributed
 from lm import dryrun
 from lm import run
 
@@ -32,6 +33,11 @@ flags.DEFINE_integer('simulate_devices', 0, 'With --dry_run: compile for this '
 flags.DEFINE_string('device_kind', None, 'With --dry_run: the chip to compare '
                     'memory and peak FLOP/s against (e.g. H100, "TPU v5e"); '
                     'default: the device present.')
+flags.DEFINE_string('coordinator_address', '', 'Multi-process runs: '
+                    'HOST:PORT of process 0 (TPU pods, SLURM and Open MPI are '
+                    'detected without it).')
+flags.DEFINE_integer('num_processes', 0, 'Multi-process runs: how many.')
+flags.DEFINE_integer('process_id', -1, 'Multi-process runs: this one, from 0.')
 flags.mark_flags_as_required(['config'])
 FLAGS = flags.FLAGS
 
@@ -39,10 +45,11 @@ FLAGS = flags.FLAGS
 def train(config, workdir):
   config_lib.validate(config)
   s = run.train_and_evaluate(config, workdir)
-  print(f'done: {s.steps} steps, final eval loss {s.final_eval_loss:.4f}, '
-        f'best {s.best_eval_loss:.4f}, {s.tokens_per_sec:,.0f} tokens/s; '
-        f'run in {s.workdir} (sample: python -m lm.sample --workdir='
-        f'{s.workdir})')
+  if jax.process_index() == 0:
+    print(f'done: {s.steps} steps, final eval loss {s.final_eval_loss:.4f}, '
+          f'best {s.best_eval_loss:.4f}, {s.tokens_per_sec:,.0f} tokens/s; '
+          f'run in {s.workdir} (sample: python -m lm.sample --workdir='
+          f'{s.workdir})')
 
 
 def dry_run(config, device_kind):
@@ -66,6 +73,9 @@ def main(argv):
       raise app.UsageError('--simulate_devices is for --dry_run only')
     jax.config.update('jax_platforms', 'cpu')
     jax.config.update('jax_num_cpu_devices', FLAGS.simulate_devices)
+  else:
+    cli.exit_on_user_error(distributed.initialize, FLAGS.coordinator_address,
+                           FLAGS.num_processes, FLAGS.process_id)
   if FLAGS.dry_run:
     cli.exit_on_user_error(dry_run, FLAGS.config, FLAGS.device_kind)
     return

@@ -13,6 +13,7 @@ import threading
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXES = ('data', 'fsdp', 'tensor')
@@ -42,9 +43,36 @@ def mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
 
 
 def make_mesh(mesh_config, devices=None) -> Mesh:
+  """The ('data', 'fsdp', 'tensor') mesh over `devices` (default: all).
+
+  With `dcn_*` sizes above 1 the devices form slices (TPU slices, or the
+  processes of a multi-node GPU run): the plain sizes lay out each slice
+  and the dcn sizes the slices, so the slow network carries only the axes
+  asked of it (usually data parallelism).
+  """
   devices = jax.devices() if devices is None else devices
-  shape = mesh_shape({a: mesh_config[a] for a in AXES}, len(devices))
-  return Mesh(np.asarray(devices).reshape(shape), AXES)
+  sizes = {a: mesh_config[a] for a in AXES}
+  dcn = tuple(mesh_config.get(f'dcn_{a}', 1) for a in AXES)
+  slices = math.prod(dcn)
+  if slices == 1:
+    shape = mesh_shape(sizes, len(devices))
+    return Mesh(np.asarray(devices).reshape(shape), AXES)
+  if len(devices) % slices:
+    raise MeshError(f'mesh dcn sizes {dcn} make {slices} slices, which do '
+                    f'not divide {len(devices)} devices')
+  ici = mesh_shape(sizes, len(devices) // slices)
+  # TPU slices know their index; elsewhere (GPU nodes, CPU processes) each
+  # process is a granule.
+  slice_ids = {getattr(d, 'slice_index', None) for d in devices}
+  by_process = len(slice_ids) != slices
+  try:
+    grid = mesh_utils.create_hybrid_device_mesh(
+        ici, dcn, devices, process_is_granule=by_process)
+  except (ValueError, AssertionError) as e:
+    granule = 'processes' if by_process else 'slices'
+    raise MeshError(f'cannot lay out {slices} {granule} of mesh {ici} with '
+                    f'dcn sizes {dcn}: {e}') from None
+  return Mesh(grid, AXES)
 
 
 def check_batch(c, mesh: Mesh) -> None:

@@ -2,11 +2,13 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from lm import builders
-from conftest import SHARED_DATA
+from conftest import REPO, SHARED_DATA
 
 WIKITEXT = SHARED_DATA / 'wikitext-2'
 needs_wikitext = pytest.mark.skipif(not WIKITEXT.is_dir(),
@@ -112,3 +114,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tfds_dir):
   with pytest.raises(builders.DataError, match="dev.jsonl:1 is not a JSON "
                      "object with a string 'text' field"):
     builders.prepare('text_files', path=str(bad), data_dir=tfds_dir)
+
+
+def test_processes_preparing_at_once_do_not_race(tmp_path):
+  # Several processes (a multi-process run's, or parallel study cells) share
+  # one data directory: one prepares, the others wait and reuse it.
+  code = ('import sys; from lm import builders; '
+          'b = builders.prepare("tiny_shakespeare", data_dir=sys.argv[1]); '
+          'print(b.info.splits["train"].num_examples)')
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for _ in range(3)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0, 0], [e for _, e in outs]
+  assert len({o.split()[-1] for o, _ in outs}) == 1

@@ -52,3 +52,20 @@ def test_constrain_is_a_noop_outside_and_shards_inside():
     with sharding.activation_rules(mesh, RULES):
       return sharding.constrain(x * 2, ('batch', None))
   assert f(x).addressable_shards[0].data.shape == (1, 4)  # 8-way on data.
+
+
+def test_dcn_sizes_multiply_the_per_slice_mesh():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  m = ml_collections.ConfigDict(dict(data=-1, fsdp=2, tensor=1, dcn_data=1,
+                                     dcn_fsdp=1, dcn_tensor=1))
+  assert dict(sharding.make_mesh(m).shape) == {'data': 4, 'fsdp': 2,
+                                               'tensor': 1}
+  # Slices are processes on CPU; this test process is one, so asking for
+  # 2 slices cannot be laid out, and 3 do not divide the 8 devices.
+  m.dcn_data = 2
+  with pytest.raises(sharding.MeshError, match='cannot lay out 2 processes'):
+    sharding.make_mesh(m)
+  m.dcn_data = 3
+  with pytest.raises(sharding.MeshError, match='make 3 slices, which do not '
+                     'divide 8 devices'):
+    sharding.make_mesh(m)
