@@ -29,6 +29,7 @@ CHOICES = {
     'model.remat': ('none', 'full', 'dots'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
+    'optim.state_dtype': ('float32', 'bfloat16'),
 }
 
 # Model fields a checkpoint's shapes depend on: resuming needs them unchanged.
@@ -123,6 +124,9 @@ def default() -> ml_collections.ConfigDict:
   c.optim.weight_decay = 0.1
   c.optim.grad_clip = 1.0  # Global-norm clip; 0 turns it off.
   c.optim.grad_accum_steps = 1
+  # Optimizer state (Adam's moments, SGD momentum) kept in bfloat16 halves
+  # its memory; updates are still computed in float32.
+  c.optim.state_dtype = 'float32'
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 2000

@@ -46,4 +46,25 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
     raise ValueError(f'unknown optimizer {c_optim.name!r}')
   if c_optim.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
+  if c_optim.state_dtype != 'float32':
+    tx = stored_as(tx, jnp.dtype(c_optim.state_dtype))
   return tx
+
+
+def stored_as(tx: optax.GradientTransformation, dtype
+              ) -> optax.GradientTransformation:
+  """`tx` whose floating-point state (Adam's moments, momentum) is kept in
+  `dtype` (e.g. bfloat16: half the optimizer memory) and computed in
+  float32 within each update."""
+  def cast(tree, to):
+    return jax.tree.map(
+        lambda x: x.astype(to) if jnp.issubdtype(x.dtype, jnp.floating)
+        else x, tree)
+
+  def init(params):
+    return cast(tx.init(params), dtype)
+
+  def update(updates, state, params=None):
+    updates, state = tx.update(updates, cast(state, jnp.float32), params)
+    return updates, cast(state, dtype)
+  return optax.GradientTransformation(init, update)

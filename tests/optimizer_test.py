@@ -2,13 +2,18 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from lm import config as config_lib
 from lm import optimizer as optimizer_lib
+from lm import run
+from lm import sharding
+from lm import train
 
 
 def nanogpt_lr(it, lr=1e-3, min_lr=1e-4, warmup=100, decay=2000):
@@ -56,3 +61,32 @@ def test_clipping_bounds_the_global_norm():
   params = {'kernel': jnp.zeros(4)}
   updates, _ = tx.update({'kernel': jnp.full(4, 10.0)}, tx.init(params), params)
   np.testing.assert_allclose(optax.tree.norm(updates), 1.0, rtol=1e-5)
+
+
+def test_bfloat16_state_halves_memory_and_tracks_float32(test_config):
+  c32 = run.resolve(test_config, 65)
+  c16 = c32.copy_and_resolve_references()
+  c16.optim.state_dtype = 'bfloat16'
+  mesh = sharding.make_mesh(c32.mesh, jax.devices()[:1])
+  t32, t16 = train.Trainer(c32, mesh), train.Trainer(c16, mesh)
+  s32, s16 = t32.init(jax.random.PRNGKey(0)), t16.init(jax.random.PRNGKey(0))
+  size = lambda tree: sum(x.nbytes for x in jax.tree.leaves(tree))
+  assert size(s16['opt_state']) < 0.51 * size(s32['opt_state'])
+  floats = [x for x in jax.tree.leaves(s16['opt_state'])
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  assert floats and all(x.dtype == jnp.bfloat16 for x in floats)
+  # Parameters stay float32 (the master weights) and the state's shardings
+  # are the parameters'.
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(s16['params']))
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    ids = rng.integers(0, 65, (8, 17), dtype=np.int32)
+    batch = {'inputs': ids[:, :-1], 'targets': ids[:, 1:]}
+    s32, m32 = t32.train_step(s32, t32.global_batch(batch))
+    s16, m16 = t16.train_step(s16, t16.global_batch(batch))
+  assert float(m16['train/loss']) == pytest.approx(float(m32['train/loss']),
+                                                   rel=1e-3)
+  # The rounding of the stored moments is visible in the parameters.
+  diffs = jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(jnp.abs(a - b).max()), s16['params'], s32['params']))
+  assert 0 < max(diffs) < 1e-3

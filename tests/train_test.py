@@ -116,3 +116,34 @@ def test_train_step_donates_the_old_state(test_config):
   old = state['params']['wte']
   t.train_step(state, t.global_batch(random_batch(c)))
   assert old.is_deleted()
+
+
+@pytest.mark.parametrize('state_dtype', ['float32', 'bfloat16'])
+def test_every_parameter_and_optimizer_leaf_follows_the_rules(test_config,
+                                                              state_dtype):
+  c = configure(test_config.copy_and_resolve_references(), data=2, fsdp=2,
+                tensor=2)
+  c.optim.state_dtype = state_dtype
+  t = make_trainer(c)
+  state = t.init(jax.random.PRNGKey(0))
+  rules = tuple(c.mesh.rules)
+  # Each parameter: the rules' spec for its logical names (dims the axes
+  # do not divide, like the 65-character vocabulary, stay whole).
+  flat_params = jax.tree_util.tree_leaves_with_path(state['params'])
+  names = dict(jax.tree_util.tree_leaves_with_path(
+      t.param_names, is_leaf=lambda x: isinstance(x, tuple)))
+  for path, x in flat_params:
+    want = sharding.fitted_spec(x.shape, names[path], t.mesh, rules)
+    assert x.sharding.spec == want, jax.tree_util.keystr(path)
+  sharded = [p for p, x in flat_params if any(x.sharding.spec)]
+  assert len(sharded) > len(flat_params) // 2
+  # Adam's moments: laid out exactly as their parameters.
+  by_param = {jax.tree_util.keystr(p): x.sharding for p, x in flat_params}
+  moments = 0
+  for path, x in jax.tree_util.tree_leaves_with_path(state['opt_state']):
+    if x.ndim:
+      key = jax.tree_util.keystr(path)
+      param = next(k for k in by_param if key.endswith(k))
+      assert x.sharding.is_equivalent_to(by_param[param], x.ndim), key
+      moments += 1
+  assert moments == 2 * len(flat_params)
