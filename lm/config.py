@@ -25,7 +25,7 @@ CHOICES = {
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.norm_position': ('pre', 'post'),
     'model.activation': ('gelu', 'relu', 'relu2', 'swiglu'),
-    'model.attention_impl': ('reference', 'xla', 'cudnn'),
+    'model.attention_impl': ('reference', 'xla', 'cudnn', 'splash'),
     'model.remat': ('none', 'full', 'dots'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
@@ -106,7 +106,8 @@ def default() -> ml_collections.ConfigDict:
   c.model.attention_window = 0  # > 0: sliding window of this many positions.
   c.model.qk_norm = False  # RMSNorm on each head's queries and keys.
   # reference: einsums + softmax (attention dropout here only); xla/cudnn:
-  # jax.nn.dot_product_attention with that implementation (cudnn: fused, GPU).
+  # jax.nn.dot_product_attention with that implementation (cudnn: fused, GPU);
+  # splash: the Pallas flash-attention kernel for TPU.
   c.model.attention_impl = 'reference'
   c.model.scan_layers = False  # jax.lax.scan over the blocks: flat compile.
   c.model.remat = 'none'  # full or dots: recompute activations (less memory).
@@ -302,6 +303,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
                       'model.relative_max_distance > relative_buckets / 2 '
                       f'(got {m.relative_buckets} and '
                       f'{m.relative_max_distance})')
+  if m.attention_impl == 'splash' and (
+      m.max_len % 128 or eval_len % 128 or m.position in ('alibi', 't5')):
+    raise ConfigError('model.attention_impl=splash needs model.max_len (and '
+                      'eval.max_len) a multiple of 128 and no additive '
+                      'position bias (alibi, t5); got max_len='
+                      f'{m.max_len}, position={m.position}')
   if m.rope_base <= 1:
     raise ConfigError(f'model.rope_base must be > 1, got {m.rope_base}')
   if not d.train_split or not d.eval_split:

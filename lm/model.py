@@ -60,7 +60,7 @@ class GPTConfig:
   causal: bool = True  # False: bidirectional (segments still separate).
   attention_window: int = 0  # > 0: attend to the last W positions only.
   qk_norm: bool = False  # RMSNorm on each head's queries and keys.
-  attention_impl: str = 'reference'  # reference | xla | cudnn
+  attention_impl: str = 'reference'  # reference | xla | cudnn | splash
   scan_layers: bool = False  # One traced block, scanned over stacked layers.
   remat: str = 'none'  # none | full | dots: recompute activations in backward.
   # Where `dropout` applies: token(+position) embeddings, attention
@@ -200,6 +200,55 @@ def reference_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM,
       v_BxMxGxK).reshape(B, L, H, K)
 
 
+def splash_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL=None,
+                     causal=True, window=0):
+  """Pallas splash (flash) attention, the fused TPU kernel: no L x L score
+  matrix in memory. Self-attention over rows of length L (a multiple of the
+  128-wide block); masks: causal or full, optional sliding window, packed
+  segments. Off TPU it runs in the Pallas interpreter (slowly: for tests).
+  """
+  # pylint: disable=g-import-not-at-top
+  from jax.experimental.pallas.ops.tpu.splash_attention import (
+      splash_attention_kernel as splash, splash_attention_mask as masks)
+  B, L, H, K = q_BxLxHxK.shape
+  G = k_BxLxGxK.shape[2]
+  R = H // G
+  if window:
+    mask = masks.LocalMask((L, L), (window - 1, 0 if causal else window - 1),
+                           offset=0)
+  else:
+    mask = masks.CausalMask((L, L)) if causal else masks.FullMask((L, L))
+  block = min(512, L)
+  sizes = splash.BlockSizes(
+      block_q=block, block_kv_compute=block, block_kv=block,
+      block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
+      block_q_dq=block, block_kv_dq=block)
+  kw = dict(block_sizes=sizes, interpret=jax.default_backend() != 'tpu')
+  if segment_ids_BxL is None:
+    segment_ids_BxL = jnp.ones((B, L), jnp.int32)
+  # Heads first; the kernel does not scale the scores.
+  q_BxGxRxLxK = (q_BxLxHxK * (1.0 / math.sqrt(K))).reshape(
+      B, L, G, R, K).transpose(0, 2, 3, 1, 4)
+  k_BxGxLxK = k_BxLxGxK.transpose(0, 2, 1, 3)
+  v_BxGxLxK = v_BxLxGxK.transpose(0, 2, 1, 3)
+  if R == 1:  # Multi-head: one kernel over all heads.
+    kernel = splash.make_splash_mha(masks.MultiHeadMask([mask] * H),
+                                    head_shards=1, q_seq_shards=1, **kw)
+    def one_row(q, k, v, seg):
+      return kernel(q[:, 0], k, v, segment_ids=splash.SegmentIds(seg, seg)
+                    )[:, None]
+  else:  # Grouped or multi-query: each group's R heads share one K/V head.
+    kernel = splash.make_splash_mqa_single_device(
+        masks.MultiHeadMask([mask] * R), **kw)
+    def one_row(q, k, v, seg):
+      ids = splash.SegmentIds(seg, seg)
+      return jax.vmap(lambda qg, kg, vg: kernel(qg, kg, vg, segment_ids=ids)
+                      )(q, k, v)
+  y_BxGxRxLxK = jax.vmap(one_row)(q_BxGxRxLxK, k_BxGxLxK, v_BxGxLxK,
+                                  segment_ids_BxL)
+  return y_BxGxRxLxK.transpose(0, 3, 1, 2, 4).reshape(B, L, H, K)
+
+
 class Attention(nnx.Module):
   """Self-attention (causal unless cfg.causal is False), optionally over a KV
   cache.
@@ -209,7 +258,8 @@ class Attention(nnx.Module):
   `cfg.attention_impl` 'reference' is `reference_attention` (attention
   dropout applies here only); 'xla' and 'cudnn' call
   `jax.nn.dot_product_attention` with that implementation (cuDNN's fused
-  kernel on NVIDIA GPUs).
+  kernel on NVIDIA GPUs); 'splash' is the TPU kernel (`splash_attention`;
+  decoding through the cache uses the reference).
   """
 
   def __init__(self, cfg: GPTConfig, *, rngs):
@@ -270,7 +320,11 @@ class Attention(nnx.Module):
       bias_BxHxLxM = positions_lib.relative_bias(
           relative_NxH, positions_BxL, key_positions_BxM,
           cfg.relative_max_distance, bidirectional=not cfg.causal)
-    if cfg.attention_impl == 'reference':
+    if cfg.attention_impl == 'splash' and cache is None:
+      y_BxLxHxK = splash_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
+                                   segment_ids_BxL, cfg.causal,
+                                   cfg.attention_window)
+    elif cfg.attention_impl in ('reference', 'splash'):
       y_BxLxHxK = reference_attention(
           q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM, bias_BxHxLxM,
           lambda p: self.dropout(p, deterministic=deterministic, rngs=rngs))

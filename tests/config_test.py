@@ -50,6 +50,9 @@ def test_default_and_shipped_variants_validate(name, variant):
      'model.position=t5 needs model.relative_buckets >= 4'),
     (lambda c: c.model.update(position='t5', relative_max_distance=16),
      'relative_max_distance > relative_buckets / 2 (got 32 and 16)'),
+    (lambda c: c.model.update(attention_impl='splash', position='alibi'),
+     'model.attention_impl=splash needs model.max_len (and eval.max_len) a '
+     'multiple of 128'),
     (lambda c: c.model.update(dropout_sites='embed,ffn'),
      "model.dropout_sites='embed,ffn': give a comma-separated subset of "
      'embed,attention,residual,mlp'),

@@ -238,6 +238,33 @@ def test_dot_product_attention_equals_the_reference(kw):
                                 atol=2e-5)
 
 
+@pytest.mark.parametrize('kw', [
+    dict(), dict(num_kv_heads=2, attention_window=40),
+    dict(num_kv_heads=1, causal=False, position='rope')],
+    ids=lambda kw: str(kw))
+def test_splash_attention_equals_the_reference(kw):
+  # The TPU kernel, run by the Pallas interpreter here: same logits and
+  # gradients, packed segments included.
+  ref = make(variant(max_len=128, num_layers=1, **kw))
+  graphdef, params = nnx.split(ref, nnx.Param)
+  splash_def, _ = nnx.split(make(variant(max_len=128, num_layers=1,
+                                         attention_impl='splash', **kw)),
+                            nnx.Param)
+  x = tokens(length=128)
+  seg = jnp.array([[1] * 50 + [2] * 78, [1] * 128])
+  pos = jnp.array([list(range(50)) + list(range(78)), list(range(128))])
+
+  def loss(graph, p):
+    logits, _ = nnx.merge(graph, p)(x, positions=pos, segment_ids_BxL=seg)
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits[:, :-1], x[:, 1:]).mean()
+  want, want_grads = jax.value_and_grad(lambda p: loss(graphdef, p))(params)
+  got, got_grads = jax.jit(jax.value_and_grad(
+      lambda p: loss(splash_def, p)))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  chex.assert_trees_all_close(got_grads, want_grads, atol=2e-5)
+
+
 def test_sliding_window_and_bidirectional_masks():
   mask = model_lib.attention_mask(jnp.arange(6)[None], jnp.arange(6)[None],
                                   window=3)
