@@ -149,6 +149,13 @@ def default() -> ml_collections.ConfigDict:
   c.checkpoint.max_to_keep = 2  # The latest N, and the best by eval loss.
   c.checkpoint.async_save = True
 
+  c.compile = ml_collections.ConfigDict()
+  # Persistent compilation cache ('' off; e.g. ~/.cache/lm/jax, or a bucket
+  # all pod workers share): restarts load the compiled step.
+  c.compile.cache_dir = ''
+  c.compile.cache_min_seconds = 1.0  # Cache only steps this slow to compile.
+  c.compile.gpu_flags = True  # XLA_FLAGS that help on NVIDIA GPUs.
+
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1: all devices the other axes leave.
   c.mesh.fsdp = 1

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from lm import config as config_lib
 from lm import cli
+from lm import compilation
 from lm import data as data_lib
 from lm import distributed
 from lm import dryrun
@@ -68,6 +69,7 @@ def dry_run(config, device_kind):
 
 def main(argv):
   cli.start(argv)
+  compilation.configure(FLAGS.config.compile)
   if FLAGS.simulate_devices:
     if not FLAGS.dry_run:
       raise app.UsageError('--simulate_devices is for --dry_run only')
