@@ -134,29 +134,31 @@ def analyse(c, device_kind: str | None = None, devices=None) -> Report:
       compile_seconds=seconds)
 
 
-def _bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
   return f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.1f} MiB'
 
 
 def format_report(r: Report) -> str:
+  size = lambda n: f'{format_bytes(n):>12}'
+  flop = lambda n: f'{n / 1e12:.4g} TFLOP' if n >= 1e12 else (
+      f'{n / 1e9:.4g} GFLOP')
   lines = [
       f'dry run: {r.num_params:,} parameters on mesh {r.mesh} '
       f'({r.device_kind}); train step compiled in {r.compile_seconds:.1f} s',
       'per device:',
-      f'  parameters        {_bytes(r.params_bytes):>12}',
-      f'  optimizer state   {_bytes(r.opt_state_bytes):>12}',
-      f'  step inputs       {_bytes(r.argument_bytes):>12}  (state + batch, '
+      f'  parameters        {size(r.params_bytes)}',
+      f'  optimizer state   {size(r.opt_state_bytes)}',
+      f'  step inputs       {size(r.argument_bytes)}  (state + batch, '
       'compiled)',
-      f'  temporaries       {_bytes(r.temp_bytes):>12}  (activations, '
-      'gradients, workspace)',
-      f'  peak              {_bytes(r.peak_bytes):>12}' + (
-          f'  of {_bytes(r.device_memory)} '
+      f'  temporaries       {size(r.temp_bytes)}  (activations, gradients, '
+      'workspace)',
+      f'  peak              {size(r.peak_bytes)}' + (
+          f'  of {format_bytes(r.device_memory)} '
           f'({r.peak_bytes / r.device_memory:.0%})' if r.device_memory
           else '  (device memory unknown)'),
-      f'FLOPs per step per device: {r.model_flops_per_device / 1e12:.4g} '
-      'TFLOP (model: 6N + attention)' + (
-          f', {r.compiled_flops_per_device / 1e12:.4g} TFLOP (compiled)'
-          if r.compiled_flops_per_device else ''),
+      f'FLOPs per step per device: {flop(r.model_flops_per_device)} (model: '
+      '6N + attention)' + (f', {flop(r.compiled_flops_per_device)} (compiled)'
+                           if r.compiled_flops_per_device else ''),
   ]
   if r.mfu_ceiling is not None:
     lines.append(f'MFU ceiling (model / compiled FLOPs): {r.mfu_ceiling:.0%}')
@@ -174,8 +176,9 @@ def format_report(r: Report) -> str:
 def check_fits(r: Report) -> None:
   if not r.fits:
     raise DryRunError(
-        f'does not fit: a step needs {_bytes(r.peak_bytes)} per device, the '
-        f'{r.device_kind} has {_bytes(r.device_memory)}; shard more '
+        f'does not fit: a step needs {format_bytes(r.peak_bytes)} per device, '
+        'the '
+        f'{r.device_kind} has {format_bytes(r.device_memory)}; shard more '
         '(mesh.fsdp, mesh.tensor), recompute (model.remat=full), '
         'accumulate gradients (optim.grad_accum_steps) or shrink '
         'data.batch_size')
