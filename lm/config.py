@@ -36,7 +36,8 @@ CHOICES = {
 ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'mlp_dim', 'max_len', 'use_bias', 'position',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
-                     'tie_embeddings', 'qk_norm', 'relative_buckets')
+                     'tie_embeddings', 'qk_norm', 'relative_buckets',
+                     'scan_layers')  # Scanned layers are stacked arrays.
 
 DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
 
@@ -109,7 +110,9 @@ def default() -> ml_collections.ConfigDict:
   # jax.nn.dot_product_attention with that implementation (cudnn: fused, GPU);
   # splash: the Pallas flash-attention kernel for TPU.
   c.model.attention_impl = 'reference'
-  c.model.scan_layers = False  # jax.lax.scan over the blocks: flat compile.
+  # Layers stacked into one array per parameter and jax.lax.scan'ed: compile
+  # time flat in depth (checkpoints keep the layout they were made with).
+  c.model.scan_layers = False
   c.model.remat = 'none'  # full or dots: recompute activations (less memory).
 
   c.optim = ml_collections.ConfigDict()

@@ -422,8 +422,18 @@ class GPT(nnx.Module):
                             (None, 'heads'), cfg.param_dtype)
                      if cfg.position == 't5' else None)
     self.dropout = nnx.Dropout(cfg.dropout_at('embed'))
-    self.blocks = nnx.List([Block(cfg, rngs=rngs)
-                            for _ in range(cfg.num_layers)])
+    if cfg.scan_layers:
+      # One Block whose parameters carry a leading layer axis: the stack is
+      # one array per parameter, scanned over (compile time flat in depth).
+      @nnx.split_rngs(splits=cfg.num_layers)
+      @nnx.vmap(in_axes=(0,), out_axes=0,
+                transform_metadata={nnx.PARTITION_NAME: None})
+      def stacked(rngs):
+        return Block(cfg, rngs=rngs)
+      self.blocks = stacked(rngs)
+    else:
+      self.blocks = nnx.List([Block(cfg, rngs=rngs)
+                              for _ in range(cfg.num_layers)])
     # Post-norm blocks already end in a norm.
     self.ln_f = (LayerNorm(cfg, rngs=rngs) if cfg.norm_position == 'pre'
                  else None)
@@ -462,21 +472,9 @@ class GPT(nnx.Module):
     x_BxLxD = x_BxLxD.astype(dtype)
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
-    new_cache = [] if cache is not None else None
     relative_NxH = None if self.relative is None else self.relative[...]
-    if cache is None and (self.cfg.scan_layers or self.cfg.remat != 'none'):
-      x_BxLxD = self._functional_blocks(x_BxLxD, positions_BxL,
-                                        segment_ids_BxL, relative_NxH,
-                                        deterministic, rngs)
-    else:
-      for i, block in enumerate(self.blocks):
-        x_BxLxD, layer_cache = block(
-            x_BxLxD, positions_BxL=positions_BxL,
-            segment_ids_BxL=segment_ids_BxL,
-            cache=None if cache is None else cache[i],
-            relative_NxH=relative_NxH, deterministic=deterministic, rngs=rngs)
-        if cache is not None:
-          new_cache.append(layer_cache)
+    x_BxLxD, new_cache = self._blocks(x_BxLxD, positions_BxL, segment_ids_BxL,
+                                      relative_NxH, cache, deterministic, rngs)
     if self.ln_f is not None:
       x_BxLxD = self.ln_f(x_BxLxD)
     B, L, D = x_BxLxD.shape
@@ -485,42 +483,61 @@ class GPT(nnx.Module):
                              head_VxD.astype(dtype))
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
 
-  def _functional_blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL,
-                         relative_NxH, deterministic, rngs):
-    """The blocks as a pure function of their parameters: scanned over the
-    layers' stacked parameters (compile time flat in depth), and/or each
-    rematerialised in the backward pass. Same results as the plain loop;
-    dropout keys are drawn per layer from one key."""
-    graphdef, _ = nnx.split(self.blocks[0])
-    states = [nnx.state(b) for b in self.blocks]
-    train = not deterministic and self.cfg.dropout > 0
-    keys = (jax.random.split(rngs.dropout(), len(states)) if train else
-            jnp.zeros((len(states), 2), jnp.uint32))
+  def _blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL, relative_NxH,
+              cache, deterministic, rngs):
+    """The blocks in order: a Python loop over the layers, or (scan_layers)
+    one `jax.lax.scan` over the stacked layers; with `remat`, each block is
+    recomputed in the backward pass. Dropout keys are drawn per layer from
+    one key. Returns the output and the updated cache (None if not given)."""
+    cfg = self.cfg
+    if not cfg.scan_layers and cfg.remat == 'none':  # The plain stack.
+      new_cache = None if cache is None else []
+      for i, block in enumerate(self.blocks):
+        x_BxLxD, layer_cache = block(
+            x_BxLxD, positions_BxL=positions_BxL,
+            segment_ids_BxL=segment_ids_BxL,
+            cache=None if cache is None else cache[i],
+            relative_NxH=relative_NxH, deterministic=deterministic, rngs=rngs)
+        if cache is not None:
+          new_cache.append(layer_cache)
+      return x_BxLxD, new_cache
+    train = not deterministic and cfg.dropout > 0
+    keys = (jax.random.split(rngs.dropout(), cfg.num_layers) if train else
+            jnp.zeros((cfg.num_layers, 2), jnp.uint32))
+    graphdef = nnx.graphdef(self.blocks if cfg.scan_layers else
+                            self.blocks[0])
 
     def body(x_BxLxD, layer):
-      state, key = layer
+      state, key, layer_cache = layer
       block = nnx.merge(graphdef, state)
-      y_BxLxD, _ = block(x_BxLxD, positions_BxL=positions_BxL,
-                         segment_ids_BxL=segment_ids_BxL,
-                         relative_NxH=relative_NxH, deterministic=not train,
-                         rngs=nnx.Rngs(dropout=key) if train else None)
-      return y_BxLxD, None
-    if self.cfg.remat != 'none':
+      return block(x_BxLxD, positions_BxL=positions_BxL,
+                   segment_ids_BxL=segment_ids_BxL, cache=layer_cache,
+                   relative_NxH=relative_NxH, deterministic=not train,
+                   rngs=nnx.Rngs(dropout=key) if train else None)
+    if cfg.remat != 'none' and cache is None:
       policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable
-                if self.cfg.remat == 'dots' else None)
+                if cfg.remat == 'dots' else None)
       body = jax.checkpoint(body, policy=policy)
-    if self.cfg.scan_layers:
-      stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-      x_BxLxD, _ = jax.lax.scan(body, x_BxLxD, (stacked, keys))
-      return x_BxLxD
-    for state, key in zip(states, keys):
-      x_BxLxD, _ = body(x_BxLxD, (state, key))
-    return x_BxLxD
+    if cfg.scan_layers:  # The cache, too, is stacked over the layers.
+      return jax.lax.scan(body, x_BxLxD,
+                          (nnx.state(self.blocks), keys, cache))
+    new_cache = None if cache is None else []
+    for i, block in enumerate(self.blocks):
+      x_BxLxD, layer_cache = body(x_BxLxD, (
+          nnx.state(block), keys[i], None if cache is None else cache[i]))
+      if cache is not None:
+        new_cache.append(layer_cache)
+    return x_BxLxD, new_cache
 
-  def init_cache(self, batch_size: int) -> list[dict[str, jax.Array]]:
-    """An empty KV cache spanning the whole context, one entry per layer."""
+  def init_cache(self, batch_size: int):
+    """An empty KV cache spanning the whole context: one {'k', 'v'} entry
+    per layer, or (scan_layers) one entry stacked over the layers."""
     c = self.cfg
     shape = (batch_size, c.max_len, c.kv_heads, c.head_dim)
+    if c.scan_layers:
+      shape = (c.num_layers, *shape)
+      return {'k': jnp.zeros(shape, DTYPES[c.dtype]),
+              'v': jnp.zeros(shape, DTYPES[c.dtype])}
     return [{'k': jnp.zeros(shape, DTYPES[c.dtype]),
              'v': jnp.zeros(shape, DTYPES[c.dtype])}
             for _ in range(c.num_layers)]
@@ -530,6 +547,23 @@ def abstract(cfg: GPTConfig):
   """(graphdef, parameter State of shapes): the model without allocating it."""
   return nnx.split(nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(0))),
                    nnx.Param)
+
+
+def stack_layers(params: dict) -> dict:
+  """Parameters of a per-layer stack ({'blocks': {0: ..., 1: ...}}) in the
+  layout of `scan_layers` (each leaf stacked on a leading layer axis)."""
+  blocks = params['blocks']
+  layers = [blocks[i] for i in sorted(blocks)]
+  return {**params, 'blocks': jax.tree.map(lambda *xs: jnp.stack(xs),
+                                           *layers)}
+
+
+def unstack_layers(params: dict) -> dict:
+  """The inverse of `stack_layers`."""
+  stacked = params['blocks']
+  n = jax.tree.leaves(stacked)[0].shape[0]
+  return {**params, 'blocks': {
+      i: jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)}}
 
 
 def count_params(params) -> int:

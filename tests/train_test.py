@@ -118,12 +118,15 @@ def test_train_step_donates_the_old_state(test_config):
   assert old.is_deleted()
 
 
-@pytest.mark.parametrize('state_dtype', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('state_dtype, scan', [('float32', False),
+                                               ('bfloat16', True)])
 def test_every_parameter_and_optimizer_leaf_follows_the_rules(test_config,
-                                                              state_dtype):
+                                                              state_dtype,
+                                                              scan):
   c = configure(test_config.copy_and_resolve_references(), data=2, fsdp=2,
                 tensor=2)
   c.optim.state_dtype = state_dtype
+  c.model.scan_layers = scan  # Stacked layers: a leading, unsharded axis.
   t = make_trainer(c)
   state = t.init(jax.random.PRNGKey(0))
   rules = tuple(c.mesh.rules)
