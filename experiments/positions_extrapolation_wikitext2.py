@@ -15,9 +15,14 @@ the word-level 33,278-way output layer would take hours).
 def get_study():
   return {
       'base': 'configs/wikitext2_word.py:cpu',
-      'grid': {name: {'model.position': name}
-               for name in ('learned', 'sinusoidal', 'rope', 'alibi', 't5',
-                            'none')},
+      'grid': {**{name: {'model.position': name}
+                  for name in ('learned', 'sinusoidal', 'rope', 'alibi', 't5',
+                               'none')},
+               # T5's default buckets reach distance 128, past the 63 seen
+               # in training; here the last bucket starts at 32, is trained,
+               # and covers every longer distance.
+               't5_max32': {'model.position': 't5',
+                            'model.relative_max_distance': 32}},
       'overrides': {
           'data.tokenizer': 'byte', 'data.batch_size': 12,
           'model.num_layers': 4, 'model.num_heads': 4, 'model.embed_dim': 128,

@@ -150,6 +150,15 @@ def variant(**kw):
   return dataclasses.replace(CFG, **kw)
 
 
+def decode_one_by_one(model, x, cache):
+  """Logits of feeding x one token at a time through the KV cache."""
+  steps = []
+  for t in range(x.shape[1]):
+    out, cache = model(x[:, t:t + 1], positions=jnp.array([t]), cache=cache)
+    steps.append(out)
+  return jnp.concatenate(steps, 1)
+
+
 @pytest.mark.parametrize('kw', VARIANTS, ids=lambda kw: str(kw))
 def test_variant_shapes_causality_and_cache(kw):
   cfg = variant(**kw)
@@ -163,11 +172,8 @@ def test_variant_shapes_causality_and_cache(kw):
   # Decoding one token at a time through the cache equals the full call.
   cache = model.init_cache(2)
   assert cache[0]['k'].shape == (2, 16, cfg.kv_heads, cfg.head_dim)
-  steps = []
-  for t in range(16):
-    out, cache = model(x[:, t:t + 1], positions=jnp.array([t]), cache=cache)
-    steps.append(out)
-  chex.assert_trees_all_close(jnp.concatenate(steps, 1), logits, atol=1e-4)
+  chex.assert_trees_all_close(decode_one_by_one(model, x, cache), logits,
+                              atol=1e-4)
 
 
 def test_variants_change_the_parameters_they_should():
@@ -326,11 +332,8 @@ def test_scanned_stack_is_one_traced_block_of_stacked_parameters():
   full = model(x)[0]
   cache = model.init_cache(2)
   assert cache['k'].shape == (4, 2, 16, 4, 8)
-  steps = []
-  for t in range(16):
-    out, cache = model(x[:, t:t + 1], positions=jnp.array([t]), cache=cache)
-    steps.append(out)
-  chex.assert_trees_all_close(jnp.concatenate(steps, 1), full, atol=1e-4)
+  chex.assert_trees_all_close(decode_one_by_one(model, x, cache), full,
+                              atol=1e-4)
 
 
 def test_stack_and_unstack_layers_round_trip():
