@@ -46,6 +46,8 @@ FLAGS = flags.FLAGS
 def train(config, workdir):
   config_lib.validate(config)
   s = run.train_and_evaluate(config, workdir)
+  if s.preempted:  # Stopped by a signal, checkpoint written: exit 0.
+    return
   if jax.process_index() == 0:
     print(f'done: {s.steps} steps, final eval loss {s.final_eval_loss:.4f}, '
           f'best {s.best_eval_loss:.4f}, {s.tokens_per_sec:,.0f} tokens/s; '

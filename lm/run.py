@@ -23,6 +23,7 @@ from lm import embeddings as embeddings_lib
 from lm import flops
 from lm import metrics as metrics_lib
 from lm import model as model_lib
+from lm import preemption as preemption_lib
 from lm import sharding
 from lm import tokenizer as tokenizer_lib
 from lm import train as train_lib
@@ -47,6 +48,7 @@ class Summary:
   tokens_per_sec: float
   losses: list[float]
   final: dict[str, dict[str, float]]  # Split -> metrics of the whole split.
+  preempted: str | None = None  # The signal that stopped the run early.
 
 
 def resolve(config, vocab_size: int):
@@ -251,32 +253,46 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       flops.train_flops_per_token(trainer.model_cfg, num_params),
       peak and peak * jax.device_count())
   losses, eval_loss, rates = [], float('nan'), {}
-  for step in range(start + 1, c.train.num_steps + 1):
-    batch = trainer.global_batch(next(train_iter))
-    state, metrics = trainer.train_step(state, batch)
-    final = step == c.train.num_steps
-    if step == start + 1:  # Keep compilation out of the throughput figures.
-      jax.block_until_ready(metrics)
-      meter.restart(step)
-    scalars = {}
-    if step % c.train.log_every == 0 or final:
-      scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      rates = meter.rates(step) or rates
-      scalars.update(rates)
-      losses.append(scalars['train/loss'])
-    if step % c.train.eval_every == 0 or final:
-      eval_loss = scalars['eval/loss'] = evaluate(state['params'])
-      writer.print(f'step {step}: eval loss {eval_loss:.4f}')
-    if scalars:
-      writer.write(step, scalars)
-      writer.progress(step, loss=scalars.get('train/loss'), **rates)
-    if step % c.checkpoint.every == 0 or final:
-      writer.flush()  # The log is never behind the latest checkpoint.
-      ckpt.save(step, state, train_iter.get_state(), scalars)
-    if 'eval/loss' in scalars or step % c.checkpoint.every == 0:
-      meter.restart(step)  # Keep evals and saves out of tokens/s.
-  ckpt.wait()
+  stopped, step = None, start
+  with preemption_lib.Preemption() as preemption:
+    for step in range(start + 1, c.train.num_steps + 1):
+      batch = trainer.global_batch(next(train_iter))
+      state, metrics = trainer.train_step(state, batch)
+      final = step == c.train.num_steps
+      if step == start + 1:  # Keep compilation out of the throughput figures.
+        jax.block_until_ready(metrics)
+        meter.restart(step)
+      scalars = {}
+      if step % c.train.log_every == 0 or final:
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        rates = meter.rates(step) or rates
+        scalars.update(rates)
+        losses.append(scalars['train/loss'])
+      if step % c.train.eval_every == 0 or final:
+        eval_loss = scalars['eval/loss'] = evaluate(state['params'])
+        writer.print(f'step {step}: eval loss {eval_loss:.4f}')
+      if scalars:
+        writer.write(step, scalars)
+        writer.progress(step, loss=scalars.get('train/loss'), **rates)
+      stop = preemption.reached(step)
+      if step % c.checkpoint.every == 0 or final or stop:
+        writer.flush()  # The log is never behind the latest checkpoint.
+        ckpt.save(step, state, train_iter.get_state(), scalars)
+      if stop:
+        stopped = preemption.requested or 'SIGTERM'
+        writer.print(f'stopped at step {step} ({stopped}); checkpoint '
+                     'saved: run the same command again to resume')
+        break
+      if 'eval/loss' in scalars or step % c.checkpoint.every == 0:
+        meter.restart(step)  # Keep evals and saves out of tokens/s.
+    ckpt.wait()  # A second signal here exits; the last good step is kept.
   ckpt.close()
+  if stopped:
+    best = writer.best('eval/loss')
+    writer.close()
+    return Summary(workdir, step, eval_loss,
+                   eval_loss if best is None else best,
+                   rates.get('tokens_per_sec', 0.0), losses, {}, stopped)
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
     eval_loss = evaluate(state['params'])
   final = {}
