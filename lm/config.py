@@ -30,6 +30,7 @@ CHOICES = {
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
     'optim.state_dtype': ('float32', 'bfloat16'),
+    'train.nonfinite': ('stop', 'skip'),
 }
 
 # Model fields a checkpoint's shapes depend on: resuming needs them unchanged.
@@ -137,6 +138,9 @@ def default() -> ml_collections.ConfigDict:
   c.train.log_every = 10
   c.train.eval_every = 250
   c.train.eval_batches = 20
+  # A non-finite loss or gradient: its update is always skipped; 'stop' then
+  # ends the run naming the step and leaf, 'skip' counts it and goes on.
+  c.train.nonfinite = 'stop'
 
   c.eval = ml_collections.ConfigDict()
   c.eval.final = True  # Whole validation and test splits after training.

@@ -38,6 +38,10 @@ class RunError(ValueError):
   """A workdir or run setup that cannot be used, as one line."""
 
 
+class NumericsError(RunError):
+  """Non-finite loss or gradients under train.nonfinite='stop'."""
+
+
 @dataclasses.dataclass
 class Summary:
   """What a finished run produced."""
@@ -194,6 +198,24 @@ def load_params(abstract_params, run_dir: str):
   return ckpt.restore_params(step, abstract_params)
 
 
+def _nonfinite(c, trainer, state, step, count, seen, writer, ckpt) -> int:
+  """Reports skipped non-finite updates; under 'stop', ends the run."""
+  bad = jax.device_get(state['nonfinite'])
+  first = (f'step {int(bad["first_step"])}, first in '
+           f'{trainer.nonfinite_leaf(int(bad["first_leaf"]))}')
+  if c.train.nonfinite == 'stop':
+    ckpt.wait()
+    ckpt.close()
+    raise NumericsError(
+        f'non-finite loss or gradients at {first}; the update was skipped '
+        'and the run stopped (the last checkpoint is before it). Lower '
+        'optim.lr, check the data, or set train.nonfinite=skip to skip such '
+        'steps and go on')
+  writer.print(f'step {step}: {count - seen} non-finite update(s) skipped, '
+               f'{count} in all (the first at {first})')
+  return count
+
+
 def train_and_evaluate(config, workdir: str) -> Summary:
   """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
   c = config
@@ -254,6 +276,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       peak and peak * jax.device_count())
   losses, eval_loss, rates = [], float('nan'), {}
   stopped, step = None, start
+  spikes, nonfinite_seen = writer_lib.LossSpikes(), 0
   with preemption_lib.Preemption() as preemption:
     for step in range(start + 1, c.train.num_steps + 1):
       batch = trainer.global_batch(next(train_iter))
@@ -268,6 +291,10 @@ def train_and_evaluate(config, workdir: str) -> Summary:
         rates = meter.rates(step) or rates
         scalars.update(rates)
         losses.append(scalars['train/loss'])
+        if spikes(scalars['train/loss']):
+          scalars['train/loss_spike'] = 1.0
+          writer.print(f'step {step}: loss spike {scalars["train/loss"]:.4f} '
+                       f'(recent mean {spikes.mean:.4f})')
       if step % c.train.eval_every == 0 or final:
         eval_loss = scalars['eval/loss'] = evaluate(state['params'])
         writer.print(f'step {step}: eval loss {eval_loss:.4f}')
@@ -275,7 +302,13 @@ def train_and_evaluate(config, workdir: str) -> Summary:
         writer.write(step, scalars)
         writer.progress(step, loss=scalars.get('train/loss'), **rates)
       stop = preemption.reached(step)
-      if step % c.checkpoint.every == 0 or final or stop:
+      save = step % c.checkpoint.every == 0 or final or stop
+      if scalars or save:  # The host syncs here anyway: check the numerics.
+        count = int(metrics['train/nonfinite_steps'])
+        if count > nonfinite_seen:
+          nonfinite_seen = _nonfinite(c, trainer, state, step, count,
+                                      nonfinite_seen, writer, ckpt)
+      if save:
         writer.flush()  # The log is never behind the latest checkpoint.
         ckpt.save(step, state, train_iter.get_state(), scalars)
       if stop:

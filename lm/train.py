@@ -79,7 +79,12 @@ class Trainer:
     model = model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(params=params_rng))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return {'step': jnp.zeros((), jnp.int32), 'params': params,
-            'opt_state': self.tx.init(params), 'rng': dropout_rng}
+            'opt_state': self.tx.init(params), 'rng': dropout_rng,
+            # Skipped non-finite updates: how many, the first one's step
+            # (-1: none) and its first non-finite gradient leaf.
+            'nonfinite': {'count': jnp.zeros((), jnp.int32),
+                          'first_step': -jnp.ones((), jnp.int32),
+                          'first_leaf': jnp.zeros((), jnp.int32)}}
 
   def _state_shardings(self, abstract_state: State):
     params = sharding.tree_shardings(abstract_state['params'],
@@ -89,7 +94,9 @@ class Trainer:
         self.tx, lambda _, s: s, abstract_state['opt_state'], params,
         transform_non_params=lambda _: replicated)
     return {'step': replicated, 'params': params, 'opt_state': opt_state,
-            'rng': replicated}
+            'rng': replicated,
+            'nonfinite': jax.tree.map(lambda _: replicated,
+                                      abstract_state['nonfinite'])}
 
   def merge(self, params) -> model_lib.GPT:
     """The model with these parameters (used inside jitted functions)."""
@@ -144,11 +151,38 @@ class Trainer:
       updates, opt_state = self.tx.update(grads, state['opt_state'],
                                           state['params'])
       params = optax.apply_updates(state['params'], updates)
+      # A non-finite loss or gradient never reaches the state: the update is
+      # skipped and recorded in the state, read by the host when it syncs
+      # anyway (lm.run), so no step waits on a check.
+      finite_leaves = jnp.stack([jnp.isfinite(g).all()
+                                 for g in jax.tree.leaves(grads)] +
+                                [jnp.isfinite(loss)])
+      finite = finite_leaves.all()
+      params, opt_state = jax.tree.map(
+          lambda new, old: jnp.where(finite, new, old), (params, opt_state),
+          (state['params'], state['opt_state']))
+      bad = state['nonfinite']
+      first = (bad['first_step'] < 0) & ~finite
+      nonfinite = {
+          'count': bad['count'] + (~finite).astype(jnp.int32),
+          'first_step': jnp.where(first, state['step'] + 1,
+                                  bad['first_step']),
+          'first_leaf': jnp.where(first, jnp.argmin(finite_leaves),
+                                  bad['first_leaf']).astype(jnp.int32)}
     metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
-               'train/lr': self.lr(state['step'])}
+               'train/lr': self.lr(state['step']),
+               'train/nonfinite_steps': nonfinite['count']}
     new_state = {'step': state['step'] + 1, 'params': params,
-                 'opt_state': opt_state, 'rng': state['rng']}
+                 'opt_state': opt_state, 'rng': state['rng'],
+                 'nonfinite': nonfinite}
     return new_state, metrics
+
+  def nonfinite_leaf(self, index: int) -> str:
+    """The name of `nonfinite['first_leaf']`: a gradient's path, or loss."""
+    paths = [jax.tree_util.keystr(p) for p, _ in
+             jax.tree_util.tree_leaves_with_path(self.abstract_state['params'])]
+    return (f'gradient of params{paths[index]}' if index < len(paths)
+            else 'the loss')
 
   def _eval_step(self, params, batch):
     with sharding.activation_rules(self.mesh, self.rules):

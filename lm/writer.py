@@ -115,3 +115,26 @@ class Throughput:
     if self.peak_flops:
       out['mfu'] = tokens_per_sec * self.flops_per_token / self.peak_flops
     return out
+
+
+class LossSpikes:
+  """Flags a logged loss far above the recent ones: more than `sigmas`
+  standard deviations (and 10%) over an exponential moving average, once
+  `warmup` losses have been seen. Spiking losses do not enter the average."""
+
+  def __init__(self, sigmas: float = 4.0, decay: float = 0.9,
+               warmup: int = 10):
+    self.sigmas, self.decay, self.warmup = sigmas, decay, warmup
+    self.mean, self.var, self.seen = 0.0, 0.0, 0
+
+  def __call__(self, loss: float) -> bool:
+    if self.seen >= self.warmup and loss > max(
+        self.mean + self.sigmas * self.var ** 0.5, 1.1 * self.mean):
+      return True
+    if self.seen == 0:
+      self.mean = loss
+    delta = loss - self.mean
+    self.mean += (1 - self.decay) * delta
+    self.var = self.decay * (self.var + (1 - self.decay) * delta * delta)
+    self.seen += 1
+    return False

@@ -200,3 +200,29 @@ def test_evaluate_saved_at_other_lengths_and_token_limits(resumable, tmp_path):
   part = run.evaluate_saved(limited, str(tmp_path))
   assert part['validation']['tokens'] == 100
   assert set(part['validation']) == {'loss', 'perplexity', 'tokens'}
+
+
+@pytest.mark.parametrize('policy', ['stop', 'skip'])
+def test_nonfinite_policies_in_a_run(resumable, tmp_path, policy):
+  # A run whose starting parameters hold a NaN: every loss is NaN.
+  resumable.train.num_steps = 2
+  run.train_and_evaluate(resumable, str(tmp_path / 'src'))
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / 'src'), async_save=False)
+  state, data = ckpt.restore(2, None)
+  state['params']['wte'] = np.asarray(state['params']['wte']).copy()
+  state['params']['wte'][0, 0] = np.nan
+  ckpt.save(3, state, data)
+  ckpt.wait()
+  ckpt.close()
+  c = resumable.copy_and_resolve_references()
+  c.init_from = str(tmp_path / 'src')
+  c.train.update(nonfinite=policy, num_steps=4, log_every=2)
+  c.eval.final = False
+  if policy == 'stop':
+    with pytest.raises(run.NumericsError, match=r'non-finite loss or '
+                       r"gradients at step 1, first in gradient of params\["):
+      run.train_and_evaluate(c, str(tmp_path / 'run'))
+    return
+  s = run.train_and_evaluate(c, str(tmp_path / 'run'))
+  assert s.steps == 4 and all(np.isnan(s.losses))
+  assert read_metrics(tmp_path / 'run')[-1]['train/nonfinite_steps'] == 4

@@ -150,3 +150,29 @@ def test_every_parameter_and_optimizer_leaf_follows_the_rules(test_config,
       assert x.sharding.is_equivalent_to(by_param[param], x.ndim), key
       moments += 1
   assert moments == 2 * len(flat_params)
+
+
+def test_a_nonfinite_step_is_skipped_and_recorded(test_config):
+  c = configure(test_config.copy_and_resolve_references())
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  state, _ = t.train_step(state, t.global_batch(random_batch(c)))
+  before = jax.device_get(state)
+  bad = random_batch(c, 1)
+  bad['weights'] = np.ones(bad['inputs'].shape, np.float32)
+  bad['weights'][3, 5] = np.nan  # One poisoned position.
+  good = {**random_batch(c, 2), 'weights': np.ones_like(bad['weights'])}
+  state, metrics = t.train_step(state, t.global_batch(bad))
+  assert np.isnan(float(metrics['train/loss']))
+  after = jax.device_get(state)
+  chex.assert_trees_all_equal(after['params'], before['params'])
+  chex.assert_trees_all_equal(after['opt_state'], before['opt_state'])
+  assert int(after['step']) == 2  # The step still counts.
+  assert {k: int(v) for k, v in after['nonfinite'].items()} == {
+      'count': 1, 'first_step': 2, 'first_leaf': 0}
+  assert t.nonfinite_leaf(0).startswith('gradient of params[')
+  state, metrics = t.train_step(state, t.global_batch(good))
+  assert np.isfinite(float(metrics['train/loss']))
+  assert int(metrics['train/nonfinite_steps']) == 1
+  assert not np.allclose(jax.device_get(state['params'])['wte'],
+                         before['params']['wte'])

@@ -27,3 +27,13 @@ def test_throughput_counts_tokens_between_restarts():
   rates = meter.rates(12)
   assert rates['tokens_per_sec'] > 0
   assert abs(rates['mfu'] - rates['tokens_per_sec'] * 6.0 / 1000.0) < 1e-9
+
+
+def test_loss_spikes_are_flagged_after_warmup():
+  spikes = writer_lib.LossSpikes(warmup=10)
+  losses = [3.0 - 0.01 * i for i in range(30)]
+  assert not any(spikes(x) for x in losses)  # A smooth descent.
+  assert spikes(5.0)  # Far above the recent losses.
+  assert not spikes(2.70)  # Back to normal; the spike did not move the mean.
+  fresh = writer_lib.LossSpikes(warmup=10)
+  assert not fresh(100.0)  # Nothing is a spike before the warmup.
