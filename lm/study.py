@@ -183,6 +183,37 @@ def plot(summary: dict, metrics, out: str) -> list[str]:
   return paths
 
 
+def plot_lengths(summary: dict, base_metrics, train_len: int, eval_lens,
+                 out: str) -> list[str]:
+  """Per base metric, one line per cell across the evaluation contexts (the
+  training context, then `eval_lens`): the 'train short, test long' view."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  lengths = [train_len, *eval_lens]
+  paths = []
+  for m in base_metrics:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for cell, ms in summary.items():
+      keys = [m] + [f'eval@{n}.{m}' for n in eval_lens]
+      points = [(n, ms[k]) for n, k in zip(lengths, keys) if k in ms]
+      if points:
+        ax.errorbar([n for n, _ in points], [v['mean'] for _, v in points],
+                    yerr=[v['std'] for _, v in points], marker='o',
+                    capsize=3, label=cell)
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.set_xlabel(f'evaluation context (trained at {train_len})')
+    ax.set_ylabel(m)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, m.replace('/', '_') + '_by_length.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
 def run_study(path: str, out: str | None = None, dry_run: bool = False):
   """Runs (or resumes) every cell of the study at `path`; writes results."""
   study = load_study(path)
@@ -221,6 +252,10 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
   with open(os.path.join(out, 'results.md'), 'w') as f:
     f.write(markdown(summary, metrics))
   plots = plot(summary, metrics, out)
+  if study['eval_lens']:
+    train_len = cells[0][2].model.max_len
+    plots += plot_lengths(summary, study['metrics'], train_len,
+                          study['eval_lens'], out)
   print(f'wrote {out}/results.json, results.md and {len(plots)} plot(s)')
   return record
 

@@ -30,6 +30,7 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   table = (out / 'results.md').read_text()
   assert '| rope |' in table and '| learned |' in table and '—' in table
   assert (out / 'validation.loss.png').stat().st_size > 1000
+  assert (out / 'validation.loss_by_length.png').stat().st_size > 1000
   again = run_cli(*args)
   assert again.returncode == 0 and 'starting in' not in again.stdout
 
