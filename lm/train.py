@@ -148,28 +148,34 @@ class Trainer:
     with sharding.activation_rules(self.mesh, self.rules):
       rng = jax.random.fold_in(state['rng'], state['step'])
       loss, grads = self._grads(state['params'], batch, rng)
-      updates, opt_state = self.tx.update(grads, state['opt_state'],
-                                          state['params'])
-      params = optax.apply_updates(state['params'], updates)
       # A non-finite loss or gradient never reaches the state: the update is
-      # skipped and recorded in the state, read by the host when it syncs
-      # anyway (lm.run), so no step waits on a check.
-      finite_leaves = jnp.stack([jnp.isfinite(g).all()
-                                 for g in jax.tree.leaves(grads)] +
-                                [jnp.isfinite(loss)])
-      finite = finite_leaves.all()
-      params, opt_state = jax.tree.map(
-          lambda new, old: jnp.where(finite, new, old), (params, opt_state),
-          (state['params'], state['opt_state']))
+      # skipped (one branch of a cond, so the state is still updated in
+      # place) and recorded in the state, read by the host when it syncs
+      # anyway (lm.run), so no step waits on a check. The global norm is
+      # non-finite exactly when some gradient is.
+      grad_norm = optax.tree.norm(grads)
+      finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       bad = state['nonfinite']
-      first = (bad['first_step'] < 0) & ~finite
-      nonfinite = {
-          'count': bad['count'] + (~finite).astype(jnp.int32),
-          'first_step': jnp.where(first, state['step'] + 1,
-                                  bad['first_step']),
-          'first_leaf': jnp.where(first, jnp.argmin(finite_leaves),
-                                  bad['first_leaf']).astype(jnp.int32)}
-    metrics = {'train/loss': loss, 'train/grad_norm': optax.tree.norm(grads),
+
+      def update():
+        updates, opt_state = self.tx.update(grads, state['opt_state'],
+                                            state['params'])
+        return (optax.apply_updates(state['params'], updates), opt_state,
+                bad)
+
+      def skip():
+        finite_leaves = jnp.stack(
+            [jnp.isfinite(g).all() for g in jax.tree.leaves(grads)] +
+            [jnp.isfinite(loss)])
+        first = bad['first_step'] < 0
+        return state['params'], state['opt_state'], {
+            'count': bad['count'] + 1,
+            'first_step': jnp.where(first, state['step'] + 1,
+                                    bad['first_step']),
+            'first_leaf': jnp.where(first, jnp.argmin(finite_leaves),
+                                    bad['first_leaf']).astype(jnp.int32)}
+      params, opt_state, nonfinite = jax.lax.cond(finite, update, skip)
+    metrics = {'train/loss': loss, 'train/grad_norm': grad_norm,
                'train/lr': self.lr(state['step']),
                'train/nonfinite_steps': nonfinite['count']}
     new_state = {'step': state['step'] + 1, 'params': params,
