@@ -63,20 +63,24 @@ def model_config(name, args):
 
 def measure(name, args) -> dict:
   c = model_config(name, args)
-  report = dryrun.analyse(c)
-  trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
+  mesh = sharding.make_mesh(c.mesh)
+  sharding.check_batch(c, mesh)
+  sharding.check_model(c, mesh)
+  trainer = train_lib.Trainer(c, mesh)
+  report = dryrun.analyse(c, trainer=trainer)
+  train_step = report.compiled  # Compiled once, for the report and the run.
   state = trainer.init(jax.random.PRNGKey(0))
   B, L = c.data.batch_size, c.model.max_len
   ids = np.random.default_rng(0).integers(0, c.model.vocab_size, (B, L + 1),
                                           dtype=np.int32)
   batch = trainer.global_batch({'inputs': ids[:, :-1], 'targets': ids[:, 1:]})
   for _ in range(args.warmup):
-    state, metrics = trainer.train_step(state, batch)
+    state, metrics = train_step(state, batch)
   jax.block_until_ready(metrics)
   times = []
   for i in range(args.steps):
     t0 = time.perf_counter()
-    state, metrics = trainer.train_step(state, batch)
+    state, metrics = train_step(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
     print(f'  {name} step {i + 1}/{args.steps}: {times[-1] * 1e3:.1f} ms',

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -44,6 +45,7 @@ class Report:
   output_bytes: int
   alias_bytes: int  # Outputs written over donated inputs.
   temp_bytes: int  # Activations, gradients and workspace.
+  batch_bytes: int  # Per device, of the step's inputs.
   device_memory: float | None
   model_flops_per_device: float  # One step, 6N + attention (lm.flops).
   # XLA's count, recompute included; None when the program loops (XLA
@@ -52,6 +54,14 @@ class Report:
   peak_flops: float | None
   tokens_per_step: int
   compile_seconds: float
+  # The compiled train step, callable as trainer.train_step is.
+  compiled: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+  @property
+  def state_bytes(self) -> int:
+    """Parameters and optimizer state per device, as the compiled step
+    holds them (its inputs, the batch taken off)."""
+    return self.argument_bytes - self.batch_bytes
 
   @property
   def peak_bytes(self) -> int:
@@ -90,18 +100,22 @@ def abstract_batch(c, trainer) -> dict[str, jax.ShapeDtypeStruct]:
           for k, dtype in keys.items()}
 
 
-def analyse(c, device_kind: str | None = None, devices=None) -> Report:
+def analyse(c, device_kind: str | None = None, devices=None,
+            trainer: train_lib.Trainer | None = None) -> Report:
   """Compiles the train step of resolved config `c` on its mesh over
   `devices` (default all) and measures it. `device_kind` overrides the chip
-  whose memory and peak are compared against."""
-  mesh = sharding.make_mesh(c.mesh, devices)
-  sharding.check_batch(c, mesh)
-  sharding.check_model(c, mesh)
-  trainer = train_lib.Trainer(c, mesh)
+  whose memory and peak are compared against; `trainer` (one already built
+  for `c`) is used instead of a new one."""
+  if trainer is None:
+    mesh = sharding.make_mesh(c.mesh, devices)
+    sharding.check_batch(c, mesh)
+    sharding.check_model(c, mesh)
+    trainer = train_lib.Trainer(c, mesh)
+  mesh = trainer.mesh
   state = trainer.abstract_state
+  batch = abstract_batch(c, trainer)
   t0 = time.perf_counter()
-  compiled = trainer.train_step.lower(state, abstract_batch(c, trainer)
-                                      ).compile()
+  compiled = trainer.train_step.lower(state, batch).compile()
   seconds = time.perf_counter() - t0
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -127,11 +141,13 @@ def analyse(c, device_kind: str | None = None, devices=None) -> Report:
       output_bytes=memory.output_size_in_bytes,
       alias_bytes=memory.alias_size_in_bytes,
       temp_bytes=memory.temp_size_in_bytes,
+      batch_bytes=per_device_bytes(batch, jax.tree.map(lambda x: x.sharding,
+                                                       batch)),
       device_memory=limit,
       model_flops_per_device=model_flops * tokens / mesh.size,
       compiled_flops_per_device=(cost or {}).get('flops'),
       peak_flops=flops.peak_flops(kind), tokens_per_step=tokens,
-      compile_seconds=seconds)
+      compile_seconds=seconds, compiled=compiled)
 
 
 def format_bytes(n: float) -> str:

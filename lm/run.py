@@ -106,7 +106,8 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
   kind than `data.tokenizer`, or runs that disagree, are refused.
   """
   for run_dir in filter(None, (workdir, init_from)):
-    if (os.path.isdir(checkpoint_lib.directory(run_dir)) and not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE))):
+    if (os.path.isdir(checkpoint_lib.directory(run_dir)) and
+        not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE))):
       raise RunError(f'{run_dir} holds checkpoints but no {TOKENIZER_FILE}: '
                      'its vocabulary is unknown; restore the file or use a '
                      'new --workdir')
@@ -320,16 +321,10 @@ def train_and_evaluate(config, workdir: str) -> Summary:
         meter.restart(step)  # Keep evals and saves out of tokens/s.
     ckpt.wait()  # A second signal here exits; the last good step is kept.
   ckpt.close()
-  if stopped:
-    best = writer.best('eval/loss')
-    writer.close()
-    return Summary(workdir, step, eval_loss,
-                   eval_loss if best is None else best,
-                   rates.get('tokens_per_sec', 0.0), losses, {}, stopped)
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
     eval_loss = evaluate(state['params'])
   final = {}
-  if c.eval.final:
+  if c.eval.final and not stopped:  # A stopped run evaluates when it ends.
     final = evaluate_splits(trainer, state['params'], corpus, c, writer)
     for split, m in final.items():
       writer.print(f'{split}: ' + ', '.join(
@@ -340,6 +335,6 @@ def train_and_evaluate(config, workdir: str) -> Summary:
                   indent=2)
   best = writer.best('eval/loss')
   writer.close()
-  return Summary(workdir, max(start, c.train.num_steps), eval_loss,
-                 eval_loss if best is None else best,
-                 rates.get('tokens_per_sec', 0.0), losses, final)
+  return Summary(workdir, step if stopped else max(start, c.train.num_steps),
+                 eval_loss, eval_loss if best is None else best,
+                 rates.get('tokens_per_sec', 0.0), losses, final, stopped)
