@@ -8,13 +8,14 @@ from absl import app, flags, logging
 
 from lm import checkpoint, config, data, distributed, dryrun, embeddings
 from lm import host, run, sharding
-from lm import tokenizer
+from lm import tokenizer, writer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
 USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                sharding.MeshError, tokenizer.TokenizerError,
                checkpoint.CheckpointError, embeddings.EmbeddingError,
-               dryrun.DryRunError, distributed.DistributedError)
+               dryrun.DryRunError, distributed.DistributedError,
+               writer.LogError)
 
 
 def start(argv, quiet_level=logging.WARNING) -> None:

@@ -155,6 +155,10 @@ def default() -> ml_collections.ConfigDict:
   c.checkpoint.every = 250
   c.checkpoint.max_to_keep = 2  # The latest N, and the best by eval loss.
   c.checkpoint.async_save = True
+  # A corrupted newest checkpoint (every file's size and SHA-256 are checked
+  # on restore) is an error; true: move it to WORKDIR/corrupt_checkpoints and
+  # resume from the newest intact one.
+  c.checkpoint.fallback = False
 
   c.compile = ml_collections.ConfigDict()
   # Persistent compilation cache ('' off; e.g. ~/.cache/lm/jax, or a bucket

@@ -217,6 +217,15 @@ def _nonfinite(c, trainer, state, step, count, seen, writer, ckpt) -> int:
   return count
 
 
+def _report_failed_saves(ckpt, writer, step: int, every: int) -> None:
+  """Prints the checkpoint saves that failed since the last report."""
+  for failed, why in ckpt.new_failures():
+    retry = (f'the next save (step {step - step % every + every}) tries '
+             'again' if every else 'no save is left to try')
+    writer.print(f'checkpoint at step {failed} was not saved ({why}); '
+                 f'training goes on, {retry}')
+
+
 def train_and_evaluate(config, workdir: str) -> Summary:
   """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
   c = config
@@ -243,9 +252,11 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     train_iter = iter(data_lib.train_dataset(
         corpus.train, c.model.max_len, c.data.batch_size, c.seed,
         c.data.prefetch))
-  start = ckpt.latest_step()
-  if start is not None:
-    state, data_state = ckpt.restore(start, trainer.abstract_state)
+  restored = ckpt.restore_latest(trainer.abstract_state,
+                                 fallback=c.checkpoint.fallback,
+                                 say=lambda text: print(text, flush=True))
+  if restored is not None:
+    start, state, data_state = restored
     train_iter.set_state(data_state)
   else:
     start = 0
@@ -312,6 +323,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       if save:
         writer.flush()  # The log is never behind the latest checkpoint.
         ckpt.save(step, state, train_iter.get_state(), scalars)
+        _report_failed_saves(ckpt, writer, step, c.checkpoint.every)
       if stop:
         stopped = preemption.requested or 'SIGTERM'
         writer.print(f'stopped at step {step} ({stopped}); checkpoint '
@@ -321,6 +333,14 @@ def train_and_evaluate(config, workdir: str) -> Summary:
         meter.restart(step)  # Keep evals and saves out of tokens/s.
     ckpt.wait()  # A second signal here exits; the last good step is kept.
   ckpt.close()
+  _report_failed_saves(ckpt, writer, step, 0)
+  if ckpt.failures and ckpt.failures[-1][0] == step:
+    writer.close()
+    raise RunError(f'training reached step {step} but its checkpoint could '
+                   f'not be written ({ckpt.failures[-1][1]}); the latest '
+                   f'saved is step {ckpt.latest_step()}: free space or fix '
+                   'the permissions of the workdir, then rerun to redo the '
+                   'steps after it')
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
     eval_loss = evaluate(state['params'])
   final = {}

@@ -12,11 +12,34 @@ import tqdm
 from tensorboardX import SummaryWriter
 
 
+class LogError(ValueError):
+  """A metrics log that cannot be read, as one line."""
+
+
+def _read_log(path: str) -> list[dict]:
+  """The records of a metrics.jsonl; a last line cut short by a kill is
+  dropped (its step is past the checkpoint being resumed anyway)."""
+  with open(path) as f:
+    lines = f.read().split('\n')
+  records = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except ValueError:
+      if i < len(lines) - 1:  # Only the unterminated last line may be cut.
+        raise LogError(f'{path} line {i + 1} is not JSON; repair or remove '
+                       'the line') from None
+  return records
+
+
 class MetricWriter:
   """Writes scalars to `metrics.jsonl` and TensorBoard (process 0 only).
 
-  On resume from `start_step`, lines of a previous attempt past that step are
-  dropped, so each step appears once in the log.
+  On resume from `start_step`, lines of a previous attempt past that step
+  (and a last line cut short by a kill) are dropped, so each step appears
+  once in the log.
   """
 
   def __init__(self, workdir: str, start_step: int, total_steps: int):
@@ -24,11 +47,11 @@ class MetricWriter:
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.history = []
     if self.enabled and os.path.exists(self.path):
-      with open(self.path) as f:
-        self.history = [r for r in map(json.loads, filter(str.strip, f))
-                        if r['step'] <= start_step]
-      with open(self.path, 'w') as f:
+      self.history = [r for r in _read_log(self.path)
+                      if r['step'] <= start_step]
+      with open(self.path + '.tmp', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in self.history)
+      os.replace(self.path + '.tmp', self.path)
     self._jsonl = open(self.path, 'a') if self.enabled else None
     self._tb = (SummaryWriter(os.path.join(workdir, 'tensorboard'))
                 if self.enabled else None)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from lm import writer as writer_lib
 
 
@@ -18,6 +20,24 @@ def test_resume_drops_lines_past_the_restored_step(tmp_path):
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').open()]
   assert [r['step'] for r in rows] == [1, 2, 3, 4, 5, 4, 6, 7]
   assert w.best('eval/loss') == 0.3
+
+
+def test_a_last_line_cut_short_by_a_kill_is_dropped(tmp_path):
+  w = writer_lib.MetricWriter(str(tmp_path), 0, 10)
+  for step in range(1, 4):
+    w.write(step, {'train/loss': 1.0})
+  w.close()
+  with (tmp_path / 'metrics.jsonl').open('a') as f:
+    f.write('{"step": 4, "train/lo')  # What a kill -9 mid-write leaves.
+  w = writer_lib.MetricWriter(str(tmp_path), 3, 10)
+  w.write(4, {'train/loss': 0.5})
+  w.close()
+  rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').open()]
+  assert [r['step'] for r in rows] == [1, 2, 3, 4]
+  # A broken line in the middle is not a kill's doing: it is not hidden.
+  (tmp_path / 'metrics.jsonl').write_text('{"step": 1}\n{"st\n{"step": 2}\n')
+  with pytest.raises(writer_lib.LogError, match='line 2 is not JSON'):
+    writer_lib.MetricWriter(str(tmp_path), 2, 10)
 
 
 def test_throughput_counts_tokens_between_restarts():
