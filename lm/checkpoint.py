@@ -43,6 +43,13 @@ def directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
+def has_checkpoints(workdir: str) -> bool:
+  """Whether `workdir/checkpoints` holds a step directory."""
+  path = directory(workdir)
+  return os.path.isdir(path) and any(name.isdigit()
+                                     for name in os.listdir(path))
+
+
 def _files(step_dir: str) -> list[str]:
   return sorted(os.path.relpath(os.path.join(root, name), step_dir)
                 for root, _, names in os.walk(step_dir) for name in names
@@ -232,8 +239,8 @@ class Checkpointer:
     intact."""
     problem = verify(self.step_dir(step))
     if problem:
-      raise CheckpointError(f'checkpoint step {step} in {self.directory} is '
-                            f'corrupted: {problem}')
+      raise CheckpointError(f'checkpoint step {step} at {self.step_dir(step)}'
+                            f' is corrupted: {problem}')
 
   def restore(self, step: int, abstract_state: Any,
               with_data: bool = True) -> tuple[Any, dict | None]:

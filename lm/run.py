@@ -106,7 +106,7 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
   kind than `data.tokenizer`, or runs that disagree, are refused.
   """
   for run_dir in filter(None, (workdir, init_from)):
-    if (os.path.isdir(checkpoint_lib.directory(run_dir)) and
+    if (checkpoint_lib.has_checkpoints(run_dir) and
         not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE))):
       raise RunError(f'{run_dir} holds checkpoints but no {TOKENIZER_FILE}: '
                      'its vocabulary is unknown; restore the file or use a '

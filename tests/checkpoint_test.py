@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from lm import checkpoint as checkpoint_lib
+from conftest import unwritable
 
 
 def state(value):
@@ -46,3 +47,85 @@ def test_params_of_another_shape_are_refused(tmp_path):
   ckpt.wait()
   with pytest.raises(checkpoint_lib.CheckpointError, match='do not match'):
     ckpt.restore_params(1, {'w': jnp.zeros((4, 3))})
+
+
+def saved(tmp_path, steps):
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=3)
+  for step in steps:
+    assert ckpt.save(step, state(float(step)), {'next_index': step})
+  ckpt.close()
+  return checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=3)
+
+
+def largest_file(step_dir):
+  files = [p for p in step_dir.rglob('*') if p.is_file()
+           and p.name not in ('manifest.json', '_CHECKPOINT_METADATA')]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def bad_bytes(path):
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  path.write_bytes(bytes(data))
+
+
+def truncate(path):
+  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize('damage,found', [
+    (bad_bytes, 'changed bytes'), (truncate, 'truncated'),
+    (lambda p: p.unlink(), 'is missing')])
+def test_corruption_is_named_and_fallback_takes_the_previous_step(
+    tmp_path, damage, found):
+  ckpt = saved(tmp_path, [1, 2])
+  victim = largest_file(tmp_path / 'checkpoints' / '2')
+  damage(victim)
+  name = str(victim.relative_to(tmp_path / 'checkpoints' / '2'))
+  with pytest.raises(checkpoint_lib.CheckpointError) as e:
+    ckpt.restore_latest(state(0.0))
+  message = str(e.value)
+  assert f'step 2 at {tmp_path}/checkpoints/2 is corrupted' in message
+  assert name in message and found in message
+  assert 'checkpoint.fallback=true to resume from step 1' in message
+  said = []
+  step, restored, data = ckpt.restore_latest(state(0.0), fallback=True,
+                                             say=said.append)
+  assert step == 1 and data == {'next_index': 1}
+  chex.assert_trees_all_equal(restored, state(1.0))
+  assert 'falling back to step 1' in said[0] and 'corrupt_checkpoints' in said[0]
+  assert ckpt.all_steps() == [1]  # The bad step is out of the way.
+  assert ckpt.save(2, state(2.0), {'next_index': 2}) and ckpt.wait()
+
+
+def test_params_only_restores_check_the_manifest_too(tmp_path):
+  ckpt = saved(tmp_path, [1])
+  bad_bytes(largest_file(tmp_path / 'checkpoints' / '1'))
+  with pytest.raises(checkpoint_lib.CheckpointError, match='step 1.*changed'):
+    ckpt.restore_params(1, state(0.0)['params'])
+
+
+def test_an_unfinished_write_is_never_the_latest(tmp_path):
+  ckpt = saved(tmp_path, [1])
+  # What a kill -9 during the save of step 2 leaves: Orbax's temporary dir.
+  partial = tmp_path / 'checkpoints' / '2.orbax-checkpoint-tmp'
+  partial.mkdir()
+  (partial / 'state').mkdir()
+  again = checkpoint_lib.Checkpointer(str(tmp_path))
+  assert again.latest_step() == 1
+  assert again.save(2, state(2.0), None) and again.wait()
+  assert again.all_steps() == [1, 2] and not partial.exists()
+
+
+@pytest.mark.parametrize('async_save', [True, False])
+def test_a_failed_save_is_reported_and_the_next_one_retries(tmp_path,
+                                                            async_save):
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), async_save=async_save)
+  assert ckpt.save(1, state(1.0), None) and ckpt.wait()
+  with unwritable(tmp_path / 'checkpoints'):
+    assert not ckpt.save(2, state(2.0), None)
+  assert ckpt.new_failures()[0][0] == 2 and not ckpt.new_failures()
+  assert ckpt.save(3, state(3.0), None) and ckpt.wait()
+  assert ckpt.all_steps() == [1, 3]  # Step 1 was never at risk.
+  restored, _ = ckpt.restore(3, None, with_data=False)
+  assert int(restored['step']) == 3

@@ -43,3 +43,30 @@ def run_cli(*args, env=None, timeout=300):
   return subprocess.run([sys.executable, '-m', *args], cwd=REPO,
                         capture_output=True, text=True, env=full_env,
                         timeout=timeout)
+
+
+class unwritable:  # pylint: disable=invalid-name
+  """Makes a directory refuse new files while in the `with` block (chmod for
+  a user; root ignores modes, so chattr +i, skipping where that is denied)."""
+
+  def __init__(self, path):
+    self.path = str(path)
+
+  def __enter__(self):
+    import subprocess  # pylint: disable=g-import-not-at-top
+    if os.geteuid() != 0:
+      os.chmod(self.path, 0o555)
+    elif subprocess.run(['chattr', '+i', self.path],
+                        capture_output=True).returncode != 0:
+      pytest.skip('cannot make a directory unwritable for root here')
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+
+  def release(self):
+    import subprocess  # pylint: disable=g-import-not-at-top
+    if os.geteuid() != 0:
+      os.chmod(self.path, 0o755)
+    else:
+      subprocess.run(['chattr', '-i', self.path], check=True)

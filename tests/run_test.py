@@ -12,7 +12,7 @@ from lm import checkpoint as checkpoint_lib
 from lm import run
 from lm import sharding
 from lm import tokenizer as tokenizer_lib
-from conftest import SHARED_DATA, load_config
+from conftest import SHARED_DATA, load_config, run_cli, unwritable
 
 
 def read_metrics(workdir):
@@ -226,3 +226,189 @@ def test_nonfinite_policies_in_a_run(resumable, tmp_path, policy):
   s = run.train_and_evaluate(c, str(tmp_path / 'run'))
   assert s.steps == 4 and all(np.isnan(s.losses))
   assert read_metrics(tmp_path / 'run')[-1]['train/nonfinite_steps'] == 4
+
+
+# -- Fault injection on real training processes -------------------------------
+
+KILL_RUN = ('--config=configs/shakespeare_char.py:test',
+            '--config.train.num_steps=150', '--config.train.eval_every=1000',
+            '--config.eval.final=False', '--config.checkpoint.every=4',
+            '--config.checkpoint.async_save=True',
+            '--config.model.embed_dim=128')  # Saves of 1.5 MB: catchable.
+
+
+def start_training(workdir, *flags):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  return subprocess.Popen(
+      [sys.executable, '-m', 'lm.main', f'--workdir={workdir}', *KILL_RUN,
+       *flags], cwd=REPO, env=dict(os.environ, XLA_FLAGS=''),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def logged_steps(workdir):
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      return f.read().count('\n')
+  except FileNotFoundError:
+    return 0
+
+
+def saving(workdir):
+  try:
+    return [n for n in os.listdir(checkpoint_lib.directory(workdir))
+            if 'orbax-checkpoint-tmp' in n]
+  except FileNotFoundError:
+    return []
+
+
+def kill_when(proc, ready, timeout=120):
+  """SIGKILLs `proc` the moment `ready()` holds; False if it ended first."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if ready():
+      proc.send_signal(signal.SIGKILL)
+      proc.wait()
+      return True
+    time.sleep(0.0005)
+  assert proc.poll() is not None, 'the run hung'
+  return False
+
+
+def after_start(workdir, delay):
+  """A condition: `delay` seconds have passed since this attempt's first
+  log lines appeared."""
+  import time  # pylint: disable=g-import-not-at-top
+  base, since = logged_steps(workdir), []
+
+  def ready():
+    if not since and logged_steps(workdir) != base:
+      since.append(time.time())
+    return bool(since) and time.time() >= since[0] + delay
+  return ready
+
+
+def test_kill_9_at_random_moments_then_resume_equals_an_unbroken_run(
+    tmp_path):
+  import random  # pylint: disable=g-import-not-at-top
+  straight, broken = str(tmp_path / 'straight'), str(tmp_path / 'broken')
+  proc = start_training(straight)
+  assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  rng = random.Random()
+  seed = rng.randrange(1 << 30)
+  rng.seed(seed)
+  kills = []
+  # Kill at a random moment, then during a checkpoint write (up to 3 tries
+  # to land inside one), then at a random moment again; resume after each.
+  for moment in ('step', 'save', 'step'):
+    for _ in range(3):
+      proc = start_training(broken)
+      if moment == 'step':  # A random time after training got going.
+        killed = kill_when(proc, after_start(broken, rng.uniform(0.1, 2.0)))
+      else:
+        killed = kill_when(proc, lambda: saving(broken))
+      left = saving(broken)
+      kills.append((moment, logged_steps(broken), bool(left)))
+      assert killed, f'the run ended before its kill; kills {kills}'
+      if moment == 'step' or left:
+        break
+  assert any(m == 'save' and mid for m, _, mid in kills), (
+      f'no kill landed inside a checkpoint write: {kills}')
+  proc = start_training(broken)
+  assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  note = f'seed {seed}, kills (moment, lines logged, mid-save) {kills}'
+  a, b = read_metrics(straight), read_metrics(broken)
+  assert [r['step'] for r in b] == list(range(1, 151)), note
+  assert [r['train/loss'] for r in a] == [r['train/loss'] for r in b], note
+  chex.assert_trees_all_equal(final_params(straight, 150),
+                              final_params(broken, 150))
+  assert not saving(broken)  # Leftovers of killed writes were removed.
+
+
+def test_a_corrupted_checkpoint_is_an_error_or_with_fallback_skipped(tmp_path):
+  workdir = str(tmp_path)
+  args = ('lm.main', '--config=configs/shakespeare_char.py:test',
+          f'--workdir={workdir}', '--config.eval.final=False')
+  assert run_cli(*args).returncode == 0  # Checkpoints at steps 5 and 10.
+  data = tmp_path / 'checkpoints' / '10' / 'state' / 'd'
+  victim = max(data.rglob('*'), key=lambda p: p.stat().st_size)
+  victim.write_bytes(victim.read_bytes()[:-100])  # Truncated.
+  out = run_cli(*args, '--config.train.num_steps=15')
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      f'error: checkpoint step 10 at {workdir}/checkpoints/10 is corrupted: '
+      f'{victim.relative_to(tmp_path / "checkpoints" / "10")} has '
+      f'{victim.stat().st_size:,} bytes, {victim.stat().st_size + 100:,} '
+      'were written (truncated?); set --config.checkpoint.fallback=true to '
+      'resume from step 5']
+  out = run_cli(*args, '--config.train.num_steps=15',
+                '--config.checkpoint.fallback=true')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'falling back to step 5' in out.stdout
+  assert 'resuming from step 5' in out.stdout
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 16))
+  assert len(os.listdir(tmp_path / 'corrupt_checkpoints')) == 1
+
+
+def test_failed_checkpoint_writes_are_reported_and_retried(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  # 1. Every save fails: training still runs to the end, then says so.
+  workdir = tmp_path / 'a'
+  (workdir / 'checkpoints').mkdir(parents=True)
+  args = ('lm.main', '--config=configs/shakespeare_char.py:test',
+          '--config.eval.final=False')
+  with unwritable(workdir / 'checkpoints'):
+    out = run_cli(*args, f'--workdir={workdir}')
+  assert out.returncode == 2
+  assert [r['step'] for r in read_metrics(workdir)] == list(range(1, 11))
+  assert ('checkpoint at step 5 was not saved (PermissionError' in out.stdout
+          and 'the next save (step 10) tries again' in out.stdout)
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      'error: training reached step 10 but its checkpoint could not be '
+      'written (PermissionError')
+  # 2. The directory turns unwritable mid-run and back: the run goes on,
+  # keeps its earlier checkpoint and saves again once it can.
+  workdir = tmp_path / 'b'
+  log = open(tmp_path / 'b.out', 'w')
+  proc = subprocess.Popen(
+      [sys.executable, '-m', *args, f'--workdir={workdir}',
+       '--config.train.num_steps=1000000', '--config.train.log_every=50',
+       '--config.checkpoint.every=20'],
+      cwd=REPO, env=dict(os.environ, XLA_FLAGS=''), stdout=log,
+      stderr=subprocess.STDOUT)
+
+  def wait_for(condition, what):
+    deadline = time.time() + 120
+    while not condition():
+      assert proc.poll() is None and time.time() < deadline, what
+      time.sleep(0.05)
+
+  def steps():
+    return [int(n) for n in os.listdir(workdir / 'checkpoints')
+            if n.isdigit()] if (workdir / 'checkpoints').exists() else []
+
+  wait_for(lambda: 20 in steps(), 'no first checkpoint')
+  lock = unwritable(workdir / 'checkpoints').__enter__()
+  try:
+    wait_for(lambda: 'was not saved' in (tmp_path / 'b.out').read_text(),
+             'no failed save reported')
+  finally:
+    lock.release()
+  failed = [int(line.split()[3]) for line in
+            (tmp_path / 'b.out').read_text().splitlines()
+            if 'was not saved' in line]
+  wait_for(lambda: max(steps()) > failed[-1], 'no retry saved')
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 0, (tmp_path / 'b.out').read_text()[-2000:]
+  saved = checkpoint_lib.Checkpointer(str(workdir), read_only=True)
+  last = saved.latest_step()
+  assert last > failed[-1] and last not in failed
+  state, _ = saved.restore(last, None, with_data=False)
+  assert int(state['step']) == last
