@@ -40,6 +40,14 @@ ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'tie_embeddings', 'qk_norm', 'relative_buckets',
                      'scan_layers')  # Scanned layers are stacked arrays.
 
+# Fields a resumed run may change freely: how long, how often, how it is
+# laid out or compiled; the same run either way. Changing any other field of
+# a workdir's run takes allow_config_change=true (and is recorded).
+RESUMABLE_CHANGES = ('init_from', 'allow_config_change', 'data.prefetch',
+                     'data.tfds_dir', 'model.attention_impl', 'model.remat',
+                     'optim.grad_accum_steps', 'train.*', 'eval.*',
+                     'checkpoint.*', 'compile.*', 'mesh.*')
+
 DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
 
 
@@ -52,6 +60,9 @@ def default() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.init_from = ''  # A run directory whose latest parameters start this run.
+  # Resume a workdir's run under a config that differs in more than
+  # RESUMABLE_CHANGES (recorded in WORKDIR/config_changes.jsonl).
+  c.allow_config_change = False
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'tiny_shakespeare'  # A TFDS builder in lm/builders.py.
@@ -378,3 +389,14 @@ def architecture_changes(old: ml_collections.ConfigDict,
   """Model fields that differ, as 'key: old -> new' strings."""
   return [f'model.{k}: {old.model[k]} -> {new.model[k]}'
           for k in ARCHITECTURE_KEYS if old.model[k] != new.model[k]]
+
+
+def config_changes(old: ml_collections.ConfigDict,
+                   new: ml_collections.ConfigDict) -> list[str]:
+  """Fields outside RESUMABLE_CHANGES that differ, as 'key: old -> new'."""
+  def free(key):
+    return any(key == k or (k.endswith('.*') and key.startswith(k[:-1]))
+               for k in RESUMABLE_CHANGES)
+  a, b = flat(old), flat(new)
+  return [f'{k}: {a.get(k)} -> {b.get(k)}' for k in sorted(set(a) | set(b))
+          if not free(k) and a.get(k) != b.get(k)]

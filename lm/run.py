@@ -2,7 +2,8 @@
 
 A workdir holds `config.json` (the resolved config), the tokenizer
 (`tokenizer.json`, and `tokenizer.model` for SentencePiece), `checkpoints/`,
-`metrics.jsonl`, `tensorboard/` and, after the final evaluation,
+`metrics.jsonl`, `tensorboard/`, `config_changes.jsonl` if a resume changed
+the config (allow_config_change) and, after the final evaluation,
 `eval_results.json`. Starting in a workdir that holds checkpoints resumes from
 the latest one, data iterator included, with the tokenizer saved there.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 import jax
 import numpy as np
@@ -32,6 +34,7 @@ from lm import writer as writer_lib
 CONFIG_FILE = 'config.json'
 TOKENIZER_FILE = 'tokenizer.json'
 RESULTS_FILE = 'eval_results.json'
+CHANGES_FILE = 'config_changes.jsonl'
 
 
 class RunError(ValueError):
@@ -82,7 +85,8 @@ def prepare_workdir(workdir: str, config) -> None:
     raise RunError(f'workdir {workdir} is not writable; choose another '
                    '--workdir')
   path = os.path.join(workdir, CONFIG_FILE)
-  if os.path.exists(path):
+  # Only a run with checkpoints is resumed; otherwise the new config starts.
+  if os.path.exists(path) and checkpoint_lib.has_checkpoints(workdir):
     try:
       with open(path) as f:
         old = config_lib.from_json(f.read())
@@ -92,11 +96,32 @@ def prepare_workdir(workdir: str, config) -> None:
     changes = config_lib.architecture_changes(old, config)
     if changes:
       raise RunError(f'workdir {workdir} holds a run of another model '
-                     f'({"; ".join(changes)}); use a new --workdir')
+                     f'({"; ".join(changes)}); use a new --workdir (or '
+                     'init_from to start from its parameters)')
+    changes = config_lib.config_changes(old, config)
+    if changes and not config.allow_config_change:
+      raise RunError(f'workdir {workdir} holds a run of another config '
+                     f'({"; ".join(changes)}); set '
+                     '--config.allow_config_change=true to go on with the '
+                     'change (it is recorded), or use a new --workdir')
+    if changes and jax.process_index() == 0:
+      _record_changes(workdir, changes)
   if jax.process_index() == 0:
     with open(path + '.tmp', 'w') as f:
       f.write(config_lib.to_json(config))
     os.replace(path + '.tmp', path)  # Never a half-written config.json.
+
+
+def _record_changes(workdir: str, changes: list[str]) -> None:
+  """Appends a config change to WORKDIR/config_changes.jsonl and says so."""
+  steps = [int(n) for n in os.listdir(checkpoint_lib.directory(workdir))
+           if n.isdigit()] if checkpoint_lib.has_checkpoints(workdir) else []
+  record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+            'after_step': max(steps, default=0), 'changes': changes}
+  with open(os.path.join(workdir, CHANGES_FILE), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+  print(f'config changed after step {record["after_step"]} (recorded in '
+        f'{CHANGES_FILE}): {"; ".join(changes)}', flush=True)
 
 
 def saved_tokenizer(workdir: str, init_from: str, kind: str):

@@ -99,6 +99,32 @@ def test_workdir_of_another_model_is_refused(resumable, tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
 
 
+def test_config_changes_on_resume_are_refused_or_allowed_and_recorded(
+    resumable, tmp_path):
+  resumable.train.num_steps = 5
+  run.train_and_evaluate(resumable, str(tmp_path))
+  longer = resumable.copy_and_resolve_references()
+  longer.train.num_steps, longer.checkpoint.every = 7, 7  # Free to change.
+  run.train_and_evaluate(longer, str(tmp_path))
+  other = longer.copy_and_resolve_references()
+  other.train.num_steps, other.optim.lr = 8, 3e-4
+  with pytest.raises(run.RunError, match=r'holds a run of another config '
+                     r'\(optim.lr: 0.001 -> 0.0003\); set '
+                     r'--config.allow_config_change=true'):
+    run.train_and_evaluate(other, str(tmp_path))
+  assert not (tmp_path / run.CHANGES_FILE).exists()
+  other.allow_config_change = True
+  assert run.train_and_evaluate(other, str(tmp_path)).steps == 8
+  with open(tmp_path / run.CHANGES_FILE) as f:
+    [record] = [json.loads(line) for line in f]
+  assert record['after_step'] == 7
+  assert record['changes'] == ['optim.lr: 0.001 -> 0.0003']
+  # The workdir's config is now the changed one: resuming it needs no flag.
+  again = other.copy_and_resolve_references()
+  again.allow_config_change, again.train.num_steps = False, 9
+  assert run.train_and_evaluate(again, str(tmp_path)).steps == 9
+
+
 def test_workdir_that_cannot_be_created(resumable, tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(run.RunError, match='cannot create workdir'):
