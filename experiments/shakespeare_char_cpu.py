@@ -33,10 +33,8 @@ def full_validation_loss(workdir: str) -> float:
   """Mean next-token loss of the run's latest parameters on the whole split."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from lm import config as config_lib  # pylint: disable=g-import-not-at-top
   from lm import data, run, sharding, train  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(workdir, run.CONFIG_FILE)) as f:
-    c = config_lib.from_json(f.read())
+  c = run.saved_config(workdir)
   c.mesh.update(data=-1, fsdp=1, tensor=1)
   corpus = data.load_corpus(c.data, c.model.max_len)
   trainer = train.Trainer(c, sharding.make_mesh(c.mesh, jax.devices()[:1]))

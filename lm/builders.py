@@ -186,6 +186,10 @@ class TextFiles(_Builder):
   def __init__(self, *, path: str = '', text_field: str = 'text', **kwargs):
     self.text_field = text_field
     self.files = _text_files(pathlib.Path(path))
+    empty = [str(f) for f in self.files if not f.read_bytes().strip()]
+    if empty:
+      raise DataError(f'{", ".join(empty)}: no text; remove the file or '
+                      'point data.path elsewhere')
     digest = hashlib.sha256(text_field.encode())
     for f in self.files:
       digest.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())

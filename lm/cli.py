@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lm import checkpoint, config, data, distributed, dryrun, embeddings
 from lm import host, run, sharding
@@ -18,10 +18,18 @@ USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                writer.LogError)
 
 
+def usage_error(message: str) -> None:
+  """A command-line mistake: one line on stderr, exit status 2 (absl's
+  UsageError would print the whole --help first)."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
 def start(argv, quiet_level=logging.WARNING) -> None:
   """Rejects stray arguments, quiets library logs, tunes the host allocator."""
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    usage_error(f'unexpected arguments: {" ".join(argv[1:])}; give flags as '
+                '--name=value (see --help)')
   if not flags.FLAGS['verbosity'].present:  # Library INFO logs drown output.
     logging.set_verbosity(quiet_level)
   host.keep_freed_memory()

@@ -74,7 +74,7 @@ def main(argv):
   compilation.configure(FLAGS.config.compile)
   if FLAGS.simulate_devices:
     if not FLAGS.dry_run:
-      raise app.UsageError('--simulate_devices is for --dry_run only')
+      cli.usage_error('--simulate_devices is for --dry_run only; add --dry_run')
     jax.config.update('jax_platforms', 'cpu')
     jax.config.update('jax_num_cpu_devices', FLAGS.simulate_devices)
   else:
@@ -84,7 +84,7 @@ def main(argv):
     cli.exit_on_user_error(dry_run, FLAGS.config, FLAGS.device_kind)
     return
   if not FLAGS.workdir:
-    raise app.UsageError('--workdir is required (or give --dry_run)')
+    cli.usage_error('--workdir is required (or give --dry_run)')
   cli.exit_on_user_error(train, FLAGS.config, FLAGS.workdir)
 
 

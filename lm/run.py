@@ -75,8 +75,22 @@ def resolve(config, vocab_size: int):
   return config
 
 
-def prepare_workdir(workdir: str, config) -> None:
-  """Creates the workdir, or checks that the run in it has the same model."""
+def saved_config(workdir: str):
+  """The resolved config of the run in `workdir`."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise RunError(f'{workdir} holds no run ({CONFIG_FILE} missing); train '
+                   'one with python -m lm.main first')
+  try:
+    with open(path) as f:
+      return config_lib.from_json(f.read())
+  except (ValueError, KeyError, TypeError) as e:
+    raise RunError(f'{path} is not a config this version can read ({e}); '
+                   'restore it or use a new --workdir') from None
+
+
+def make_workdir(workdir: str) -> None:
+  """Creates the workdir, or says why it cannot be used."""
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
@@ -84,15 +98,15 @@ def prepare_workdir(workdir: str, config) -> None:
   if not os.access(workdir, os.W_OK):
     raise RunError(f'workdir {workdir} is not writable; choose another '
                    '--workdir')
+
+
+def prepare_workdir(workdir: str, config) -> None:
+  """Creates the workdir, or checks that the run in it has the same model."""
+  make_workdir(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   # Only a run with checkpoints is resumed; otherwise the new config starts.
   if os.path.exists(path) and checkpoint_lib.has_checkpoints(workdir):
-    try:
-      with open(path) as f:
-        old = config_lib.from_json(f.read())
-    except (ValueError, KeyError) as e:
-      raise RunError(f'{path} is not a config this version can read ({e}); '
-                     'use a new --workdir') from None
+    old = saved_config(workdir)
     changes = config_lib.architecture_changes(old, config)
     if changes:
       raise RunError(f'workdir {workdir} holds a run of another model '
@@ -217,10 +231,11 @@ def local_rows(batch_size: int) -> slice:
 
 def load_params(abstract_params, run_dir: str):
   """Parameters of a run's latest checkpoint, laid out as `abstract_params`."""
+  if not checkpoint_lib.has_checkpoints(run_dir):
+    raise RunError(f'{run_dir} holds no checkpoint; give a workdir that '
+                   'python -m lm.main has trained')
   ckpt = checkpoint_lib.Checkpointer(run_dir, read_only=True)
   step = ckpt.latest_step()
-  if step is None:
-    raise RunError(f'{run_dir} holds no checkpoint')
   return ckpt.restore_params(step, abstract_params)
 
 
@@ -254,6 +269,7 @@ def _report_failed_saves(ckpt, writer, step: int, every: int) -> None:
 def train_and_evaluate(config, workdir: str) -> Summary:
   """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
   c = config
+  make_workdir(workdir)  # Before preparing data, which can take minutes.
   corpus = data_lib.load_corpus(
       c.data, c.model.max_len,
       tokenizer=saved_tokenizer(workdir, c.init_from, c.data.tokenizer))

@@ -4,7 +4,6 @@ Reads the run's config, tokenizer and latest checkpoint, and generates with a
 KV cache in a jitted decode loop.
 """
 
-import os
 import sys
 
 import jax
@@ -33,10 +32,6 @@ FLAGS = flags.FLAGS
 def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
            num_samples) -> list[str]:
   """Generates `num_samples` continuations of `prompt` from the run."""
-  path = os.path.join(workdir, run.CONFIG_FILE)
-  if not os.path.exists(path):
-    raise run.RunError(f'{workdir} holds no run ({run.CONFIG_FILE} missing); '
-                       'train one with python -m lm.main first')
   for name, value, low in (('max_new_tokens', max_new_tokens, 1),
                            ('num_samples', num_samples, 1), ('top_k', top_k, 0)):
     if value < low:
@@ -45,16 +40,15 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
   if temperature < 0:
     raise config_lib.ConfigError(f'--temperature must be >= 0, got '
                                  f'{temperature}')
-  with open(path) as f:
-    config = config_lib.from_json(f.read())
+  if not prompt:
+    raise config_lib.ConfigError('--prompt is empty; give at least one '
+                                 'character')
+  config = run.saved_config(workdir)
   tok = tokenizer_lib.load(workdir)
   if tok.vocab_size > config.model.vocab_size:
     raise run.RunError(f'{workdir}: its tokenizer has {tok.vocab_size} '
                        f'entries but its model only {config.model.vocab_size}'
                        '; the tokenizer files are not this run\'s')
-  if not prompt:
-    raise config_lib.ConfigError('--prompt is empty; give at least one '
-                                 'character')
   prompt_ids = tok.encode(prompt)
   cfg = model_lib.GPTConfig.from_config(config.model)
   graphdef, abstract = model_lib.abstract(cfg)

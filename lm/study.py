@@ -262,7 +262,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
 
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError('usage: python -m lm.study STUDY_FILE.py [--out=DIR]')
+    cli.usage_error('give one study file: python -m lm.study STUDY_FILE.py '
+                    '[--out=DIR] [--dry_run]')
   cli.start(argv[:1])
   cli.exit_on_user_error(run_study, argv[1], FLAGS.out, FLAGS.dry_run)
 

@@ -1,6 +1,9 @@
 """End-to-end tests of the command-line faces: lm.main and lm.sample."""
 
 import json
+import re
+
+import pytest
 
 from lm import tokenizer as tokenizer_lib
 from conftest import run_cli
@@ -29,7 +32,8 @@ def test_train_then_sample(tmp_path):
   # Resuming a finished run trains nothing more and says so.
   metrics = (workdir / 'metrics.jsonl').read_text()
   steps = sorted(p.name for p in (workdir / 'checkpoints').iterdir())
-  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}',
+              '--config.optim.lr=3e-3')
   assert p.returncode == 0 and 'resuming from step 10' in p.stdout
   assert 'done: 10 steps' in p.stdout
   assert (workdir / 'metrics.jsonl').read_text() == metrics
@@ -42,19 +46,121 @@ def test_train_then_sample(tmp_path):
       "files are not this run's")
 
 
-def test_sample_from_a_directory_without_a_run(tmp_path):
-  p = run_cli('lm.sample', f'--workdir={tmp_path}')
-  assert p.returncode == 2
-  assert 'holds no run' in p.stderr
+# Bad input -> (exit status 2 and) one line on stderr matching the pattern.
+# {tmp} is the test's own folder, set up by `bad_input_files`.
+TRAIN = ('lm.main', CONFIG, '--workdir={tmp}/run')
+BAD_INPUTS = {
+    'unknown key': (*TRAIN, '--config.model.num_layer=3',
+                    r"unknown config key 'model.num_layer'; valid keys in "
+                    r'model: activation, '),
+    'wrong type': (*TRAIN, '--config.model.num_layers=two',
+                   r'--config.model.num_layers=two: invalid literal for int'),
+    'bad choice': (*TRAIN, '--config.model.position=spiral',
+                   r"'model.position' is 'spiral'; valid choices: none, "),
+    'zero steps': (*TRAIN, '--config.train.num_steps=0',
+                   r"'train.num_steps' must be at least 1, got 0"),
+    'heads do not divide width': (
+        *TRAIN, '--config.model.num_heads=3',
+        r'model.embed_dim \(32\) must be divisible by model.num_heads \(3\)'),
+    'eval past learned positions': (
+        *TRAIN, '--config.eval.max_len=64',
+        r'eval.max_len=64 is past the learned position table'),
+    'negative seed': (*TRAIN, '--config.seed=-1',
+                      r'seed must be in \[0, 2\*\*32\), got -1'),
+    'sentencepiece without size': (
+        *TRAIN, '--config.data.tokenizer=sentencepiece',
+        r'data.tokenizer=sentencepiece needs data.vocab_size'),
+    'stopwords for a language model': (
+        *TRAIN, '--config.data.remove_stopwords=true',
+        r'data.remove_stopwords is for classification'),
+    'config file missing': ('lm.main', '--config={tmp}/nope.py',
+                            '--workdir={tmp}/run',
+                            r'No such file or directory: .*nope.py'),
+    'config file broken': ('lm.main', '--config={tmp}/broken.py',
+                           '--workdir={tmp}/run',
+                           r'invalid syntax \(broken.py, line 1\)'),
+    'unknown config variant': ('lm.main', CONFIG.replace(':test', ':nope'),
+                               '--workdir={tmp}/run',
+                               r"unknown variant 'nope'; choose "),
+    'data folder missing': (*TRAIN, '--config.data.path={tmp}/missing',
+                            r'data.path=.*/missing for tiny_shakespeare is '
+                            r'not a directory'),
+    'text_files without a path': (*TRAIN, '--config.data.name=text_files',
+                                  r"data.name='text_files' needs data.path"),
+    'empty corpus file': (*TRAIN, '--config.data.name=text_files',
+                          '--config.data.path={tmp}/empty.txt',
+                          r'empty.txt: no text; remove the file'),
+    'workdir under a file': ('lm.main', CONFIG, '--workdir={tmp}/file/run',
+                             r'cannot create workdir .*: Not a directory'),
+    'no workdir': ('lm.main', CONFIG, r'--workdir is required'),
+    'stray argument': (*TRAIN, 'stray', r'unexpected arguments: stray'),
+    'unknown flag': (*TRAIN, '--bogus', r"Unknown command line flag 'bogus'"),
+    'simulated devices without dry run': (
+        *TRAIN, '--simulate_devices=4',
+        r'--simulate_devices is for --dry_run only'),
+    'mesh larger than the machine': (
+        *TRAIN, '--config.mesh.data=3',
+        r"mesh sizes \{'data': 3, .*\} do not divide 1 devices"),
+    'init_from without a run': (*TRAIN, '--config.init_from={tmp}/empty',
+                                r'holds no checkpoint'),
+    'embeddings for a char model': (
+        *TRAIN, '--config.model.init_embeddings={tmp}/vectors.txt',
+        r'model.init_embeddings .* needs data.tokenizer=word'),
+    'model too big for the chip': (
+        'lm.main', CONFIG, '--dry_run', '--device_kind=H100',
+        '--config.model.embed_dim=8192', '--config.model.num_layers=48',
+        '--config.model.num_heads=64',
+        r'does not fit: a step needs .* GiB per device, the H100 has'),
+    'sample: no run': ('lm.sample', '--workdir={tmp}/empty',
+                       r'holds no run \(config.json missing\)'),
+    'sample: empty prompt': ('lm.sample', '--workdir={tmp}/empty', '--prompt=',
+                             r'--prompt is empty'),
+    'sample: negative temperature': (
+        'lm.sample', '--workdir={tmp}/empty', '--temperature=-1',
+        r'--temperature must be >= 0, got -1'),
+    'sample: unreadable config.json': (
+        'lm.sample', '--workdir={tmp}/garbled',
+        r'config.json is not a config this version can read'),
+    'sample: unreadable tokenizer.json': (
+        'lm.sample', '--workdir={tmp}/badtok',
+        r'tokenizer.json is not valid JSON'),
+    'study file missing': ('lm.study', '{tmp}/nope.py', r'no such file'),
+    'study file without a grid': (
+        'lm.study', '{tmp}/study.py',
+        r'get_study\(\) lacks base, grid, metrics, seeds'),
+    'crossval with one fold': ('lm.crossval', CONFIG, '--workdir={tmp}/cv',
+                               '--folds=1', r'--folds must be at least 2'),
+}
 
 
-def test_missing_data_file_is_one_line(tmp_path):
-  p = run_cli('lm.main', CONFIG, f'--workdir={tmp_path / "run"}',
-              f'--config.data.path={tmp_path / "missing.txt"}')
-  assert p.returncode == 2
-  assert p.stderr.strip() == (f'error: data.path={tmp_path}/missing.txt for '
-                              'tiny_shakespeare is not a directory; point it '
-                              'at the folder that holds the corpus files')
+@pytest.fixture
+def bad_input_files(tmp_path):
+  from lm import config as config_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'broken.py').write_text('def get_config(:\n')
+  (tmp_path / 'file').write_text('')
+  (tmp_path / 'empty.txt').write_text('')
+  (tmp_path / 'empty').mkdir()
+  (tmp_path / 'vectors.txt').write_text('the 0.1 0.2\n')
+  (tmp_path / 'study.py').write_text('def get_study():\n  return {}\n')
+  (tmp_path / 'garbled').mkdir()
+  (tmp_path / 'garbled' / 'config.json').write_text('{"model": ')
+  (tmp_path / 'badtok').mkdir()
+  (tmp_path / 'badtok' / 'config.json').write_text(
+      config_lib.to_json(config_lib.default()))
+  (tmp_path / 'badtok' / 'tokenizer.json').write_text('{"kind": "char", "ch')
+  return tmp_path
+
+
+@pytest.mark.parametrize('name', sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(bad_input_files, name):
+  *args, pattern = BAD_INPUTS[name]
+  p = run_cli(*(a.format(tmp=bad_input_files) for a in args))
+  # Progress bars (of a first data preparation) may come before the error.
+  errors = [l for l in p.stderr.splitlines() if l.startswith('error: ')]
+  assert p.returncode == 2, p.stderr[-3000:]
+  assert 'Traceback' not in p.stderr and len(errors) == 1, p.stderr[-3000:]
+  assert p.stderr.strip().splitlines()[-1] == errors[0], p.stderr[-3000:]
+  assert re.search(pattern, errors[0]), errors[0]
 
 
 def test_help(tmp_path):
