@@ -33,7 +33,8 @@ def mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
     raise MeshError(f'only one mesh axis may be -1, got {", ".join(free)}')
   if num_devices % known:
     raise MeshError(f'mesh sizes {dict(sizes)} do not divide {num_devices} '
-                    'devices')
+                    'devices; choose mesh.data, mesh.fsdp and mesh.tensor '
+                    'whose product divides them (-1: the rest)')
   shape = tuple(num_devices // known if sizes[a] == -1 else sizes[a]
                 for a in AXES)
   if math.prod(shape) != num_devices:
