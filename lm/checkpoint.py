@@ -23,7 +23,10 @@ import shutil
 import time
 from typing import Any, Callable
 
+from absl import logging
+
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
@@ -79,15 +82,15 @@ def write_manifest(step_dir: str) -> None:
 
 def verify(step_dir: str) -> str | None:
   """None if every file of the manifest is there, whole and unchanged; else
-  what is wrong with the first that is not."""
+  what is wrong with the first that is not. (Call only where the manifest
+  exists: `has_manifest`.)"""
   try:
     with open(os.path.join(step_dir, MANIFEST)) as f:
-      files = json.load(f)
-  except FileNotFoundError:
-    return f'{MANIFEST} is missing'
-  except ValueError:
+      files = sorted(json.load(f).items())
+    files = [(str(name), int(size), str(sha)) for name, (size, sha) in files]
+  except (ValueError, TypeError, AttributeError):
     return f'{MANIFEST} is unreadable'
-  for name, (size, sha) in sorted(files.items()):
+  for name, size, sha in files:
     path = os.path.join(step_dir, name)
     if not os.path.exists(path):
       return f'{name} is missing'
@@ -97,6 +100,10 @@ def verify(step_dir: str) -> str | None:
     if _sha256(path) != sha:
       return f'{name} has changed bytes (SHA-256 mismatch)'
   return None
+
+
+def has_manifest(step_dir: str) -> bool:
+  return os.path.exists(os.path.join(step_dir, MANIFEST))
 
 
 def _restore_args(abstract, partial=False) -> ocp.args.PyTreeRestore:
@@ -131,7 +138,15 @@ class Checkpointer:
         policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=True,
                        n=1, keep_checkpoints_without_metrics=False),
     ])
-    self._manager = ocp.CheckpointManager(
+    try:
+      self._manager = self._make_manager(keep, read_only)
+    except (ValueError, KeyError, TypeError) as e:  # E.g. damaged metrics.
+      raise CheckpointError(f'cannot read the checkpoints in {self.directory}'
+                            f' ({_first_line(e)}); move the damaged step '
+                            'aside or use a new --workdir') from None
+
+  def _make_manager(self, keep, read_only):
+    return ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=keep,
@@ -152,7 +167,7 @@ class Checkpointer:
     if jax.process_index() != 0:  # Runs after all processes have written.
       return
     pending = glob.glob(os.path.join(
-        self.directory, f'{self._writing}{_TMP_SUFFIX}*'))
+        glob.escape(self.directory), f'{self._writing}{_TMP_SUFFIX}*'))
     if len(pending) != 1:
       raise CheckpointError(f'cannot find the temporary directory of step '
                             f'{self._writing} in {self.directory}')
@@ -175,22 +190,40 @@ class Checkpointer:
 
   def _finish_previous(self) -> None:
     """Waits for the save in flight; records it as failed if it did."""
-    if self._saving is None:
-      return
     step, self._saving = self._saving, None
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
+      step = step if step is not None else self._writing
       self.failures.append((step, _first_line(e)))
+      self._remove_partial(step)
 
-  def _probe(self) -> None:
-    """Raises OSError if no file can be created in the directory now (Orbax
-    would fail later, in threads that wait minutes for each other)."""
-    probe = os.path.join(self.directory, f'.write-probe-{os.getpid()}')
-    os.makedirs(self.directory, exist_ok=True)
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
+  def _remove_partial(self, step) -> None:
+    """Removes what a failed save of `step` left (it would take space)."""
+    if jax.process_index() == 0 and step is not None:
+      for path in glob.glob(os.path.join(glob.escape(self.directory),
+                                         f'{step}{_TMP_SUFFIX}*')):
+        shutil.rmtree(path, ignore_errors=True)
+
+  def _probe(self) -> str | None:
+    """Why no file can be created in the directory now, or None; the same
+    answer on every process (Orbax would fail later, in threads that wait
+    minutes for each other, and processes must skip a save together)."""
+    why = ''
+    if jax.process_index() == 0:
+      probe = os.path.join(self.directory, f'.write-probe-{os.getpid()}')
+      try:
+        os.makedirs(self.directory, exist_ok=True)
+        with open(probe, 'w') as f:
+          f.write('ok')
+        os.remove(probe)
+      except OSError as e:
+        why = _first_line(e)
+    if jax.process_count() > 1:
+      code = np.frombuffer(why.encode()[:512].ljust(512), np.uint8)
+      why = bytes(multihost_utils.broadcast_one_to_all(code)).decode(
+          errors='replace').strip()
+    return why or None
 
   def save(self, step: int, state: Any, data_state: dict | None,
            metrics: dict[str, float] | None = None) -> bool:
@@ -204,15 +237,17 @@ class Checkpointer:
       items['data'] = ocp.args.JsonSave(data_state)
     best = ({BEST_METRIC: float(metrics[BEST_METRIC])}
             if metrics and BEST_METRIC in metrics else None)
+    why = self._probe()
+    if why:
+      self.failures.append((step, why))
+      return False
     try:
-      if jax.process_index() == 0:
-        self._probe()
       self._saving = self._writing = step
       self._manager.save(step, args=ocp.args.Composite(**items), metrics=best,
                          force=True)
     except Exception as e:  # pylint: disable=broad-except
-      self._saving = None
       self.failures.append((step, _first_line(e)))
+      self._finish_previous()  # Whatever Orbax started for it, finished.
     if not self._async:
       self._finish_previous()
     return len(self.failures) == before
@@ -236,16 +271,22 @@ class Checkpointer:
 
   def check(self, step: int) -> None:
     """Raises CheckpointError naming step, path and fault if `step` is not
-    intact."""
+    intact. A step without a manifest (written before manifests existed, or
+    the manifest deleted) cannot be checked: it is used, with a warning."""
+    if not has_manifest(self.step_dir(step)):
+      logging.warning('checkpoint step %d at %s has no %s: its files cannot '
+                      'be checked', step, self.step_dir(step), MANIFEST)
+      return
     problem = verify(self.step_dir(step))
     if problem:
       raise CheckpointError(f'checkpoint step {step} at {self.step_dir(step)}'
                             f' is corrupted: {problem}')
 
-  def restore(self, step: int, abstract_state: Any,
-              with_data: bool = True) -> tuple[Any, dict | None]:
+  def restore(self, step: int, abstract_state: Any, with_data: bool = True,
+              checked: bool = False) -> tuple[Any, dict | None]:
     """The state at `step`, laid out as `abstract_state`'s shardings say."""
-    self.check(step)
+    if not checked:
+      self.check(step)
     items = {'state': _restore_args(abstract_state)}
     if with_data:
       items['data'] = ocp.args.JsonRestore()
@@ -272,12 +313,13 @@ class Checkpointer:
                   f'step {steps[i + 1]}' if i + 1 < len(steps) else
                   '; no earlier checkpoint is kept: use a new --workdir')
           raise CheckpointError(f'{e}{hint}') from None
+        if i + 1 == len(steps):  # A fresh start would drop the run's log.
+          raise CheckpointError(f'{e}, and no earlier checkpoint is kept: '
+                                'use a new --workdir') from None
         moved = self._set_aside(step)
-        say(f'{e}; moved to {moved}; falling back to '
-            + (f'step {steps[i + 1]}' if i + 1 < len(steps) else
-               'a fresh start'))
+        say(f'{e}; moved to {moved}; falling back to step {steps[i + 1]}')
         continue
-      state, data = self.restore(step, abstract_state)
+      state, data = self.restore(step, abstract_state, checked=True)
       return step, state, data
     return None
 

@@ -364,11 +364,10 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       if save:
         writer.flush()  # The log is never behind the latest checkpoint.
         ckpt.save(step, state, train_iter.get_state(), scalars)
-        _report_failed_saves(ckpt, writer, step, c.checkpoint.every)
+        _report_failed_saves(ckpt, writer, step,
+                             0 if final or stop else c.checkpoint.every)
       if stop:
         stopped = preemption.requested or 'SIGTERM'
-        writer.print(f'stopped at step {step} ({stopped}); checkpoint '
-                     'saved: run the same command again to resume')
         break
       if 'eval/loss' in scalars or step % c.checkpoint.every == 0:
         meter.restart(step)  # Keep evals and saves out of tokens/s.
@@ -377,11 +376,14 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   _report_failed_saves(ckpt, writer, step, 0)
   if ckpt.failures and ckpt.failures[-1][0] == step:
     writer.close()
-    raise RunError(f'training reached step {step} but its checkpoint could '
-                   f'not be written ({ckpt.failures[-1][1]}); the latest '
-                   f'saved is step {ckpt.latest_step()}: free space or fix '
-                   'the permissions of the workdir, then rerun to redo the '
-                   'steps after it')
+    raise RunError(f'training {"stopped at" if stopped else "reached"} step '
+                   f'{step} but its checkpoint could not be written '
+                   f'({ckpt.failures[-1][1]}); the latest saved is step '
+                   f'{ckpt.latest_step()}: free space or fix the permissions '
+                   'of the workdir, then rerun to redo the steps after it')
+  if stopped:
+    writer.print(f'stopped at step {step} ({stopped}); checkpoint saved: run '
+                 'the same command again to resume')
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
     eval_loss = evaluate(state['params'])
   final = {}

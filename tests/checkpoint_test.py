@@ -129,3 +129,21 @@ def test_a_failed_save_is_reported_and_the_next_one_retries(tmp_path,
   assert ckpt.all_steps() == [1, 3]  # Step 1 was never at risk.
   restored, _ = ckpt.restore(3, None, with_data=False)
   assert int(restored['step']) == 3
+
+
+def test_damaged_checkpoint_metadata_is_one_line_error(tmp_path):
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  ckpt.save(1, state(1.0), None, {'eval/loss': 2.0})
+  ckpt.close()
+  (tmp_path / 'checkpoints' / '1' / 'metrics' / 'metrics').write_text('{"ev')
+  with pytest.raises(checkpoint_lib.CheckpointError,
+                     match='cannot read the checkpoints in'):
+    checkpoint_lib.Checkpointer(str(tmp_path))
+
+
+def test_a_step_without_manifest_is_used_unchecked(tmp_path):
+  ckpt = saved(tmp_path, [1])
+  (tmp_path / 'checkpoints' / '1' / 'manifest.json').unlink()  # Older format.
+  step, restored, _ = ckpt.restore_latest(state(0.0))
+  assert step == 1
+  chex.assert_trees_all_equal(restored, state(1.0))

@@ -267,10 +267,17 @@ def start_training(workdir, *flags):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   from conftest import REPO  # pylint: disable=g-import-not-at-top
-  return subprocess.Popen(
-      [sys.executable, '-m', 'lm.main', f'--workdir={workdir}', *KILL_RUN,
-       *flags], cwd=REPO, env=dict(os.environ, XLA_FLAGS=''),
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  # Output goes to a file: an unread pipe could fill and stall the run.
+  with open(f'{workdir}.log', 'a') as log:
+    return subprocess.Popen(
+        [sys.executable, '-m', 'lm.main', f'--workdir={workdir}', *KILL_RUN,
+         *flags], cwd=REPO, env=dict(os.environ, XLA_FLAGS=''), stdout=log,
+        stderr=subprocess.STDOUT)
+
+
+def output_of(workdir):
+  with open(f'{workdir}.log') as f:
+    return f.read()[-3000:]
 
 
 def logged_steps(workdir):
@@ -322,7 +329,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_unbroken_run(
   import random  # pylint: disable=g-import-not-at-top
   straight, broken = str(tmp_path / 'straight'), str(tmp_path / 'broken')
   proc = start_training(straight)
-  assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  assert proc.wait(timeout=300) == 0, output_of(straight)
   rng = random.Random()
   seed = rng.randrange(1 << 30)
   rng.seed(seed)
@@ -338,13 +345,14 @@ def test_kill_9_at_random_moments_then_resume_equals_an_unbroken_run(
         killed = kill_when(proc, lambda: saving(broken))
       left = saving(broken)
       kills.append((moment, logged_steps(broken), bool(left)))
-      assert killed, f'the run ended before its kill; kills {kills}'
+      # A fast machine may finish before a late random kill: that is fine.
+      assert killed or proc.returncode == 0, output_of(broken)
       if moment == 'step' or left:
         break
   assert any(m == 'save' and mid for m, _, mid in kills), (
       f'no kill landed inside a checkpoint write: {kills}')
   proc = start_training(broken)
-  assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+  assert proc.wait(timeout=300) == 0, output_of(broken)
   note = f'seed {seed}, kills (moment, lines logged, mid-save) {kills}'
   a, b = read_metrics(straight), read_metrics(broken)
   assert [r['step'] for r in b] == list(range(1, 151)), note
@@ -420,19 +428,23 @@ def test_failed_checkpoint_writes_are_reported_and_retried(tmp_path):
     return [int(n) for n in os.listdir(workdir / 'checkpoints')
             if n.isdigit()] if (workdir / 'checkpoints').exists() else []
 
-  wait_for(lambda: 20 in steps(), 'no first checkpoint')
-  lock = unwritable(workdir / 'checkpoints').__enter__()
   try:
-    wait_for(lambda: 'was not saved' in (tmp_path / 'b.out').read_text(),
-             'no failed save reported')
+    wait_for(lambda: 20 in steps(), 'no first checkpoint')
+    lock = unwritable(workdir / 'checkpoints').__enter__()
+    try:
+      wait_for(lambda: 'was not saved' in (tmp_path / 'b.out').read_text(),
+               'no failed save reported')
+    finally:
+      lock.release()
+    failed = [int(line.split()[3]) for line in
+              (tmp_path / 'b.out').read_text().splitlines()
+              if 'was not saved' in line]
+    wait_for(lambda: max(steps()) > failed[-1], 'no retry saved')
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, (
+        (tmp_path / 'b.out').read_text()[-2000:])
   finally:
-    lock.release()
-  failed = [int(line.split()[3]) for line in
-            (tmp_path / 'b.out').read_text().splitlines()
-            if 'was not saved' in line]
-  wait_for(lambda: max(steps()) > failed[-1], 'no retry saved')
-  proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=120) == 0, (tmp_path / 'b.out').read_text()[-2000:]
+    proc.kill()  # Never leave the endless run behind (a no-op once ended).
   saved = checkpoint_lib.Checkpointer(str(workdir), read_only=True)
   last = saved.latest_step()
   assert last > failed[-1] and last not in failed
