@@ -91,6 +91,9 @@ def saved_config(workdir: str):
 
 def make_workdir(workdir: str) -> None:
   """Creates the workdir, or says why it cannot be used."""
+  if '://' in workdir:
+    raise RunError(f'workdir {workdir} is a URL; give a file path (mount the '
+                   'bucket, e.g. with Cloud Storage FUSE)')
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:

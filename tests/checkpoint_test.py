@@ -147,3 +147,13 @@ def test_a_step_without_manifest_is_used_unchecked(tmp_path):
   step, restored, _ = ckpt.restore_latest(state(0.0))
   assert step == 1
   chex.assert_trees_all_equal(restored, state(1.0))
+
+
+def test_fallback_never_starts_a_run_afresh(tmp_path):
+  ckpt = saved(tmp_path, [1])
+  bad_bytes(largest_file(tmp_path / 'checkpoints' / '1'))
+  for fallback in (False, True):
+    with pytest.raises(checkpoint_lib.CheckpointError,
+                       match='no earlier checkpoint is kept'):
+      ckpt.restore_latest(state(0.0), fallback=fallback)
+  assert ckpt.all_steps() == [1]  # Left in place for the user to look at.

@@ -107,10 +107,10 @@ BAD_INPUTS = {
         *TRAIN, '--config.model.init_embeddings={tmp}/vectors.txt',
         r'model.init_embeddings .* needs data.tokenizer=word'),
     'model too big for the chip': (
-        'lm.main', CONFIG, '--dry_run', '--device_kind=H100',
-        '--config.model.embed_dim=8192', '--config.model.num_layers=48',
-        '--config.model.num_heads=64',
-        r'does not fit: a step needs .* GiB per device, the H100 has'),
+        'lm.main', CONFIG, '--dry_run', '--device_kind=TPU v5e',
+        '--config.model.embed_dim=16384', '--config.model.num_heads=128',
+        '--config.model.mlp_dim=65536',  # 2 layers: 6.4B parameters.
+        r'does not fit: a step needs .* GiB per device, the TPU v5e has'),
     'sample: no run': ('lm.sample', '--workdir={tmp}/empty',
                        r'holds no run \(config.json missing\)'),
     'sample: empty prompt': ('lm.sample', '--workdir={tmp}/empty', '--prompt=',

@@ -102,6 +102,7 @@ def test_workdir_of_another_model_is_refused(resumable, tmp_path):
 def test_config_changes_on_resume_are_refused_or_allowed_and_recorded(
     resumable, tmp_path):
   resumable.train.num_steps = 5
+  resumable.eval.final = False
   run.train_and_evaluate(resumable, str(tmp_path))
   longer = resumable.copy_and_resolve_references()
   longer.train.num_steps, longer.checkpoint.every = 7, 7  # Free to change.
@@ -129,6 +130,8 @@ def test_workdir_that_cannot_be_created(resumable, tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(run.RunError, match='cannot create workdir'):
     run.train_and_evaluate(resumable, str(tmp_path / 'file' / 'run'))
+  with pytest.raises(run.RunError, match='is a URL; give a file path'):
+    run.train_and_evaluate(resumable, 'gs://bucket/run')
 
 
 def test_checkpoint_from_a_2x2x2_mesh_loads_on_one_device(resumable, tmp_path):
