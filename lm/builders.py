@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 VERSION = tfds.core.Version('1.0.0')
@@ -37,6 +38,13 @@ KNOWN_FILES = {
     'wiki.test.raw': ('173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08', 4358),
     'input.txt': ('86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed', 40000),
 }
+# GLUE SST-2 (../shared/data/sst2/README.md): named by folder, as `train.tsv`
+# and friends are common names.
+SST2_FILES = {
+    'train.tsv': ('48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1', 67350),
+    'dev.tsv': ('54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0', 873),
+    'test.tsv': ('69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13', 1822),
+}
 SPLIT_FILES = {'train': 'train', 'validation': 'valid', 'test': 'test'}
 
 
@@ -44,16 +52,19 @@ class DataError(ValueError):
   """A corpus that is missing, altered or unreadable, as one line."""
 
 
-def read_text(path: pathlib.Path, *, verify: bool = True) -> str:
-  """A file's UTF-8 text; a known file must match its sha256 and line count."""
+def read_text(path: pathlib.Path, *, verify: bool = True,
+              known: dict[str, tuple[str, int]] | None = None) -> str:
+  """A file's UTF-8 text; a known file (`known`, default KNOWN_FILES) must
+  match its sha256 and line count."""
+  known = KNOWN_FILES if known is None else known
   try:
     raw = path.read_bytes()
   except FileNotFoundError:
     raise DataError(f'data file not found: {path}') from None
   except (IsADirectoryError, PermissionError) as e:
     raise DataError(f'cannot read data file {path}: {e.strerror}') from None
-  if verify and path.name in KNOWN_FILES:
-    sha256, lines = KNOWN_FILES[path.name]
+  if verify and path.name in known:
+    sha256, lines = known[path.name]
     got_sha, got_lines = hashlib.sha256(raw).hexdigest(), raw.count(b'\n')
     if got_sha != sha256:
       raise DataError(
@@ -257,8 +268,81 @@ def _text_files(path: pathlib.Path) -> list[pathlib.Path]:
   return files
 
 
+def parse_tsv(text: str, name: str, labelled: bool):
+  """(line number, sentence, label) of each row of a GLUE single-sentence
+  TSV: header `sentence<TAB>label` (labelled) or `index<TAB>sentence` (test;
+  label -1). CRLF endings, blank lines and one pair of double quotes around a
+  field (CSV style, `""` inside) are accepted; a wrong header, a row without
+  exactly two fields, an empty sentence or a label other than 0/1 is a
+  DataError naming the file and line."""
+  header = ('sentence', 'label') if labelled else ('index', 'sentence')
+  lines = text.replace('\r\n', '\n').split('\n')
+  if tuple(f.strip() for f in lines[0].split('\t')) != header:
+    raise DataError(f'{name}:1: header {lines[0][:60]!r} is not '
+                    f'{chr(9).join(header)!r} (GLUE format); is this the '
+                    f'{"train/dev" if labelled else "test"} file?')
+  for n, line in enumerate(lines[1:], 2):
+    if not line.strip():
+      continue
+    fields = [_unquote(f) for f in line.split('\t')]
+    if len(fields) != 2:
+      raise DataError(f'{name}:{n}: {len(fields)} tab-separated fields, '
+                      f'expected 2 ({chr(9).join(header)!r})')
+    sentence, label = fields if labelled else (fields[1], '-1')
+    if not sentence.strip():
+      raise DataError(f'{name}:{n}: empty sentence; remove the line')
+    if labelled and label.strip() not in ('0', '1'):
+      raise DataError(f'{name}:{n}: label {label!r} is not 0 or 1')
+    yield n, sentence.strip(), int(label)
+
+
+def _unquote(field: str) -> str:
+  field = field.strip('\r')
+  if len(field) >= 2 and field[0] == field[-1] == '"':
+    return field[1:-1].replace('""', '"')
+  return field
+
+
+class Sst2(_Builder):
+  """GLUE SST-2 binary sentiment (Socher et al., 2013): `{'text', 'label'}`
+  per sentence (label 0 negative, 1 positive; -1 in the unlabelled test)."""
+  URL = 'https://dl.fbaipublicfiles.com/glue/data/SST-2.zip'
+  HOMEPAGE = 'https://nlp.stanford.edu/sentiment/'
+  LICENSE = 'Research use (GLUE redistribution)'
+  CITATION = ('Socher et al. Recursive Deep Models for Semantic '
+              'Compositionality Over a Sentiment Treebank. EMNLP 2013.')
+  SPLITS = {'train': 'train.tsv', 'validation': 'dev.tsv', 'test': 'test.tsv'}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.__doc__,
+        features=tfds.features.FeaturesDict({
+            'text': tfds.features.Text(),
+            'label': tfds.features.Scalar(dtype=np.int64)}),
+        homepage=self.HOMEPAGE, license=self.LICENSE, citation=self.CITATION,
+        disable_shuffling=True)
+
+  def _split_generators(self, dl_manager):
+    folder = _local_dir(self.path, 'sst2')
+    if folder is None:
+      folder = next(_download(dl_manager, self.URL, 'sst2',
+                              '../shared/data/sst2').rglob('dev.tsv')).parent
+    found = {split: folder / name for split, name in self.SPLITS.items()
+             if (folder / name).exists()}
+    if 'train' not in found or 'validation' not in found:
+      raise DataError(f'{folder} holds no train.tsv and dev.tsv; point '
+                      'data.path at the GLUE SST-2 folder')
+    return {split: self._examples(path, split != 'test')
+            for split, path in found.items()}
+
+  def _examples(self, path: pathlib.Path, labelled: bool):
+    text = read_text(path, known=SST2_FILES)
+    for n, sentence, label in parse_tsv(text, str(path), labelled):
+      yield n, {'text': sentence, 'label': label}
+
+
 BUILDERS = {'wikitext2': Wikitext2, 'tiny_shakespeare': TinyShakespeare,
-            'text_files': TextFiles}
+            'text_files': TextFiles, 'sst2': Sst2}
 
 
 def prepare(name: str, *, config: str = '', path: str = '',

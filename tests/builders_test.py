@@ -129,3 +129,52 @@ def test_processes_preparing_at_once_do_not_race(tmp_path):
   outs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [0, 0, 0], [e for _, e in outs]
   assert len({o.split()[-1] for o, _ in outs}) == 1
+
+
+SST2 = SHARED_DATA / 'sst2'
+
+
+@pytest.mark.skipif(not SST2.is_dir(), reason='../shared/data/sst2 absent')
+def test_sst2_matches_published_counts_and_balance(tfds_dir):
+  b = builders.prepare('sst2', path=str(SST2), data_dir=tfds_dir)
+  counts = {s: b.info.splits[s].num_examples for s in b.info.splits}
+  assert counts == {'train': 67349, 'validation': 872, 'test': 1821}
+  for split, balance in (('train', [29780, 37569]), ('validation', [428, 444])):
+    source = builders.source(b, split)
+    labels = [int(source[i]['label']) for i in range(len(source))]
+    assert [labels.count(0), labels.count(1)] == balance
+  test = builders.source(b, 'test')
+  assert int(test[0]['label']) == -1
+  assert test[0]['text'].decode() == 'uneasy mishmash of styles and genres .'
+  dev = builders.source(b, 'validation')
+  first = (SST2 / 'dev.tsv').read_text().splitlines()[1].split('\t')
+  assert dev[0]['text'].decode() == first[0].strip()
+  assert int(dev[0]['label']) == int(first[1])
+
+
+def test_sst2_tsv_quoted_and_odd_lines():
+  text = ('sentence\tlabel\r\n'
+          'a plain one \t1\r\n'
+          '\n'  # Blank lines are skipped.
+          '"quoted, with ""inner"" quotes"\t0\n'
+          '"a tab\tinside quotes is two fields"\t1\n')
+  rows = builders.parse_tsv(text.rsplit('"a tab', 1)[0], 'x.tsv', True)
+  assert list(rows) == [(2, 'a plain one', 1),
+                        (4, 'quoted, with "inner" quotes', 0)]
+  with pytest.raises(builders.DataError, match=r'x.tsv:5: 3 tab-separated'):
+    list(builders.parse_tsv(text, 'x.tsv', True))
+  test = list(builders.parse_tsv('index\tsentence\n0\tno label .\n',
+                                 'test.tsv', False))
+  assert test == [(2, 'no label .', -1)]
+
+
+@pytest.mark.parametrize('text,message', [
+    ('sentence\tlabel\ngood film\t2\n', r"x.tsv:2: label '2' is not 0 or 1"),
+    ('sentence\tlabel\ngood film\tpositive\n', r"label 'positive' is not 0"),
+    ('sentence\tlabel\n   \t1\n', r'x.tsv:2: empty sentence'),
+    ('sentence\tlabel\nno label here\n', r'x.tsv:2: 1 tab-separated fields'),
+    ('index\tsentence\n0\tx\n', r"x.tsv:1: header 'index\\tsentence' is not"),
+])
+def test_sst2_bad_rows_name_file_and_line(text, message):
+  with pytest.raises(builders.DataError, match=message):
+    list(builders.parse_tsv(text, 'x.tsv', True))
