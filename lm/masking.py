@@ -1,0 +1,82 @@
+"""BERT's masked-language-model corruption of token rows (Devlin et al., 2019).
+
+`mask_tokens(ids_L, rng, spec)` chooses `spec.rate` (15%) of a row's maskable
+positions (not padding, [CLS], [SEP] or other special tokens), as BERT's
+pretraining data did: round(15% of them), at least one. Of the chosen, 80%
+become [MASK], 10% a random ordinary token and 10% stay as they are. The row's
+`targets` are the original ids and its `weights` are 1 at the chosen positions
+only, so the loss counts nothing else.
+
+`MaskTokens` applies it in a grain pipeline (`MapDataset.random_map`): grain
+draws each row's generator from the pipeline's seed and the row's index, so
+the masking is deterministic and a resumed pipeline masks every row as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSpec:
+  """What to mask and how: BERT's 15% and 80/10/10 by default."""
+  mask_id: int
+  vocab_size: int
+  special_ids: tuple[int, ...]  # Never chosen, never drawn as replacements.
+  rate: float = 0.15
+  mask_fraction: float = 0.8
+  random_fraction: float = 0.1
+
+  def __post_init__(self):
+    if not 0 < self.rate <= 1:
+      raise ValueError(f'masking rate must be in (0, 1], got {self.rate}')
+    if self.mask_fraction < 0 or self.random_fraction < 0 or (
+        self.mask_fraction + self.random_fraction > 1):
+      raise ValueError('mask and random fractions must be >= 0 and sum to at '
+                       f'most 1, got {self.mask_fraction}, '
+                       f'{self.random_fraction}')
+    if self.mask_id not in self.special_ids:
+      raise ValueError(f'the mask id {self.mask_id} must be a special id')
+
+  @property
+  def ordinary_ids(self) -> np.ndarray:
+    return np.setdiff1d(np.arange(self.vocab_size), self.special_ids)
+
+
+def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
+                spec: MaskSpec, ordinary_ids: np.ndarray | None = None
+                ) -> dict[str, np.ndarray]:
+  """{'inputs', 'targets', 'weights'} of one row of token ids."""
+  ordinary = spec.ordinary_ids if ordinary_ids is None else ordinary_ids
+  candidates = np.flatnonzero(~np.isin(ids_L, spec.special_ids))
+  inputs_L = ids_L.copy()
+  weights_L = np.zeros(ids_L.shape, np.float32)
+  if len(candidates):
+    count = max(1, int(round(len(candidates) * spec.rate)))
+    chosen = rng.choice(candidates, size=count, replace=False)
+    weights_L[chosen] = 1.0
+    draw = rng.random(count)
+    to_mask = chosen[draw < spec.mask_fraction]
+    to_random = chosen[(draw >= spec.mask_fraction) &
+                       (draw < spec.mask_fraction + spec.random_fraction)]
+    inputs_L[to_mask] = spec.mask_id
+    inputs_L[to_random] = rng.choice(ordinary, size=len(to_random))
+  return {'inputs': inputs_L, 'targets': ids_L, 'weights': weights_L}
+
+
+class MaskTokens(grain.transforms.RandomMap):
+  """Masks `element[key]` (a row of ids); other fields pass through."""
+
+  def __init__(self, spec: MaskSpec, key: str = 'inputs'):
+    self.spec = spec
+    self.key = key
+    self._ordinary = spec.ordinary_ids
+
+  def random_map(self, element, rng: np.random.Generator):
+    out = dict(element)
+    out.update(mask_tokens(np.asarray(element[self.key]), rng, self.spec,
+                           self._ordinary))
+    return out
