@@ -12,6 +12,9 @@ split's texts; `load` reads one back from a run directory, which holds
   line is split on whitespace and ends in `<eos>`; unknown words are `<unk>`.
 - 'sentencepiece': BPE or unigram subwords with byte fallback, so any text
   encodes; the text is not normalised (lm.preprocess does that, explicitly).
+  With `specials='bert'` (encoders) it has BERT's `[UNK]` 0, `[PAD]` 1 and
+  control tokens `[CLS]` 2, `[SEP]` 3, `[MASK]` 4 (no bos/eos), which text
+  never encodes to and decoding drops.
 - 'byte': the UTF-8 bytes 0..255, and `<eos>` = 256.
 """
 
@@ -31,6 +34,9 @@ TOKENIZER_FILE = 'tokenizer.json'
 SPM_MODEL_FILE = 'tokenizer.model'
 KINDS = ('char', 'word', 'sentencepiece', 'byte')
 UNK, EOS = '<unk>', '<eos>'
+# BERT's special tokens, in id order after [UNK] and [PAD]: special_ids names.
+BERT_CONTROLS = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]'}
+SPECIALS = ('', 'bert')
 # SentencePiece trains with a fixed thread count: the unigram trainer's
 # result depends on it (its EM sums are split per thread), BPE's does not.
 _SPM_THREADS = 16
@@ -280,7 +286,7 @@ class SentencePieceTokenizer(Tokenizer):
   @classmethod
   def train(cls, texts: Iterable[str], vocab_size: int,
             model_type: str = 'bpe', input_sentence_size: int = 1_000_000,
-            seed: int = 0) -> 'SentencePieceTokenizer':
+            seed: int = 0, specials: str = '') -> 'SentencePieceTokenizer':
     """A `model_type` ('bpe' or 'unigram') model of `vocab_size` pieces
     trained on the non-blank lines of `texts`.
 
@@ -296,6 +302,14 @@ class SentencePieceTokenizer(Tokenizer):
     if vocab_size <= 0:
       raise TokenizerError('a sentencepiece tokenizer needs vocab_size > 0 '
                            '(e.g. 8000)')
+    if specials not in SPECIALS:
+      raise TokenizerError(f'unknown specials {specials!r}; use one of '
+                           f'{", ".join(map(repr, SPECIALS))}')
+    ids = (dict(unk_id=0, pad_id=1, bos_id=-1, eos_id=-1, unk_piece='[UNK]',
+                pad_piece='[PAD]',
+                control_symbols=list(BERT_CONTROLS.values()))
+           if specials == 'bert' else
+           dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1))
     lines = [line for text in texts for line in text.split('\n')
              if line.strip()]
     if not lines:
@@ -307,8 +321,7 @@ class SentencePieceTokenizer(Tokenizer):
       spm.SentencePieceTrainer.train(
           sentence_iterator=iter(lines), model_writer=model,
           model_type=model_type, vocab_size=vocab_size,
-          character_coverage=1.0, byte_fallback=True,
-          unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+          character_coverage=1.0, byte_fallback=True, **ids,
           # Lossless: keep the text's own characters and whitespace, and
           # invent no space before a text's first word (no dummy prefix).
           normalization_rule_name='identity', remove_extra_whitespaces=False,
@@ -334,6 +347,9 @@ class SentencePieceTokenizer(Tokenizer):
   def special_ids(self) -> dict[str, int]:
     ids = {'unk': self._sp.unk_id(), 'bos': self._sp.bos_id(),
            'eos': self._sp.eos_id(), 'pad': self._sp.pad_id()}
+    for name, piece in BERT_CONTROLS.items():
+      i = self._sp.piece_to_id(piece)
+      ids[name] = i if self._sp.is_control(i) else -1
     return {name: i for name, i in ids.items() if i >= 0}
 
   def encode(self, text: str) -> np.ndarray:
@@ -419,11 +435,12 @@ _CLASSES = {'char': CharTokenizer, 'word': WordTokenizer,
 def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
           directory: str | None = None, model_type: str = 'bpe',
           min_count: int = 1, max_size: int = 0,
-          input_sentence_size: int = 1_000_000, seed: int = 0) -> Tokenizer:
+          input_sentence_size: int = 1_000_000, seed: int = 0,
+          specials: str = '') -> Tokenizer:
   """A tokenizer of `kind` built from the training split's `texts`.
 
   `vocab_size` is required for 'sentencepiece' (with `model_type`,
-  `input_sentence_size` and `seed`), caps the 'word' vocabulary like
+  `input_sentence_size`, `seed` and `specials`), caps the 'word' vocabulary like
   `max_size` (with `min_count`), and must be 0 for 'char' (the text decides)
   and 0 or 257 for 'byte'. The tokenizer is saved in `directory` if given.
   """
@@ -442,7 +459,7 @@ def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
     tok = WordTokenizer.train(texts, min_count, max_size or vocab_size)
   elif kind == 'sentencepiece':
     tok = SentencePieceTokenizer.train(texts, vocab_size, model_type,
-                                       input_sentence_size, seed)
+                                       input_sentence_size, seed, specials)
   elif kind == 'byte':
     if vocab_size not in (0, 257):
       raise TokenizerError(f'vocab_size={vocab_size}: the byte vocabulary is '

@@ -167,6 +167,26 @@ def test_sentencepiece_vocabulary_and_specials(tokenizers, name):
   assert ids and 1 not in ids and 2 not in ids  # encode adds no bos/eos.
 
 
+def test_bert_specials_are_control_tokens_text_never_makes(tmp_path):
+  tok = tokenizer_lib.train('sentencepiece', corpus(), vocab_size=400,
+                            specials='bert')
+  assert tok.special_ids == {'unk': 0, 'pad': 1, 'cls': 2, 'sep': 3,
+                             'mask': 4}
+  assert tok.eos_id is None
+  text = 'abc [MASK] def [CLS] [SEP] [PAD] [UNK]'
+  ids = tok.encode(text)
+  assert not set(ids.tolist()) & {1, 2, 3, 4}  # Literal text stays text.
+  assert tok.decode(ids) == text
+  framed = np.concatenate([[2], ids, [3], [1, 1]])
+  assert tok.decode(framed) == text  # Controls and padding decode to nothing.
+  tok.save(str(tmp_path))
+  again = tokenizer_lib.load(str(tmp_path))
+  assert again.special_ids == tok.special_ids
+  with pytest.raises(tokenizer_lib.TokenizerError, match='unknown specials'):
+    tokenizer_lib.train('sentencepiece', corpus(), vocab_size=400,
+                        specials='gpt')
+
+
 def test_sentencepiece_training_is_deterministic(tokenizers):
   again = tokenizer_lib.train('sentencepiece', corpus(), vocab_size=400,
                               model_type='unigram')
