@@ -38,7 +38,8 @@ ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'mlp_dim', 'max_len', 'use_bias', 'position',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
                      'tie_embeddings', 'qk_norm', 'relative_buckets',
-                     'scan_layers')  # Scanned layers are stacked arrays.
+                     'scan_layers',  # Scanned layers are stacked arrays.
+                     'type_vocab_size')
 
 # Fields a resumed run may change freely: how long, how often, how it is
 # laid out or compiled; the same run either way. Changing any other field of
@@ -126,6 +127,7 @@ def default() -> ml_collections.ConfigDict:
   # time flat in depth (checkpoints keep the layout they were made with).
   c.model.scan_layers = False
   c.model.remat = 'none'  # full or dots: recompute activations (less memory).
+  c.model.type_vocab_size = 0  # > 0: token-type embeddings (BERT: 2).
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'
@@ -255,6 +257,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if value < 1:
       raise ConfigError(f'config key {key!r} must be at least 1, got {value}')
   non_negative = {'model.vocab_size': m.vocab_size, 'model.mlp_dim': m.mlp_dim,
+                  'model.type_vocab_size': m.type_vocab_size,
                   'data.prefetch': d.prefetch,
                   'optim.warmup_steps': o.warmup_steps,
                   'optim.decay_steps': o.decay_steps,

@@ -67,6 +67,7 @@ class GPTConfig:
   # probabilities, each residual branch's output, the MLP's hidden layer.
   dropout_sites: str = 'embed,attention,residual'
   scaled_init: bool = True  # Residual projections: std 0.02 / sqrt(2 layers).
+  type_vocab_size: int = 0  # > 0: token-type (segment A/B) embeddings, BERT.
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':
@@ -90,7 +91,7 @@ class GPTConfig:
     return 0.02 / math.sqrt(2 * self.num_layers) if self.scaled_init else 0.02
 
 
-def _param(rngs, init, shape, names, dtype):
+def param(rngs, init, shape, names, dtype):
   return nnx.Param(init(rngs.params(), shape, DTYPES[dtype]),
                    out_sharding=names)
 
@@ -102,9 +103,9 @@ class Dense(nnx.Module):
                std=0.02):
     self.n_in = len(in_shape)
     self.dtype = DTYPES[cfg.dtype]
-    self.kernel = _param(rngs, nnx.initializers.normal(std),
+    self.kernel = param(rngs, nnx.initializers.normal(std),
                          (*in_shape, *out_shape), names, cfg.param_dtype)
-    self.bias = (_param(rngs, nnx.initializers.zeros, out_shape,
+    self.bias = (param(rngs, nnx.initializers.zeros, out_shape,
                         names[self.n_in:], cfg.param_dtype)
                  if cfg.use_bias else None)
 
@@ -412,13 +413,16 @@ class GPT(nnx.Module):
   def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     init = nnx.initializers.normal(0.02)
-    self.wte = _param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
+    self.wte = param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
                       ('vocab', 'embed'), cfg.param_dtype)
-    self.wpe = (_param(rngs, init, (cfg.max_len, cfg.embed_dim),
+    self.wpe = (param(rngs, init, (cfg.max_len, cfg.embed_dim),
                        (None, 'embed'), cfg.param_dtype)
                 if cfg.position == 'learned' else None)
     # T5 shares one bias table [buckets, heads] across the layers.
-    self.relative = (_param(rngs, init, (cfg.relative_buckets, cfg.num_heads),
+    self.wtt = (param(rngs, init, (cfg.type_vocab_size, cfg.embed_dim),
+                       (None, 'embed'), cfg.param_dtype)
+                if cfg.type_vocab_size else None)
+    self.relative = (param(rngs, init, (cfg.relative_buckets, cfg.num_heads),
                             (None, 'heads'), cfg.param_dtype)
                      if cfg.position == 't5' else None)
     self.dropout = nnx.Dropout(cfg.dropout_at('embed'))
@@ -438,12 +442,14 @@ class GPT(nnx.Module):
     self.ln_f = (LayerNorm(cfg, rngs=rngs) if cfg.norm_position == 'pre'
                  else None)
     self.head = (None if cfg.tie_embeddings else
-                 _param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
+                 param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
                         ('vocab', 'embed'), cfg.param_dtype))
 
   def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
-               cache=None, deterministic=True, rngs=None):
+               cache=None, deterministic=True, rngs=None,
+               token_types_BxL=None):
     """Logits [B, L, V] in float32, and the updated cache (None if not given).
+    (`hidden` gives the final hidden states instead, for other heads.)
 
     `positions` ([L] or [B, L]; default 0..L-1) are the tokens' positions
     (a learned table's rows; sinusoidal, RoPE, ALiBi and T5 compute from
@@ -454,6 +460,22 @@ class GPT(nnx.Module):
     must be consecutive); keys and values are written there and attention
     reads the cache, so decoding one token at a time equals one full call.
     """
+    x_BxLxD, new_cache = self.hidden(
+        tokens_BxL, positions=positions, segment_ids_BxL=segment_ids_BxL,
+        cache=cache, deterministic=deterministic, rngs=rngs,
+        token_types_BxL=token_types_BxL)
+    B, L, D = x_BxLxD.shape
+    head_VxD = self.wte[...] if self.head is None else self.head[...]
+    logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
+                             head_VxD.astype(x_BxLxD.dtype))
+    return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
+
+  def hidden(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
+             cache=None, deterministic=True, rngs=None, token_types_BxL=None):
+    """The final (normed) hidden states [B, L, D] and the updated cache.
+    Encoders pass `segment_ids_BxL` 1 on real tokens and 0 on padding (no
+    token then attends across the two) and, with `type_vocab_size`,
+    `token_types_BxL` (BERT's sentence A/B)."""
     dtype = DTYPES[self.cfg.dtype]
     L = tokens_BxL.shape[1]
     if positions is None:
@@ -469,6 +491,10 @@ class GPT(nnx.Module):
     elif self.cfg.position == 'sinusoidal':
       x_BxLxD = x_BxLxD + positions_lib.sinusoidal(positions_BxL,
                                                    self.cfg.embed_dim)
+    if self.wtt is not None:
+      types_BxL = (jnp.zeros_like(tokens_BxL) if token_types_BxL is None
+                   else token_types_BxL)
+      x_BxLxD = x_BxLxD + jnp.take(self.wtt[...], types_BxL, axis=0)
     x_BxLxD = x_BxLxD.astype(dtype)
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
@@ -477,11 +503,7 @@ class GPT(nnx.Module):
                                       relative_NxH, cache, deterministic, rngs)
     if self.ln_f is not None:
       x_BxLxD = self.ln_f(x_BxLxD)
-    B, L, D = x_BxLxD.shape
-    head_VxD = self.wte[...] if self.head is None else self.head[...]
-    logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
-                             head_VxD.astype(dtype))
-    return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
+    return x_BxLxD, new_cache
 
   def _blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL, relative_NxH,
               cache, deterministic, rngs):

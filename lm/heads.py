@@ -1,0 +1,53 @@
+"""Heads on the encoder's hidden states (BERT, Devlin et al., 2019).
+
+`MLMHead`: BERT's masked-token prediction: a dense + GELU + LayerNorm
+transform, then logits over the vocabulary through the token embedding (tied)
+plus an output bias. `Classifier`: the pooled `[CLS]` state (dense + tanh, as
+BERT's pooler) with dropout, then a dense layer to the classes. The body is
+`lm.model.GPT` with `causal=False`; its `hidden(...)` feeds these heads.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from lm import model as model_lib
+
+
+class MLMHead(nnx.Module):
+  """Hidden states [B, L, D] -> vocabulary logits [B, L, V] (float32)."""
+
+  def __init__(self, cfg: model_lib.GPTConfig, *, rngs: nnx.Rngs):
+    d = cfg.embed_dim
+    self.transform = model_lib.Dense((d,), (d,), ('embed', 'mlp'), cfg,
+                                     rngs=rngs)
+    self.norm = model_lib.LayerNorm(cfg, rngs=rngs)
+    self.bias = model_lib.param(rngs, nnx.initializers.zeros,
+                                (cfg.vocab_size,), ('vocab',),
+                                cfg.param_dtype)
+
+  def __call__(self, hidden_BxLxD, wte_VxD):
+    x_BxLxD = self.norm(model_lib.gelu(self.transform(hidden_BxLxD)))
+    logits_BxLxV = jnp.einsum('BLD,VD->BLV', x_BxLxD,
+                              wte_VxD.astype(x_BxLxD.dtype))
+    return (logits_BxLxV + self.bias[...]).astype(jnp.float32)
+
+
+class Classifier(nnx.Module):
+  """Hidden states [B, L, D] -> class logits [B, C] from position 0 ([CLS])."""
+
+  def __init__(self, cfg: model_lib.GPTConfig, num_classes: int, *,
+               rngs: nnx.Rngs, dropout: float = 0.1):
+    d = cfg.embed_dim
+    self.pooler = model_lib.Dense((d,), (d,), ('embed', 'mlp'), cfg,
+                                  rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+    self.out = model_lib.Dense((d,), (num_classes,), ('embed', None), cfg,
+                               rngs=rngs)
+
+  def __call__(self, hidden_BxLxD, deterministic=True, rngs=None):
+    pooled_BxD = jnp.tanh(self.pooler(hidden_BxLxD[:, 0]))
+    pooled_BxD = self.dropout(pooled_BxD, deterministic=deterministic,
+                              rngs=rngs)
+    return self.out(pooled_BxD).astype(jnp.float32)

@@ -1,0 +1,71 @@
+"""Tests of lm.heads on a bidirectional lm.model.GPT body (BERT-style)."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from lm import heads
+from lm import model as model_lib
+
+CFG = model_lib.GPTConfig(vocab_size=50, num_layers=2, num_heads=2,
+                          embed_dim=32, mlp_dim=64, max_len=16, causal=False,
+                          type_vocab_size=2)
+PAD, CLS, SEP = 0, 1, 2
+
+
+class Encoder(nnx.Module):
+  def __init__(self, rngs):
+    self.body = model_lib.GPT(CFG, rngs=rngs)
+    self.mlm = heads.MLMHead(CFG, rngs=rngs)
+    self.cls = heads.Classifier(CFG, 2, rngs=rngs, dropout=0.0)
+
+  def __call__(self, tokens_BxL):
+    segments_BxL = (tokens_BxL != PAD).astype(jnp.int32)  # Padding apart.
+    hidden, _ = self.body.hidden(tokens_BxL, segment_ids_BxL=segments_BxL)
+    return self.cls(hidden), self.mlm(hidden, self.body.wte[...])
+
+
+def test_padding_never_changes_the_cls_output():
+  enc = Encoder(nnx.Rngs(0))
+  short = jnp.array([[CLS, 5, 6, 7, SEP]])
+  padded = jnp.concatenate([short, jnp.full((1, 11), PAD)], axis=1)
+  (c1, m1), (c2, m2) = enc(short), enc(padded)
+  np.testing.assert_allclose(c1, c2, atol=1e-6)
+  np.testing.assert_allclose(m1, m2[:, :5], atol=1e-5)
+  assert m2.shape == (1, 16, 50) and c2.shape == (1, 2)
+
+
+def test_token_types_change_the_output():
+  body = model_lib.GPT(CFG, rngs=nnx.Rngs(0))
+  tokens = jnp.array([[CLS, 5, SEP, 6, SEP]])
+  a, _ = body.hidden(tokens)
+  b, _ = body.hidden(tokens, token_types_BxL=jnp.array([[0, 0, 0, 1, 1]]))
+  assert not np.allclose(a, b)
+
+
+def test_the_classifier_overfits_a_tiny_batch():
+  enc = Encoder(nnx.Rngs(1))
+  rng = np.random.default_rng(0)
+  tokens = np.full((8, 12), PAD)
+  for i, n in enumerate(rng.integers(3, 10, 8)):
+    tokens[i, :n + 2] = [CLS, *rng.integers(3, 50, n), SEP]
+  tokens = jnp.asarray(tokens)
+  labels = jnp.asarray(rng.integers(0, 2, 8))
+  opt = nnx.Optimizer(enc, optax.adam(3e-3), wrt=nnx.Param)
+
+  @nnx.jit
+  def step(enc, opt):
+    def loss_fn(enc):
+      logits, _ = enc(tokens)
+      return optax.softmax_cross_entropy_with_integer_labels(
+          logits, labels).mean()
+    loss, grads = nnx.value_and_grad(loss_fn)(enc)
+    opt.update(enc, grads)
+    return loss
+
+  for _ in range(150):
+    loss = step(enc, opt)
+  logits, _ = enc(tokens)
+  assert float(loss) < 0.05
+  assert (jnp.argmax(logits, -1) == labels).all()
