@@ -32,6 +32,7 @@ def resumable(test_config):
   c.optim.decay_steps = 10  # The schedule must not depend on num_steps.
   c.train.update(num_steps=10, eval_every=5, log_every=1)
   c.checkpoint.every = 5
+  c.eval.final = False  # Whole-split evaluation: test_outputs_of_a_run.
   return c
 
 
@@ -51,7 +52,12 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(resumable, tmp_path):
 
 def test_outputs_of_a_run(resumable, tmp_path):
   workdir = str(tmp_path)
+  resumable.eval.final = True
   s = run.train_and_evaluate(resumable, workdir)
+  with open(os.path.join(workdir, run.RESULTS_FILE)) as f:
+    results = json.load(f)
+  assert set(s.final) == {'validation'}  # Tiny Shakespeare has no test.
+  assert results == {'step': 10, 'validation': s.final['validation']}
   rows = read_metrics(workdir)
   assert {'step', 'train/loss', 'tokens_per_sec'} <= set(rows[-1])
   assert [r['step'] for r in rows if 'eval/loss' in r] == [5, 10]
@@ -102,7 +108,6 @@ def test_workdir_of_another_model_is_refused(resumable, tmp_path):
 def test_config_changes_on_resume_are_refused_or_allowed_and_recorded(
     resumable, tmp_path):
   resumable.train.num_steps = 5
-  resumable.eval.final = False
   run.train_and_evaluate(resumable, str(tmp_path))
   longer = resumable.copy_and_resolve_references()
   longer.train.num_steps, longer.checkpoint.every = 7, 7  # Free to change.
