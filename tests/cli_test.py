@@ -53,6 +53,9 @@ BAD_INPUTS = {
     'unknown key': (*TRAIN, '--config.model.num_layer=3',
                     r"unknown config key 'model.num_layer'; valid keys in "
                     r'model: activation, '),
+    'unknown top-level key': (*TRAIN, '--config.bogus=1',
+                              r"unknown config key 'bogus'; valid keys in "
+                              r'the top level: allow_config_change, '),
     'wrong type': (*TRAIN, '--config.model.num_layers=two',
                    r'--config.model.num_layers=two: invalid literal for int'),
     'bad choice': (*TRAIN, '--config.model.position=spiral',

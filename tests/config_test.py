@@ -5,7 +5,7 @@ import pytest
 
 from lm import config as config_lib
 
-from conftest import load_config, run_cli
+from conftest import load_config
 
 
 @pytest.mark.parametrize('name', ['shakespeare_char', 'wikitext2_word',
@@ -110,24 +110,15 @@ def test_architecture_changes_lists_shape_fields(test_config):
       'model.embed_dim: 32 -> 64']
 
 
-@pytest.mark.parametrize('override, message', [
-    ('--config.optim.lrr=1', "error: unknown config key 'optim.lrr'; valid "
-     'keys in optim: b1, b2'),
-    ('--config.bogus=1', "error: unknown config key 'bogus'"),
-    ('--config.optim.lr=abc', "could not convert string to float: 'abc'"),
-    ('--config.optim.name=lion', "valid choices: adamw, adam, sgd"),
-])
-def test_cli_rejects_bad_overrides_in_one_line(tmp_path, override, message):
-  p = run_cli('lm.main', '--config=configs/shakespeare_char.py:test', override,
-              f'--workdir={tmp_path / "run"}')
-  assert p.returncode == 2
-  assert message in p.stderr
-  assert len(p.stderr.strip().splitlines()) == 1, p.stderr
-  assert not (tmp_path / 'run').exists()  # Rejected before anything ran.
+# Command-line config mistakes: tests/cli_test.py's table of bad inputs.
 
 
-def test_cli_rejects_missing_config_file(tmp_path):
-  p = run_cli('lm.main', '--config=configs/nope.py', f'--workdir={tmp_path}')
-  assert p.returncode == 2
-  assert p.stderr.strip() == ("error: [Errno 2] No such file or directory: "
-                              "'configs/nope.py'")
+def test_config_changes_skip_the_fields_a_resume_may_change(test_config):
+  other = test_config.copy_and_resolve_references()
+  other.train.num_steps = 99  # Free: run length, logging, mesh, ...
+  other.mesh.fsdp = 2
+  other.model.remat = 'full'
+  assert config_lib.config_changes(test_config, other) == []
+  other.optim.lr, other.seed = 0.5, 7
+  assert config_lib.config_changes(test_config, other) == [
+      f'optim.lr: {test_config.optim.lr} -> 0.5', 'seed: 0 -> 7']
