@@ -46,11 +46,12 @@ def directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
 
 
-def has_checkpoints(workdir: str) -> bool:
-  """Whether `workdir/checkpoints` holds a step directory."""
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of `workdir/checkpoints` (complete ones: Orbax's unfinished
+  writes carry a suffix), read from the directory without opening Orbax."""
   path = directory(workdir)
-  return os.path.isdir(path) and any(name.isdigit()
-                                     for name in os.listdir(path))
+  return sorted(int(n) for n in os.listdir(path)
+                if n.isdigit()) if os.path.isdir(path) else []
 
 
 def _files(step_dir: str) -> list[str]:
@@ -82,13 +83,12 @@ def write_manifest(step_dir: str) -> None:
 
 def verify(step_dir: str) -> str | None:
   """None if every file of the manifest is there, whole and unchanged; else
-  what is wrong with the first that is not. (Call only where the manifest
-  exists: `has_manifest`.)"""
+  what is wrong with the first that is not."""
   try:
     with open(os.path.join(step_dir, MANIFEST)) as f:
       files = sorted(json.load(f).items())
     files = [(str(name), int(size), str(sha)) for name, (size, sha) in files]
-  except (ValueError, TypeError, AttributeError):
+  except (OSError, ValueError, TypeError, AttributeError):
     return f'{MANIFEST} is unreadable'
   for name, size, sha in files:
     path = os.path.join(step_dir, name)
@@ -100,10 +100,6 @@ def verify(step_dir: str) -> str | None:
     if _sha256(path) != sha:
       return f'{name} has changed bytes (SHA-256 mismatch)'
   return None
-
-
-def has_manifest(step_dir: str) -> bool:
-  return os.path.exists(os.path.join(step_dir, MANIFEST))
 
 
 def _restore_args(abstract, partial=False) -> ocp.args.PyTreeRestore:
@@ -130,8 +126,7 @@ class Checkpointer:
     self.failures: list[tuple[int, str]] = []  # (step, why) of failed saves.
     self._async = async_save
     self._reported = 0  # Failures new_failures() has returned.
-    self._saving = None  # The step being written, until it is known done.
-    self._writing = None  # The step the manifest callback is for.
+    self._step = None  # The step of the latest save started.
     keep = policies.AnyPreservationPolicy([
         policies.LatestN(n=max_to_keep),
         # BestN keeps the last n after sorting: reverse=True keeps the lowest.
@@ -167,10 +162,10 @@ class Checkpointer:
     if jax.process_index() != 0:  # Runs after all processes have written.
       return
     pending = glob.glob(os.path.join(
-        glob.escape(self.directory), f'{self._writing}{_TMP_SUFFIX}*'))
+        glob.escape(self.directory), f'{self._step}{_TMP_SUFFIX}*'))
     if len(pending) != 1:
       raise CheckpointError(f'cannot find the temporary directory of step '
-                            f'{self._writing} in {self.directory}')
+                            f'{self._step} in {self.directory}')
     write_manifest(pending[0])
 
   def step_dir(self, step: int) -> str:
@@ -189,21 +184,16 @@ class Checkpointer:
   # -- saving ----------------------------------------------------------------
 
   def _finish_previous(self) -> None:
-    """Waits for the save in flight; records it as failed if it did."""
-    step, self._saving = self._saving, None
+    """Waits for the save in flight; records it as failed if it did, and
+    removes what it left (it would take space)."""
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      step = step if step is not None else self._writing
-      self.failures.append((step, _first_line(e)))
-      self._remove_partial(step)
-
-  def _remove_partial(self, step) -> None:
-    """Removes what a failed save of `step` left (it would take space)."""
-    if jax.process_index() == 0 and step is not None:
-      for path in glob.glob(os.path.join(glob.escape(self.directory),
-                                         f'{step}{_TMP_SUFFIX}*')):
-        shutil.rmtree(path, ignore_errors=True)
+      self.failures.append((self._step, _first_line(e)))
+      if jax.process_index() == 0:
+        for path in glob.glob(os.path.join(glob.escape(self.directory),
+                                           f'{self._step}{_TMP_SUFFIX}*')):
+          shutil.rmtree(path, ignore_errors=True)
 
   def _probe(self) -> str | None:
     """Why no file can be created in the directory now, or None; the same
@@ -242,7 +232,7 @@ class Checkpointer:
       self.failures.append((step, why))
       return False
     try:
-      self._saving = self._writing = step
+      self._step = step
       self._manager.save(step, args=ocp.args.Composite(**items), metrics=best,
                          force=True)
     except Exception as e:  # pylint: disable=broad-except
@@ -273,7 +263,7 @@ class Checkpointer:
     """Raises CheckpointError naming step, path and fault if `step` is not
     intact. A step without a manifest (written before manifests existed, or
     the manifest deleted) cannot be checked: it is used, with a warning."""
-    if not has_manifest(self.step_dir(step)):
+    if not os.path.exists(os.path.join(self.step_dir(step), MANIFEST)):
       logging.warning('checkpoint step %d at %s has no %s: its files cannot '
                       'be checked', step, self.step_dir(step), MANIFEST)
       return
@@ -308,14 +298,13 @@ class Checkpointer:
       try:
         self.check(step)
       except CheckpointError as e:
+        if i + 1 == len(steps):  # Never a fresh start: it drops the log.
+          raise CheckpointError(f'{e}; no earlier checkpoint is kept: use a '
+                                'new --workdir') from None
         if not fallback:
-          hint = (f'; set --config.checkpoint.fallback=true to resume from '
-                  f'step {steps[i + 1]}' if i + 1 < len(steps) else
-                  '; no earlier checkpoint is kept: use a new --workdir')
-          raise CheckpointError(f'{e}{hint}') from None
-        if i + 1 == len(steps):  # A fresh start would drop the run's log.
-          raise CheckpointError(f'{e}, and no earlier checkpoint is kept: '
-                                'use a new --workdir') from None
+          raise CheckpointError(f'{e}; set --config.checkpoint.fallback=true '
+                                f'to resume from step {steps[i + 1]}'
+                                ) from None
         moved = self._set_aside(step)
         say(f'{e}; moved to {moved}; falling back to step {steps[i + 1]}')
         continue

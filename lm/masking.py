@@ -15,6 +15,7 @@ the masking is deterministic and a resumed pipeline masks every row as before.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import grain
 import numpy as np
@@ -41,16 +42,15 @@ class MaskSpec:
     if self.mask_id not in self.special_ids:
       raise ValueError(f'the mask id {self.mask_id} must be a special id')
 
-  @property
+  @functools.cached_property
   def ordinary_ids(self) -> np.ndarray:
+    """The ids a random replacement is drawn from."""
     return np.setdiff1d(np.arange(self.vocab_size), self.special_ids)
 
 
 def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
-                spec: MaskSpec, ordinary_ids: np.ndarray | None = None
-                ) -> dict[str, np.ndarray]:
+                spec: MaskSpec) -> dict[str, np.ndarray]:
   """{'inputs', 'targets', 'weights'} of one row of token ids."""
-  ordinary = spec.ordinary_ids if ordinary_ids is None else ordinary_ids
   candidates = np.flatnonzero(~np.isin(ids_L, spec.special_ids))
   inputs_L = ids_L.copy()
   weights_L = np.zeros(ids_L.shape, np.float32)
@@ -63,7 +63,7 @@ def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
     to_random = chosen[(draw >= spec.mask_fraction) &
                        (draw < spec.mask_fraction + spec.random_fraction)]
     inputs_L[to_mask] = spec.mask_id
-    inputs_L[to_random] = rng.choice(ordinary, size=len(to_random))
+    inputs_L[to_random] = rng.choice(spec.ordinary_ids, size=len(to_random))
   return {'inputs': inputs_L, 'targets': ids_L, 'weights': weights_L}
 
 
@@ -73,10 +73,8 @@ class MaskTokens(grain.transforms.RandomMap):
   def __init__(self, spec: MaskSpec, key: str = 'inputs'):
     self.spec = spec
     self.key = key
-    self._ordinary = spec.ordinary_ids
 
   def random_map(self, element, rng: np.random.Generator):
     out = dict(element)
-    out.update(mask_tokens(np.asarray(element[self.key]), rng, self.spec,
-                           self._ordinary))
+    out.update(mask_tokens(np.asarray(element[self.key]), rng, self.spec))
     return out

@@ -108,7 +108,8 @@ def prepare_workdir(workdir: str, config) -> None:
   make_workdir(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   # Only a run with checkpoints is resumed; otherwise the new config starts.
-  if os.path.exists(path) and checkpoint_lib.has_checkpoints(workdir):
+  steps = checkpoint_lib.saved_steps(workdir)
+  if os.path.exists(path) and steps:
     old = saved_config(workdir)
     changes = config_lib.architecture_changes(old, config)
     if changes:
@@ -122,19 +123,17 @@ def prepare_workdir(workdir: str, config) -> None:
                      '--config.allow_config_change=true to go on with the '
                      'change (it is recorded), or use a new --workdir')
     if changes and jax.process_index() == 0:
-      _record_changes(workdir, changes)
+      _record_changes(workdir, steps[-1], changes)
   if jax.process_index() == 0:
     with open(path + '.tmp', 'w') as f:
       f.write(config_lib.to_json(config))
     os.replace(path + '.tmp', path)  # Never a half-written config.json.
 
 
-def _record_changes(workdir: str, changes: list[str]) -> None:
+def _record_changes(workdir: str, step: int, changes: list[str]) -> None:
   """Appends a config change to WORKDIR/config_changes.jsonl and says so."""
-  steps = [int(n) for n in os.listdir(checkpoint_lib.directory(workdir))
-           if n.isdigit()] if checkpoint_lib.has_checkpoints(workdir) else []
   record = {'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-            'after_step': max(steps, default=0), 'changes': changes}
+            'after_step': step, 'changes': changes}
   with open(os.path.join(workdir, CHANGES_FILE), 'a') as f:
     f.write(json.dumps(record) + '\n')
   print(f'config changed after step {record["after_step"]} (recorded in '
@@ -148,7 +147,7 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
   kind than `data.tokenizer`, or runs that disagree, are refused.
   """
   for run_dir in filter(None, (workdir, init_from)):
-    if (checkpoint_lib.has_checkpoints(run_dir) and
+    if (checkpoint_lib.saved_steps(run_dir) and
         not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE))):
       raise RunError(f'{run_dir} holds checkpoints but no {TOKENIZER_FILE}: '
                      'its vocabulary is unknown; restore the file or use a '
@@ -234,7 +233,7 @@ def local_rows(batch_size: int) -> slice:
 
 def load_params(abstract_params, run_dir: str):
   """Parameters of a run's latest checkpoint, laid out as `abstract_params`."""
-  if not checkpoint_lib.has_checkpoints(run_dir):
+  if not checkpoint_lib.saved_steps(run_dir):
     raise RunError(f'{run_dir} holds no checkpoint; give a workdir that '
                    'python -m lm.main has trained')
   ckpt = checkpoint_lib.Checkpointer(run_dir, read_only=True)

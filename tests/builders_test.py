@@ -134,7 +134,6 @@ def test_processes_preparing_at_once_do_not_race(tmp_path):
 SST2 = SHARED_DATA / 'sst2'
 
 
-@pytest.mark.skipif(not SST2.is_dir(), reason='../shared/data/sst2 absent')
 def test_sst2_matches_published_counts_and_balance(tfds_dir):
   b = builders.prepare('sst2', path=str(SST2), data_dir=tfds_dir)
   counts = {s: b.info.splits[s].num_examples for s in b.info.splits}

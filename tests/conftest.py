@@ -1,8 +1,10 @@
 """Test setup: 8 simulated CPU devices (set before JAX is imported), paths."""
 
+import contextlib
 import importlib
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 
@@ -35,9 +37,15 @@ def test_config():
   return load_config('shakespeare_char', 'test')
 
 
+def popen_cli(*args, **kwargs):
+  """Starts `python -m ARGS` from the repo root on the one real CPU device;
+  kwargs go to subprocess.Popen (stdout, stderr, text, ...)."""
+  return subprocess.Popen([sys.executable, '-m', *args], cwd=REPO,
+                          env=dict(os.environ, XLA_FLAGS=''), **kwargs)
+
+
 def run_cli(*args, env=None, timeout=300):
   """Runs `python -m ARGS` from the repo root; returns the completed process."""
-  import subprocess  # pylint: disable=g-import-not-at-top
   full_env = dict(os.environ, **(env or {}))
   full_env['XLA_FLAGS'] = ''  # The CLI runs on the one real CPU device.
   return subprocess.run([sys.executable, '-m', *args], cwd=REPO,
@@ -45,28 +53,22 @@ def run_cli(*args, env=None, timeout=300):
                         timeout=timeout)
 
 
-class unwritable:  # pylint: disable=invalid-name
-  """Makes a directory refuse new files while in the `with` block (chmod for
-  a user; root ignores modes, so chattr +i, skipping where that is denied)."""
-
-  def __init__(self, path):
-    self.path = str(path)
-
-  def __enter__(self):
-    import subprocess  # pylint: disable=g-import-not-at-top
+@contextlib.contextmanager
+def unwritable(path):
+  """A directory that refuses new files inside the `with` block: chmod for a
+  user; root ignores modes, so chattr +i, and where a container denies that
+  capability the test is skipped (it cannot be made to fail there)."""
+  path = str(path)
+  if os.geteuid() != 0:
+    os.chmod(path, 0o555)
+  elif subprocess.run(['chattr', '+i', path],
+                      capture_output=True).returncode != 0:
+    pytest.skip('cannot make a directory unwritable for root here '
+                '(no CAP_LINUX_IMMUTABLE)')
+  try:
+    yield
+  finally:
     if os.geteuid() != 0:
-      os.chmod(self.path, 0o555)
-    elif subprocess.run(['chattr', '+i', self.path],
-                        capture_output=True).returncode != 0:
-      pytest.skip('cannot make a directory unwritable for root here')
-    return self
-
-  def __exit__(self, *exc):
-    self.release()
-
-  def release(self):
-    import subprocess  # pylint: disable=g-import-not-at-top
-    if os.geteuid() != 0:
-      os.chmod(self.path, 0o755)
+      os.chmod(path, 0o755)
     else:
-      subprocess.run(['chattr', '-i', self.path], check=True)
+      subprocess.run(['chattr', '-i', path], check=True)

@@ -4,20 +4,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 from lm import checkpoint as checkpoint_lib
-from conftest import REPO
+from conftest import popen_cli
 
 
 def start_run(workdir, *overrides):
-  return subprocess.Popen(
-      [sys.executable, '-m', 'lm.main',
-       '--config=configs/shakespeare_char.py:test', f'--workdir={workdir}',
-       '--config.train.num_steps=100000', '--config.checkpoint.every=50000',
-       '--config.train.eval_every=50000', '--config.eval.final=False',
-       *overrides], cwd=REPO, env=dict(os.environ, XLA_FLAGS=''),
+  return popen_cli(
+      'lm.main', '--config=configs/shakespeare_char.py:test',
+      f'--workdir={workdir}', '--config.train.num_steps=100000',
+      '--config.checkpoint.every=50000', '--config.train.eval_every=50000',
+      '--config.eval.final=False', *overrides,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -2,6 +2,10 @@
 
 import json
 import os
+import random
+import signal
+import subprocess
+import time
 
 import chex
 import jax
@@ -12,7 +16,8 @@ from lm import checkpoint as checkpoint_lib
 from lm import run
 from lm import sharding
 from lm import tokenizer as tokenizer_lib
-from conftest import SHARED_DATA, load_config, run_cli, unwritable
+from conftest import SHARED_DATA, load_config, popen_cli, run_cli
+from conftest import unwritable
 
 
 def read_metrics(workdir):
@@ -272,15 +277,10 @@ KILL_RUN = ('--config=configs/shakespeare_char.py:test',
 
 
 def start_training(workdir, *flags):
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  from conftest import REPO  # pylint: disable=g-import-not-at-top
   # Output goes to a file: an unread pipe could fill and stall the run.
   with open(f'{workdir}.log', 'a') as log:
-    return subprocess.Popen(
-        [sys.executable, '-m', 'lm.main', f'--workdir={workdir}', *KILL_RUN,
-         *flags], cwd=REPO, env=dict(os.environ, XLA_FLAGS=''), stdout=log,
-        stderr=subprocess.STDOUT)
+    return popen_cli('lm.main', f'--workdir={workdir}', *KILL_RUN, *flags,
+                     stdout=log, stderr=subprocess.STDOUT)
 
 
 def output_of(workdir):
@@ -306,8 +306,6 @@ def saving(workdir):
 
 def kill_when(proc, ready, timeout=120):
   """SIGKILLs `proc` the moment `ready()` holds; False if it ended first."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
   deadline = time.time() + timeout
   while time.time() < deadline and proc.poll() is None:
     if ready():
@@ -322,7 +320,6 @@ def kill_when(proc, ready, timeout=120):
 def after_start(workdir, delay):
   """A condition: `delay` seconds have passed since this attempt's first
   log lines appeared."""
-  import time  # pylint: disable=g-import-not-at-top
   base, since = logged_steps(workdir), []
 
   def ready():
@@ -334,7 +331,6 @@ def after_start(workdir, delay):
 
 def test_kill_9_at_random_moments_then_resume_equals_an_unbroken_run(
     tmp_path):
-  import random  # pylint: disable=g-import-not-at-top
   straight, broken = str(tmp_path / 'straight'), str(tmp_path / 'broken')
   proc = start_training(straight)
   assert proc.wait(timeout=300) == 0, output_of(straight)
@@ -396,11 +392,6 @@ def test_a_corrupted_checkpoint_is_an_error_or_with_fallback_skipped(tmp_path):
 
 
 def test_failed_checkpoint_writes_are_reported_and_retried(tmp_path):
-  import signal  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-  from conftest import REPO  # pylint: disable=g-import-not-at-top
   # 1. Every save fails: training still runs to the end, then says so.
   workdir = tmp_path / 'a'
   (workdir / 'checkpoints').mkdir(parents=True)
@@ -418,13 +409,12 @@ def test_failed_checkpoint_writes_are_reported_and_retried(tmp_path):
   # 2. The directory turns unwritable mid-run and back: the run goes on,
   # keeps its earlier checkpoint and saves again once it can.
   workdir = tmp_path / 'b'
-  log = open(tmp_path / 'b.out', 'w')
-  proc = subprocess.Popen(
-      [sys.executable, '-m', *args, f'--workdir={workdir}',
-       '--config.train.num_steps=1000000', '--config.train.log_every=50',
-       '--config.checkpoint.every=20'],
-      cwd=REPO, env=dict(os.environ, XLA_FLAGS=''), stdout=log,
-      stderr=subprocess.STDOUT)
+  with open(tmp_path / 'b.out', 'w') as log:
+    proc = popen_cli(*args, f'--workdir={workdir}',
+                     '--config.train.num_steps=1000000',
+                     '--config.train.log_every=50',
+                     '--config.checkpoint.every=20', stdout=log,
+                     stderr=subprocess.STDOUT)
 
   def wait_for(condition, what):
     deadline = time.time() + 120
@@ -433,17 +423,13 @@ def test_failed_checkpoint_writes_are_reported_and_retried(tmp_path):
       time.sleep(0.05)
 
   def steps():
-    return [int(n) for n in os.listdir(workdir / 'checkpoints')
-            if n.isdigit()] if (workdir / 'checkpoints').exists() else []
+    return checkpoint_lib.saved_steps(str(workdir))
 
   try:
     wait_for(lambda: 20 in steps(), 'no first checkpoint')
-    lock = unwritable(workdir / 'checkpoints').__enter__()
-    try:
+    with unwritable(workdir / 'checkpoints'):
       wait_for(lambda: 'was not saved' in (tmp_path / 'b.out').read_text(),
                'no failed save reported')
-    finally:
-      lock.release()
     failed = [int(line.split()[3]) for line in
               (tmp_path / 'b.out').read_text().splitlines()
               if 'was not saved' in line]
