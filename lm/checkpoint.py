@@ -2,7 +2,7 @@
 
 Layout: `WORKDIR/checkpoints/<step>/{state,data,manifest.json}`. The manager
 keeps the latest `max_to_keep` steps and, besides them, the step with the best
-eval loss. Orbax writes each step to `<step>.orbax-checkpoint-tmp` and renames
+eval metric (eval loss; a classifier's accuracy). Orbax writes each step to `<step>.orbax-checkpoint-tmp` and renames
 it when complete, so an interrupted write is never taken for the latest
 checkpoint (leftovers are removed at the next start). Just before the rename,
 the size and SHA-256 of every file go into `manifest.json`: a restore checks
@@ -120,18 +120,21 @@ class Checkpointer:
   """Saves and restores a run's checkpoints in `WORKDIR/checkpoints`."""
 
   def __init__(self, workdir: str, *, max_to_keep: int = 2,
-               async_save: bool = True, read_only: bool = False):
+               async_save: bool = True, read_only: bool = False,
+               best_metric: str = BEST_METRIC, best_mode: str = 'min'):
     self.workdir = os.path.abspath(workdir)
     self.directory = directory(workdir)
     self.failures: list[tuple[int, str]] = []  # (step, why) of failed saves.
     self._async = async_save
     self._reported = 0  # Failures new_failures() has returned.
     self._step = None  # The step of the latest save started.
+    self.best_metric, self.best_mode = best_metric, best_mode
     keep = policies.AnyPreservationPolicy([
         policies.LatestN(n=max_to_keep),
         # BestN keeps the last n after sorting: reverse=True keeps the lowest.
-        policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=True,
-                       n=1, keep_checkpoints_without_metrics=False),
+        policies.BestN(get_metric_fn=lambda m: m[best_metric],
+                       reverse=best_mode == 'min', n=1,
+                       keep_checkpoints_without_metrics=False),
     ])
     try:
       self._manager = self._make_manager(keep, read_only)
@@ -152,7 +155,7 @@ class Checkpointer:
                 post_finalization_callback=self._write_manifest),
             # best_fn also makes Orbax write each step's metrics to disk, so
             # the best step is still known after a restart.
-            best_fn=lambda m: m[BEST_METRIC], best_mode='min',
+            best_fn=lambda m: m[self.best_metric], best_mode=self.best_mode,
             read_only=read_only, create=not read_only,
             cleanup_tmp_directories=not read_only),
         item_handlers={'state': ocp.PyTreeCheckpointHandler(),
@@ -175,7 +178,8 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def best_step(self) -> int | None:
-    """The kept step with the lowest eval loss, or None if none has one."""
+    """The kept step with the best metric (by default the lowest eval loss),
+    or None if none has one."""
     return self._manager.best_step()
 
   def all_steps(self) -> list[int]:
@@ -225,8 +229,9 @@ class Checkpointer:
     items = {'state': ocp.args.PyTreeSave(state)}
     if data_state is not None:
       items['data'] = ocp.args.JsonSave(data_state)
-    best = ({BEST_METRIC: float(metrics[BEST_METRIC])}
-            if metrics and BEST_METRIC in metrics else None)
+    key = self.best_metric
+    best = ({key: float(metrics[key])} if metrics and key in metrics
+            else None)
     why = self._probe()
     if why:
       self.failures.append((step, why))

@@ -14,7 +14,8 @@ import ml_collections
 
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
-    'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files'),
+    'task': ('causal_lm', 'masked_lm', 'classification'),
+    'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2'),
     'data.pack': ('stream', 'segments'),
     'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte'),
     'data.spm_model_type': ('bpe', 'unigram'),
@@ -39,7 +40,7 @@ ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
                      'tie_embeddings', 'qk_norm', 'relative_buckets',
                      'scan_layers',  # Scanned layers are stacked arrays.
-                     'type_vocab_size')
+                     'type_vocab_size', 'num_classes')
 
 # Fields a resumed run may change freely: how long, how often, how it is
 # laid out or compiled; the same run either way. Changing any other field of
@@ -60,7 +61,13 @@ def default() -> ml_collections.ConfigDict:
   """Every key a run accepts, with the project's defaults (a small CPU GPT)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.init_from = ''  # A run directory whose latest parameters start this run.
+  # causal_lm: a GPT predicting the next token. masked_lm: a bidirectional
+  # encoder predicting masked tokens (BERT pretraining). classification: the
+  # encoder with a [CLS] classifier, on a labelled corpus (sst2).
+  c.task = 'causal_lm'
+  # A run directory whose latest parameters start this run (classification:
+  # a masked_lm run's encoder).
+  c.init_from = ''
   # Resume a workdir's run under a config that differs in more than
   # RESUMABLE_CHANGES (recorded in WORKDIR/config_changes.jsonl).
   c.allow_config_change = False
@@ -84,6 +91,10 @@ def default() -> ml_collections.ConfigDict:
   c.data.normalize = 'none'  # Unicode normalisation of every text.
   c.data.lowercase = False
   c.data.remove_stopwords = False  # Classification only; refused for LMs.
+  c.data.mask_rate = 0.15  # masked_lm: tokens chosen (80% [MASK], 10/10).
+  # classification: row length, [CLS] and [SEP] included (longer sentences
+  # are cut, and counted); 0: model.max_len.
+  c.data.seq_len = 0
   c.data.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.data.prefetch = 2  # Batches prepared ahead by grain's threads.
 
@@ -128,6 +139,7 @@ def default() -> ml_collections.ConfigDict:
   c.model.scan_layers = False
   c.model.remat = 'none'  # full or dots: recompute activations (less memory).
   c.model.type_vocab_size = 0  # > 0: token-type embeddings (BERT: 2).
+  c.model.num_classes = 2  # classification: the classifier's outputs.
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'
@@ -145,6 +157,10 @@ def default() -> ml_collections.ConfigDict:
   # Optimizer state (Adam's moments, SGD momentum) kept in bfloat16 halves
   # its memory; updates are still computed in float32.
   c.optim.state_dtype = 'float32'
+  # Fine-tuning: never update the token, position and type embeddings; the
+  # pretrained encoder's learning rate as a fraction of the head's.
+  c.optim.freeze_embeddings = False
+  c.optim.encoder_lr_scale = 1.0
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 2000
@@ -154,6 +170,9 @@ def default() -> ml_collections.ConfigDict:
   # A non-finite loss or gradient: its update is always skipped; 'stop' then
   # ends the run naming the step and leaf, 'skip' counts it and goes on.
   c.train.nonfinite = 'stop'
+  # > 0: stop after this many evaluations without a better eval metric
+  # (classification: accuracy; else loss); the best step is then evaluated.
+  c.train.early_stopping = 0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.final = True  # Whole validation and test splits after training.
@@ -259,6 +278,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   non_negative = {'model.vocab_size': m.vocab_size, 'model.mlp_dim': m.mlp_dim,
                   'model.type_vocab_size': m.type_vocab_size,
                   'data.prefetch': d.prefetch,
+                  'train.early_stopping': t.early_stopping,
                   'optim.warmup_steps': o.warmup_steps,
                   'optim.decay_steps': o.decay_steps,
                   'optim.weight_decay': o.weight_decay,
@@ -286,7 +306,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
                       f'optim.grad_accum_steps ({o.grad_accum_steps})')
   if d.name == 'text_files' and not d.path:
     raise ConfigError("data.name='text_files' needs data.path=FILE_OR_DIR")
-  if d.remove_stopwords:
+  if d.remove_stopwords and c.task != 'classification':
     raise ConfigError('data.remove_stopwords is for classification pipelines; '
                       'a language model must see the text it is scored on')
   if d.tokenizer == 'sentencepiece' and d.vocab_size < 16:
@@ -321,9 +341,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if m.attention_window < 0:
     raise ConfigError(f'model.attention_window must be >= 0, got '
                       f'{m.attention_window}')
-  if not m.causal:
-    raise ConfigError('model.causal=False (bidirectional) is for encoders; '
-                      'the GPT training loop predicts the next token')
+  _validate_task(c)
   sites = [x for x in m.dropout_sites.split(',') if x]
   if any(x not in DROPOUT_SITES for x in sites):
     raise ConfigError(f'model.dropout_sites={m.dropout_sites!r}: give a '
@@ -362,6 +380,42 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if len(rule) != 2 or unknown:
       raise ConfigError(f'mesh.rules entry {rule!r} must be (logical_name, '
                         f'mesh axes) with mesh axes among {", ".join(axes)}')
+
+
+def _validate_task(c: ml_collections.ConfigDict) -> None:
+  """The checks of `task` and the fields that go with it."""
+  m, d, o = c.model, c.data, c.optim
+  if c.task == 'causal_lm' and not m.causal:
+    raise ConfigError('model.causal=False (bidirectional) is for encoders; '
+                      'set task=masked_lm or task=classification')
+  if c.task == 'causal_lm' and o.encoder_lr_scale != 1.0:
+    raise ConfigError('optim.encoder_lr_scale is for fine-tuning an encoder '
+                      '(task=classification); a GPT has no encoder')
+  if c.task == 'causal_lm':
+    return
+  if m.causal:
+    raise ConfigError(f'task={c.task} trains a bidirectional encoder; set '
+                      'model.causal=False')
+  if d.tokenizer != 'sentencepiece':
+    raise ConfigError(f'task={c.task} needs [CLS], [SEP] and [MASK] tokens: '
+                      'set data.tokenizer=sentencepiece')
+  if not 0.0 < d.mask_rate <= 1.0:
+    raise ConfigError(f'data.mask_rate must be in (0, 1], got {d.mask_rate}')
+  if m.max_len < 3:
+    raise ConfigError('an encoder row is [CLS] tokens [SEP]: model.max_len '
+                      f'must be at least 3, got {m.max_len}')
+  if not 0 <= d.seq_len <= m.max_len or d.seq_len in (1, 2):
+    raise ConfigError(f'data.seq_len must be 0 (model.max_len) or in [3, '
+                      f'model.max_len={m.max_len}], got {d.seq_len}')
+  if c.task == 'classification' and d.name != 'sst2':
+    raise ConfigError(f'task=classification needs a labelled corpus; '
+                      f'data.name={d.name!r} has no labels (use sst2)')
+  if m.num_classes < 2:
+    raise ConfigError(f'model.num_classes must be at least 2, got '
+                      f'{m.num_classes}')
+  if o.encoder_lr_scale < 0:
+    raise ConfigError('optim.encoder_lr_scale must be >= 0, got '
+                      f'{o.encoder_lr_scale}')
 
 
 def to_json(c: ml_collections.ConfigDict) -> str:

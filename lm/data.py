@@ -66,16 +66,27 @@ def read_texts(source, chunk: int = 4096) -> list[str]:
   return texts
 
 
+def read_labels(source, chunk: int = 4096) -> np.ndarray:
+  """All labels of a labelled data source, in order."""
+  labels = []
+  for start in range(0, len(source), chunk):
+    rows = source.__getitems__(range(start, min(start + chunk, len(source))))
+    labels.extend(int(ex['label']) for ex in rows)
+  return np.asarray(labels, np.int64)
+
+
 def encode_document(tok, text: str) -> np.ndarray:
   """One document's ids, its end marked once.
 
   The word tokenizer ends each line with <eos> itself; the character
   tokenizer keeps the text's own newlines; SentencePiece and bytes end the
-  document with <eos> in place of its final newline.
+  document with <eos> in place of its final newline (an encoder's
+  SentencePiece, which has no <eos>, with [SEP]).
   """
   if tok.kind in ('sentencepiece', 'byte'):
     body = text[:-1] if text.endswith('\n') else text
-    return np.append(tok.encode(body), np.int32(tok.eos_id)).astype(np.int32)
+    end = tok.special_ids['sep'] if tok.eos_id is None else tok.eos_id
+    return np.append(tok.encode(body), np.int32(end)).astype(np.int32)
   return tok.encode(text).astype(np.int32)
 
 
@@ -119,6 +130,8 @@ class Corpus:
   tokenizer: object
   transform: object  # Preprocessing applied to every text.
   texts: dict[str, list[str]]  # Preprocessed texts of each split, in order.
+  # Each split's labels, in order, for a labelled corpus (SST-2); else {}.
+  labels: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   @functools.cached_property
   def documents(self) -> dict[str, Documents]:
@@ -144,23 +157,28 @@ def prepare(d):
                           data_dir=d.tfds_dir)
 
 
-def load_corpus(d, max_len: int, tokenizer=None, splits=None) -> Corpus:
+def load_corpus(d, max_len: int, tokenizer=None, splits=None,
+                specials: str = '') -> Corpus:
   """Prepares and reads the corpus of data config `d`, and its tokenizer.
 
   `tokenizer` (a run's saved one, when resuming) is used as is; otherwise one
-  of kind `d.tokenizer` is trained on the training split. `splits` overrides
-  the split expressions (cross-validation folds).
+  of kind `d.tokenizer` is trained on the training split, with `specials`
+  ('bert': [CLS], [SEP], [MASK], [PAD], [UNK] for encoders). `splits`
+  overrides the split expressions (cross-validation folds).
   """
   builder = prepare(d)
   names = splits or resolve_splits(builder, d)
   transform = preprocess.make(d.normalize, d.lowercase, d.remove_stopwords)
   texts = {s: [transform(t) for t in read_texts(builders.source(builder, n))]
            for s, n in names.items() if n}
+  labels = ({s: read_labels(builders.source(builder, n))
+             for s, n in names.items() if n}
+            if 'label' in builder.info.features else {})
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,
-        model_type=d.spm_model_type)
-  corpus = Corpus(builder, names, tokenizer, transform, texts)
+        model_type=d.spm_model_type, specials=specials)
+  corpus = Corpus(builder, names, tokenizer, transform, texts, labels)
   for split in ('train', 'validation'):
     n = len(corpus.streams[split])
     if n <= max_len:
@@ -200,7 +218,7 @@ def _batched_windows(tokens: np.ndarray, max_len: int, global_batch: int,
   return ds.batch(local_batch_size(global_batch), drop_remainder=True)
 
 
-def _read_options(prefetch: int) -> grain.ReadOptions:
+def read_options(prefetch: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
 
 
@@ -208,7 +226,7 @@ def train_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
                   seed: int, prefetch: int = 2) -> grain.IterDataset:
   """Endless shuffled stream windows, prepared ahead by a grain thread."""
   return _batched_windows(tokens, max_len, global_batch, seed).to_iter_dataset(
-      _read_options(prefetch))
+      read_options(prefetch))
 
 
 @dataclasses.dataclass
@@ -274,7 +292,7 @@ def packed_dataset(documents: Documents, max_len: int, global_batch: int,
   (see PackedRows); `documents` are this process's (`process_documents`)."""
   ds = grain.MapDataset.source(PackedRows(documents, max_len, seed))
   return ds.batch(local_batch_size(global_batch), drop_remainder=True
-                  ).to_iter_dataset(_read_options(prefetch))
+                  ).to_iter_dataset(read_options(prefetch))
 
 
 def process_documents(corpus: Corpus, split: str = 'train') -> Documents:

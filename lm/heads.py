@@ -5,6 +5,9 @@ transform, then logits over the vocabulary through the token embedding (tied)
 plus an output bias. `Classifier`: the pooled `[CLS]` state (dense + tanh, as
 BERT's pooler) with dropout, then a dense layer to the classes. The body is
 `lm.model.GPT` with `causal=False`; its `hidden(...)` feeds these heads.
+`MaskedLM` and `SequenceClassifier` put body and head together (the body's
+parameters under 'encoder', so a pretrained encoder moves between them), and
+`build` gives the model of each training task.
 """
 
 from __future__ import annotations
@@ -51,3 +54,50 @@ class Classifier(nnx.Module):
     pooled_BxD = self.dropout(pooled_BxD, deterministic=deterministic,
                               rngs=rngs)
     return self.out(pooled_BxD).astype(jnp.float32)
+
+
+class MaskedLM(nnx.Module):
+  """BERT for pretraining: the bidirectional encoder and its MLM head."""
+
+  def __init__(self, cfg: model_lib.GPTConfig, *, rngs: nnx.Rngs):
+    self.encoder = model_lib.GPT(cfg, rngs=rngs)
+    self.head = MLMHead(cfg, rngs=rngs)
+
+  def __call__(self, tokens_BxL, *, deterministic=True, rngs=None, **inputs):
+    """Vocabulary logits [B, L, V] at every position, and None (no cache)."""
+    hidden_BxLxD, _ = self.encoder.hidden(
+        tokens_BxL, deterministic=deterministic, rngs=rngs, **inputs)
+    return self.head(hidden_BxLxD, self.encoder.wte[...]), None
+
+
+class SequenceClassifier(nnx.Module):
+  """BERT for classification: the encoder and a pooled [CLS] classifier."""
+
+  def __init__(self, cfg: model_lib.GPTConfig, num_classes: int, *,
+               rngs: nnx.Rngs):
+    self.encoder = model_lib.GPT(cfg, rngs=rngs)
+    self.head = Classifier(cfg, num_classes, rngs=rngs,
+                           dropout=cfg.dropout_at('residual'))
+
+  def __call__(self, tokens_BxL, *, deterministic=True, rngs=None, **inputs):
+    """Class logits [B, C] of each row, and None (no cache)."""
+    hidden_BxLxD, _ = self.encoder.hidden(
+        tokens_BxL, deterministic=deterministic, rngs=rngs, **inputs)
+    return self.head(hidden_BxLxD, deterministic, rngs), None
+
+
+def build(cfg: model_lib.GPTConfig, task: str, num_classes: int, *,
+          rngs: nnx.Rngs) -> nnx.Module:
+  """The model a task trains: 'causal_lm' the GPT itself, 'masked_lm' and
+  'classification' the encoder (its parameters under 'encoder') with a head."""
+  if task == 'masked_lm':
+    return MaskedLM(cfg, rngs=rngs)
+  if task == 'classification':
+    return SequenceClassifier(cfg, num_classes, rngs=rngs)
+  return model_lib.GPT(cfg, rngs=rngs)
+
+
+def abstract(cfg: model_lib.GPTConfig, task: str, num_classes: int = 2):
+  """(graphdef, parameter State of shapes) of `build`, allocating nothing."""
+  return nnx.split(nnx.eval_shape(
+      lambda: build(cfg, task, num_classes, rngs=nnx.Rngs(0))), nnx.Param)

@@ -49,10 +49,15 @@ def train(config, workdir):
   if s.preempted:  # Stopped by a signal, checkpoint written: exit 0.
     return
   if jax.process_index() == 0:
+    then = {'causal_lm': f'sample: python -m lm.sample --workdir={s.workdir}',
+            'masked_lm': 'fine-tune: python -m lm.finetune '
+                         '--config=configs/sst2.py:VARIANT '
+                         f'--config.init_from={s.workdir} --workdir=DIR',
+            'classification': 'evaluate: python -m lm.finetune evaluate '
+                              f'--workdir={s.workdir}'}[config.task]
     print(f'done: {s.steps} steps, final eval loss {s.final_eval_loss:.4f}, '
           f'best {s.best_eval_loss:.4f}, {s.tokens_per_sec:,.0f} tokens/s; '
-          f'run in {s.workdir} (sample: python -m lm.sample --workdir='
-          f'{s.workdir})')
+          f'run in {s.workdir} ({then})')
 
 
 def dry_run(config, device_kind):

@@ -1,4 +1,5 @@
-"""Language-model evaluation metrics: loss, perplexities and bits per byte.
+"""Evaluation metrics: a language model's loss, perplexities and bits per
+byte; a classifier's accuracy, F1 and confusion matrix.
 
 Model-agnostic: the caller supplies `nll_fn(inputs_BxL, targets_BxL,
 weights_BxL)`, the summed natural-log NLL of the weighted targets, typically a
@@ -134,3 +135,21 @@ def sliding_window_nll(nll_fn: NllFn, tokens: np.ndarray, *, max_len: int,
     if progress is not None:
       progress(min(first + batch_size, total_windows), total_windows)
   return totals
+
+
+def classification(labels_N: np.ndarray, predictions_N: np.ndarray,
+                   num_classes: int) -> dict:
+  """Accuracy, F1 and the confusion matrix (rows: true class, columns:
+  predicted). F1 is the positive class's (1) for two classes, as GLUE
+  reports it, else the mean over classes (macro)."""
+  labels_N, predictions_N = np.asarray(labels_N), np.asarray(predictions_N)
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(confusion, (labels_N, predictions_N), 1)
+  tp = np.diag(confusion).astype(np.float64)
+  predicted, actual = confusion.sum(0), confusion.sum(1)
+  f1_C = np.divide(2 * tp, predicted + actual, out=np.zeros_like(tp),
+                   where=(predicted + actual) > 0)
+  return {'accuracy': float(tp.sum() / max(len(labels_N), 1)),
+          'f1': float(f1_C[1] if num_classes == 2 else f1_C.mean()),
+          'examples': int(len(labels_N)),
+          'confusion': confusion.tolist()}

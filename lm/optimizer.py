@@ -1,4 +1,10 @@
-"""Optax optimizer: warmup + cosine schedule, clipping, masked weight decay."""
+"""Optax optimizer: warmup + cosine schedule, clipping, masked weight decay.
+
+Fine-tuning options (`optim.freeze_embeddings`, `optim.encoder_lr_scale`)
+split the parameters into groups: the embedding tables (frozen: never
+updated), the pretrained encoder (its learning rate scaled) and the rest
+(the new head, at the full rate).
+"""
 
 from __future__ import annotations
 
@@ -30,9 +36,42 @@ def decay_mask(params):
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 
+EMBEDDINGS = ('wte', 'wpe', 'wtt')
+
+
+def param_group(path, _=None) -> str:
+  """'embeddings' for the token, position and type tables, 'encoder' for
+  the rest of an encoder's parameters (under 'encoder'), else 'head'."""
+  keys = [getattr(k, 'key', None) for k in path]
+  in_encoder = keys[0] == 'encoder'
+  name = keys[1] if in_encoder and len(keys) > 1 else keys[0]
+  if name in EMBEDDINGS:
+    return 'embeddings'
+  return 'encoder' if in_encoder else 'head'
+
+
 def make(c_optim, num_steps: int) -> optax.GradientTransformation:
-  """The optimizer named by `optim.name`, with clipping and weight decay."""
+  """The optimizer named by `optim.name`, with clipping and weight decay, and
+  the fine-tuning groups when asked for (see the module docstring)."""
   lr = schedule(c_optim, num_steps)
+  freeze, scale = c_optim.freeze_embeddings, c_optim.encoder_lr_scale
+  if not freeze and scale == 1.0:
+    tx = _base(c_optim, lr)
+  else:
+    scaled = _base(c_optim, lambda step: scale * lr(step))
+    tx = optax.multi_transform(
+        {'head': _base(c_optim, lr), 'encoder': scaled,
+         'embeddings': optax.set_to_zero() if freeze else scaled},
+        lambda params: jax.tree_util.tree_map_with_path(param_group, params))
+  if c_optim.grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
+  if c_optim.state_dtype != 'float32':
+    tx = stored_as(tx, jnp.dtype(c_optim.state_dtype))
+  return tx
+
+
+def _base(c_optim, lr) -> optax.GradientTransformation:
+  """The optimizer `optim.name` at learning-rate schedule `lr`."""
   if c_optim.name == 'adamw':
     tx = optax.adamw(lr, b1=c_optim.b1, b2=c_optim.b2, eps=c_optim.eps,
                      weight_decay=c_optim.weight_decay, mask=decay_mask)
@@ -44,10 +83,6 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
         optax.sgd(lr, momentum=c_optim.momentum or None))
   else:
     raise ValueError(f'unknown optimizer {c_optim.name!r}')
-  if c_optim.grad_clip > 0:
-    tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
-  if c_optim.state_dtype != 'float32':
-    tx = stored_as(tx, jnp.dtype(c_optim.state_dtype))
   return tx
 
 

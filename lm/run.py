@@ -27,6 +27,7 @@ from lm import metrics as metrics_lib
 from lm import model as model_lib
 from lm import preemption as preemption_lib
 from lm import sharding
+from lm import tasks
 from lm import tokenizer as tokenizer_lib
 from lm import train as train_lib
 from lm import writer as writer_lib
@@ -165,52 +166,18 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
   return found[0][1] if found else None
 
 
-def evaluate_splits(trainer, params, corpus, c, writer=None
-                    ) -> dict[str, dict[str, float]]:
-  """Loss, perplexity, word-level perplexity and bits per byte of each whole
-  evaluation split, read as one stream in windows of `eval.max_len` tokens
-  (default model.max_len) `eval.stride` apart. With `eval.max_tokens`, only
-  the split's first that many tokens, and only token loss and perplexity
-  (the per-word and per-byte figures are defined over whole splits)."""
-  batch_size = c.eval.batch_size or c.data.batch_size
-  rows = local_rows(batch_size)
-
-  def nll_fn(inputs, targets, weights):
-    local = {'inputs': inputs[rows], 'targets': targets[rows],
-             'weights': weights[rows]}
-    return trainer.nll_step(params, trainer.global_batch(local))
-
-  results = {}
-  for split in ('validation', 'test'):
-    if split not in corpus.texts:
-      continue
-    text = ''.join(corpus.texts[split])
-    progress = writer.sub_progress(f'eval {split}') if writer else None
-    eval_len = c.eval.max_len or c.model.max_len
-    stream = corpus.streams[split]
-    limited = 0 < c.eval.max_tokens < len(stream)
-    totals = metrics_lib.sliding_window_nll(
-        nll_fn, stream[:c.eval.max_tokens] if limited else stream,
-        max_len=eval_len, stride=c.eval.stride or eval_len,
-        batch_size=batch_size, progress=progress)
-    results[split] = (metrics_lib.summarize(totals) if limited else
-                      metrics_lib.summarize(
-                          totals, words=metrics_lib.count_words(text),
-                          num_bytes=metrics_lib.count_bytes(text)))
-    results[split]['tokens'] = totals.tokens
-  return results
-
-
-def evaluate_saved(config, workdir: str) -> dict[str, dict[str, float]]:
-  """`evaluate_splits` of a finished run's latest parameters under `config`
-  (e.g. with another eval.max_len: train short, test long)."""
+def evaluate_saved(config, workdir: str, step: int | None = None
+                   ) -> dict[str, dict]:
+  """The final evaluation (`Task.final`) of a finished run's parameters,
+  latest or at `step`, under `config` (e.g. with another eval.max_len: train
+  short, test long)."""
   corpus = data_lib.load_corpus(
       config.data, config.model.max_len,
       tokenizer=saved_tokenizer(workdir, '', config.data.tokenizer))
   c = resolve(config, corpus.tokenizer.vocab_size)
   trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
-  params = load_params(trainer.abstract_state['params'], workdir)
-  return evaluate_splits(trainer, params, corpus, c)
+  params = load_params(trainer.abstract_state['params'], workdir, step)
+  return tasks.Task(c, corpus).final(trainer, params)
 
 
 def init_embeddings(state, trainer, tok, path: str):
@@ -225,20 +192,51 @@ def init_embeddings(state, trainer, tok, path: str):
   return coverage
 
 
-def local_rows(batch_size: int) -> slice:
-  """This process's rows of a global batch."""
-  n = batch_size // jax.process_count()
-  return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
-
-
-def load_params(abstract_params, run_dir: str):
-  """Parameters of a run's latest checkpoint, laid out as `abstract_params`."""
+def load_params(abstract_params, run_dir: str, step: int | None = None):
+  """Parameters of a run's latest checkpoint (or `step`'s), laid out as
+  `abstract_params` (which may be a subtree: {'encoder': ...})."""
   if not checkpoint_lib.saved_steps(run_dir):
     raise RunError(f'{run_dir} holds no checkpoint; give a workdir that '
                    'python -m lm.main has trained')
   ckpt = checkpoint_lib.Checkpointer(run_dir, read_only=True)
-  step = ckpt.latest_step()
+  if step is None:
+    step = ckpt.latest_step()
+  elif step not in ckpt.all_steps():
+    raise RunError(f'{run_dir} holds no checkpoint of step {step}; it has '
+                   f'{", ".join(map(str, ckpt.all_steps()))}')
   return ckpt.restore_params(step, abstract_params)
+
+
+def check_init_from(c, tok) -> str:
+  """Why the run in `c.init_from` cannot start this one ('' if it can):
+  another vocabulary or model shape. Returns the part of the parameters to
+  load: '' all of them, 'encoder' a pretrained encoder's."""
+  old = saved_config(c.init_from)
+  if c.task != 'causal_lm' and not {'cls', 'sep', 'mask'} <= set(
+      tok.special_ids):
+    raise RunError(f'init_from={c.init_from} has a tokenizer without [CLS], '
+                   f'[SEP] and [MASK] (a {old.task} run); start task={c.task} '
+                   'from a task=masked_lm run')
+  for key in ('vocab_size', 'spm_model_type'):
+    if old.data[key] != c.data[key]:
+      raise RunError(f'init_from={c.init_from} was trained with '
+                     f'data.{key}={old.data[key]}, this run asks for '
+                     f'{c.data[key]}: set data.{key}={old.data[key]} (its '
+                     'tokenizer is reused)')
+  changes = [x for x in config_lib.architecture_changes(old, c)
+             if not x.startswith('model.num_classes')]
+  if changes:
+    raise RunError(f'init_from={c.init_from} holds another model shape '
+                   f'({"; ".join(changes)}); use the config it was trained '
+                   'with (e.g. the same :VARIANT)')
+  if old.task == c.task:
+    return ''
+  if (old.task, c.task) == ('masked_lm', 'classification'):
+    return 'encoder'
+  raise RunError(f'init_from={c.init_from} is a task={old.task} run; '
+                 f'task={c.task} starts from a '
+                 f'{"masked_lm" if c.task == "classification" else c.task} '
+                 'run')
 
 
 def _nonfinite(c, trainer, state, step, count, seen, writer, ckpt) -> int:
@@ -259,6 +257,34 @@ def _nonfinite(c, trainer, state, step, count, seen, writer, ckpt) -> int:
   return count
 
 
+class EarlyStopping:
+  """Tracks the best value of the eval metric `key` and the evaluations
+  since it (a tie is no improvement); `exhausted` once `patience` (> 0) have
+  passed without a better one. A resumed run recounts from its metrics log,
+  so it stops where an unbroken one would."""
+
+  def __init__(self, patience: int, key: str, mode: str, history: list[dict]):
+    self.patience, self.key, self.mode = patience, key, mode
+    self.best, self.since = None, 0
+    for record in history:
+      if key in record:
+        self.update(record[key])
+
+  def update(self, value: float) -> bool:
+    """Records an evaluation; True if it is the best so far."""
+    better = (self.best is None or
+              (value > self.best if self.mode == 'max' else value < self.best))
+    if better:
+      self.best, self.since = value, 0
+    else:
+      self.since += 1
+    return better
+
+  @property
+  def exhausted(self) -> bool:
+    return 0 < self.patience <= self.since
+
+
 def _report_failed_saves(ckpt, writer, step: int, every: int) -> None:
   """Prints the checkpoint saves that failed since the last report."""
   for failed, why in ckpt.new_failures():
@@ -274,8 +300,10 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   make_workdir(workdir)  # Before preparing data, which can take minutes.
   corpus = data_lib.load_corpus(
       c.data, c.model.max_len,
-      tokenizer=saved_tokenizer(workdir, c.init_from, c.data.tokenizer))
+      tokenizer=saved_tokenizer(workdir, c.init_from, c.data.tokenizer),
+      specials=tasks.specials(c.task))
   c = resolve(c, corpus.tokenizer.vocab_size)
+  init_part = check_init_from(c, corpus.tokenizer) if c.init_from else ''
   prepare_workdir(workdir, c)
   if jax.process_index() == 0:
     tokenizer_lib.save(corpus.tokenizer, workdir)
@@ -284,17 +312,15 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   sharding.check_batch(c, mesh)
   sharding.check_model(c, mesh)
   trainer = train_lib.Trainer(c, mesh)
+  task = tasks.Task(c, corpus)
+  best_key, best_mode = tasks.best_metric(c.task)
   ckpt = checkpoint_lib.Checkpointer(workdir,
                                      max_to_keep=c.checkpoint.max_to_keep,
-                                     async_save=c.checkpoint.async_save)
-  if c.data.pack == 'segments':
-    train_iter = iter(data_lib.packed_dataset(
-        data_lib.process_documents(corpus), c.model.max_len,
-        c.data.batch_size, c.seed, c.data.prefetch))
-  else:
-    train_iter = iter(data_lib.train_dataset(
-        corpus.train, c.model.max_len, c.data.batch_size, c.seed,
-        c.data.prefetch))
+                                     async_save=c.checkpoint.async_save,
+                                     best_metric=best_key, best_mode=best_mode)
+  for line in task.notes():
+    print(line, flush=True)
+  train_iter = task.train_dataset()
   restored = ckpt.restore_latest(trainer.abstract_state,
                                  fallback=c.checkpoint.fallback,
                                  say=lambda text: print(text, flush=True))
@@ -304,7 +330,11 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   else:
     start = 0
     state = trainer.init(jax.random.PRNGKey(c.seed))
-    if c.init_from:
+    if init_part:  # A pretrained encoder under a new head.
+      state['params'][init_part] = load_params(
+          {init_part: trainer.abstract_state['params'][init_part]},
+          c.init_from)[init_part]
+    elif c.init_from:
       state['params'] = load_params(trainer.abstract_state['params'],
                                     c.init_from)
     elif c.model.init_embeddings:
@@ -312,9 +342,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
                                  c.model.init_embeddings)
       print(coverage, flush=True)
 
-  eval_set = [trainer.global_batch(b) for b in data_lib.eval_batches(
-      corpus.val, c.model.max_len, c.data.batch_size, c.train.eval_batches,
-      seed=c.seed + 1)]
+  eval_set = task.eval_batches()
   num_params = model_lib.count_params(state['params'])
   peak = flops.peak_flops(jax.devices()[0].device_kind)
   writer = writer_lib.MetricWriter(workdir, start, c.train.num_steps)
@@ -322,16 +350,20 @@ def train_and_evaluate(config, workdir: str) -> Summary:
                f'{"resuming from step " + str(start) if start else "starting"}'
                f' in {workdir}')
 
-  def evaluate(params) -> float:
-    return float(np.mean([trainer.eval_step(params, b) for b in eval_set]))
+  def evaluate(params) -> dict[str, float]:
+    return task.evaluate(trainer, params, eval_set)
 
   meter = writer_lib.Throughput(
-      c.data.batch_size * c.model.max_len,
+      c.data.batch_size * (task.seq_len if c.task == 'classification'
+                           else c.model.max_len),
       flops.train_flops_per_token(trainer.model_cfg, num_params),
       peak and peak * jax.device_count())
   losses, eval_loss, rates = [], float('nan'), {}
   stopped, step = None, start
   spikes, nonfinite_seen = writer_lib.LossSpikes(), 0
+  patience = EarlyStopping(c.train.early_stopping, best_key, best_mode,
+                           writer_lib.history(workdir, start))
+  early = False
   with preemption_lib.Preemption() as preemption:
     for step in range(start + 1, c.train.num_steps + 1):
       batch = trainer.global_batch(next(train_iter))
@@ -350,14 +382,25 @@ def train_and_evaluate(config, workdir: str) -> Summary:
           scalars['train/loss_spike'] = 1.0
           writer.print(f'step {step}: loss spike {scalars["train/loss"]:.4f} '
                        f'(recent mean {spikes.mean:.4f})')
+      early = improved = False
       if step % c.train.eval_every == 0 or final:
-        eval_loss = scalars['eval/loss'] = evaluate(state['params'])
-        writer.print(f'step {step}: eval loss {eval_loss:.4f}')
+        scalars.update(evaluate(state['params']))
+        eval_loss = scalars['eval/loss']
+        writer.print(f'step {step}: eval loss {eval_loss:.4f}' + (
+            f', accuracy {scalars["eval/accuracy"]:.4f}'
+            if 'eval/accuracy' in scalars else ''))
+        improved = patience.update(scalars[best_key])
+        early = patience.exhausted
+        if early:
+          writer.print(f'step {step}: no better {best_key} in '
+                       f'{c.train.early_stopping} evaluations; stopping early')
       if scalars:
         writer.write(step, scalars)
         writer.progress(step, loss=scalars.get('train/loss'), **rates)
       stop = preemption.reached(step)
-      save = step % c.checkpoint.every == 0 or final or stop
+      # Early stopping needs every evaluated step kept as a candidate.
+      save = (step % c.checkpoint.every == 0 or final or stop or early or
+              (c.train.early_stopping > 0 and best_key in scalars))
       if scalars or save:  # The host syncs here anyway: check the numerics.
         count = int(metrics['train/nonfinite_steps'])
         if count > nonfinite_seen:
@@ -365,15 +408,20 @@ def train_and_evaluate(config, workdir: str) -> Summary:
                                       nonfinite_seen, writer, ckpt)
       if save:
         writer.flush()  # The log is never behind the latest checkpoint.
-        ckpt.save(step, state, train_iter.get_state(), scalars)
+        # Only a strictly better step competes for the best checkpoint.
+        ckpt.save(step, state, train_iter.get_state(),
+                  scalars if improved else {})
         _report_failed_saves(ckpt, writer, step,
                              0 if final or stop else c.checkpoint.every)
       if stop:
         stopped = preemption.requested or 'SIGTERM'
         break
+      if early:
+        break
       if 'eval/loss' in scalars or step % c.checkpoint.every == 0:
         meter.restart(step)  # Keep evals and saves out of tokens/s.
     ckpt.wait()  # A second signal here exits; the last good step is kept.
+  best_step = ckpt.best_step()
   ckpt.close()
   _report_failed_saves(ckpt, writer, step, 0)
   if ckpt.failures and ckpt.failures[-1][0] == step:
@@ -387,19 +435,24 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     writer.print(f'stopped at step {step} ({stopped}); checkpoint saved: run '
                  'the same command again to resume')
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
-    eval_loss = evaluate(state['params'])
-  final = {}
+    eval_loss = evaluate(state['params'])['eval/loss']
+  final, params, evaluated = {}, state['params'], step
+  if c.train.early_stopping and best_step not in (None, step):
+    evaluated = best_step
+    params = load_params(trainer.abstract_state['params'], workdir, best_step)
   if c.eval.final and not stopped:  # A stopped run evaluates when it ends.
-    final = evaluate_splits(trainer, state['params'], corpus, c, writer)
-    for split, m in final.items():
-      writer.print(f'{split}: ' + ', '.join(
-          f'{k} {v:.4g}' for k, v in m.items() if k != 'tokens'))
+    if evaluated != step:
+      writer.print(f'final evaluation of the best step, {evaluated} (by '
+                   f'{best_key})')
+    final = task.final(trainer, params, writer)
+    for line in tasks.format_results(final):
+      writer.print(line)
     if jax.process_index() == 0:
       with open(os.path.join(workdir, RESULTS_FILE), 'w') as f:
-        json.dump({'step': max(start, c.train.num_steps), **final}, f,
-                  indent=2)
+        json.dump({'step': evaluated, **final}, f, indent=2)
   best = writer.best('eval/loss')
   writer.close()
-  return Summary(workdir, step if stopped else max(start, c.train.num_steps),
+  return Summary(workdir, step if stopped or early else
+                 max(start, c.train.num_steps),
                  eval_loss, eval_loss if best is None else best,
                  rates.get('tokens_per_sec', 0.0), losses, final, stopped)

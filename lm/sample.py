@@ -44,6 +44,10 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
     raise config_lib.ConfigError('--prompt is empty; give at least one '
                                  'character')
   config = run.saved_config(workdir)
+  if config.task != 'causal_lm':
+    raise run.RunError(f'{workdir} is a task={config.task} run: only '
+                       'causal_lm runs generate text (a classifier labels '
+                       'sentences: python -m lm.finetune predict)')
   tok = tokenizer_lib.load(workdir)
   if tok.vocab_size > config.model.vocab_size:
     raise run.RunError(f'{workdir}: its tokenizer has {tok.vocab_size} '

@@ -17,12 +17,13 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lm import heads
 from lm import model as model_lib
 from lm import optimizer as optimizer_lib
 from lm import sharding
 
 State = dict[str, Any]
-BATCH_NAMES = ('batch', None)
+BATCH_NAMES = ('batch',)  # Rows sharded; the rest of each array whole.
 
 
 def cross_entropy(logits_BxLxV, targets_BxL, weights_BxL=None):
@@ -34,6 +35,28 @@ def cross_entropy(logits_BxLxV, targets_BxL, weights_BxL=None):
   return (nll_BxL * weights_BxL).sum() / jnp.maximum(weights_BxL.sum(), 1.0)
 
 
+def _keys(path) -> tuple:
+  return tuple(getattr(k, 'key', getattr(k, 'idx', None)) for k in path)
+
+
+def _like_params(opt_state, param_shardings, other):
+  """Shardings of the optimizer state: a leaf whose path ends with a
+  parameter's path (Adam's moments, momentum; under multi_transform too,
+  where frozen groups hold no state) is laid out as that parameter, the
+  rest (counts, scalars) gets `other`."""
+  by_path = {_keys(p): s for p, s in
+             jax.tree_util.tree_leaves_with_path(param_shardings)}
+  lengths = sorted({len(p) for p in by_path}, reverse=True)
+
+  def sharding_of(path, leaf):
+    keys = _keys(path)
+    for n in lengths:
+      if n <= len(keys) and keys[-n:] in by_path:
+        return by_path[keys[-n:]]
+    return other
+  return jax.tree_util.tree_map_with_path(sharding_of, opt_state)
+
+
 class Trainer:
   """Builds the sharded state and the jitted steps for one model and mesh."""
 
@@ -42,10 +65,13 @@ class Trainer:
     self.mesh = mesh
     self.rules = tuple(config.mesh.rules)
     self.model_cfg = model_lib.GPTConfig.from_config(config.model)
+    self.task = config.task
+    self.num_classes = config.model.num_classes
     self.tx = optimizer_lib.make(config.optim, config.train.num_steps)
     self.lr = optimizer_lib.schedule(config.optim, config.train.num_steps)
 
-    self.graphdef, abstract_params = model_lib.abstract(self.model_cfg)
+    self.graphdef, abstract_params = heads.abstract(
+        self.model_cfg, self.task, self.num_classes)
     self.param_names = jax.tree.map(
         tuple, nnx.to_pure_dict(nnx.get_partition_spec(abstract_params)),
         is_leaf=lambda x: isinstance(x, P))
@@ -71,12 +97,21 @@ class Trainer:
         self._nll_step,
         in_shardings=(self.state_shardings['params'], self.batch_sharding),
         out_shardings=self.replicated)
+    self.sums_step = jax.jit(
+        self._sums_step,
+        in_shardings=(self.state_shardings['params'], self.batch_sharding),
+        out_shardings=self.replicated)
+    self.logits_step = jax.jit(
+        self.logits,
+        in_shardings=(self.state_shardings['params'], self.batch_sharding),
+        out_shardings=self.replicated)
 
   # -- state -----------------------------------------------------------------
 
   def _init(self, rng) -> State:
     params_rng, dropout_rng = jax.random.split(rng)
-    model = model_lib.GPT(self.model_cfg, rngs=nnx.Rngs(params=params_rng))
+    model = heads.build(self.model_cfg, self.task, self.num_classes,
+                        rngs=nnx.Rngs(params=params_rng))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return {'step': jnp.zeros((), jnp.int32), 'params': params,
             'opt_state': self.tx.init(params), 'rng': dropout_rng,
@@ -90,15 +125,13 @@ class Trainer:
     params = sharding.tree_shardings(abstract_state['params'],
                                      self.param_names, self.mesh, self.rules)
     replicated = NamedSharding(self.mesh, P())
-    opt_state = optax.tree_map_params(
-        self.tx, lambda _, s: s, abstract_state['opt_state'], params,
-        transform_non_params=lambda _: replicated)
+    opt_state = _like_params(abstract_state['opt_state'], params, replicated)
     return {'step': replicated, 'params': params, 'opt_state': opt_state,
             'rng': replicated,
             'nonfinite': jax.tree.map(lambda _: replicated,
                                       abstract_state['nonfinite'])}
 
-  def merge(self, params) -> model_lib.GPT:
+  def merge(self, params):
     """The model with these parameters (used inside jitted functions)."""
     return nnx.merge(self.graphdef, params)
 
@@ -110,14 +143,16 @@ class Trainer:
   # -- steps -----------------------------------------------------------------
 
   def logits(self, params, batch, rng=None):
-    """Logits of a batch (packed rows: with their segments and positions)."""
+    """Logits of a batch (packed rows: with their segments and positions):
+    [B, L, V] for the language-model tasks, [B, C] for classification."""
     model = self.merge(params)
     train = rng is not None and self.model_cfg.dropout > 0
-    logits_BxLxV, _ = model(batch['inputs'], positions=batch.get('positions'),
-                            segment_ids_BxL=batch.get('segment_ids'),
-                            deterministic=not train,
-                            rngs=nnx.Rngs(dropout=rng) if train else None)
-    return logits_BxLxV
+    logits, _ = model(batch['inputs'], positions=batch.get('positions'),
+                      segment_ids_BxL=batch.get('segment_ids'),
+                      token_types_BxL=batch.get('token_types'),
+                      deterministic=not train,
+                      rngs=nnx.Rngs(dropout=rng) if train else None)
+    return logits
 
   def loss(self, params, batch, rng=None):
     """Mean cross-entropy of the batch; dropout is on when `rng` is given."""
@@ -194,6 +229,18 @@ class Trainer:
   def _eval_step(self, params, batch):
     with sharding.activation_rules(self.mesh, self.rules):
       return self.loss(params, batch)
+
+  def _sums_step(self, params, batch):
+    """Summed NLL, correct predictions and weight of the batch's weighted
+    targets (every target when the batch has no weights)."""
+    with sharding.activation_rules(self.mesh, self.rules):
+      logits = self.logits(params, batch)
+      targets = batch['targets']
+      weights = batch.get('weights', jnp.ones(targets.shape, jnp.float32))
+      nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+      correct = (logits.argmax(-1) == targets).astype(jnp.float32)
+      return {'nll': (nll * weights).sum(),
+              'correct': (correct * weights).sum(), 'count': weights.sum()}
 
   def _nll_step(self, params, batch):
     """Summed NLL (nats, float32) over the batch's weighted positions."""

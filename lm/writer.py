@@ -34,6 +34,15 @@ def _read_log(path: str) -> list[dict]:
   return records
 
 
+def history(workdir: str, start_step: int) -> list[dict]:
+  """The records of a run's log up to `start_step`, read on every process
+  (the writer keeps its own on process 0 only)."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  return [r for r in _read_log(path) if r['step'] <= start_step]
+
+
 class MetricWriter:
   """Writes scalars to `metrics.jsonl` and TensorBoard (process 0 only).
 

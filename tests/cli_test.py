@@ -76,6 +76,27 @@ BAD_INPUTS = {
     'stopwords for a language model': (
         *TRAIN, '--config.data.remove_stopwords=true',
         r'data.remove_stopwords is for classification'),
+    'bidirectional GPT': (*TRAIN, '--config.model.causal=false',
+                          r'model.causal=False \(bidirectional\) is for '
+                          r'encoders; set task=masked_lm'),
+    'encoder with a char tokenizer': (
+        *TRAIN, '--config.task=masked_lm', '--config.model.causal=false',
+        r'task=masked_lm needs \[CLS\], \[SEP\] and \[MASK\] tokens: set '
+        r'data.tokenizer=sentencepiece'),
+    'classifier without labels': (
+        'lm.finetune', '--config=configs/sst2.py:test',
+        '--config.data.name=wikitext2', '--workdir={tmp}/run',
+        r"task=classification needs a labelled corpus; data.name='wikitext2' "
+        r'has no labels'),
+    'finetune a language model': (
+        'lm.finetune', CONFIG, '--workdir={tmp}/run',
+        r'lm.finetune trains task=classification, the config has '
+        r'task=causal_lm: use python -m lm.main'),
+    'rows longer than the model': (
+        'lm.finetune', '--config=configs/sst2.py:test',
+        '--config.data.seq_len=99', '--workdir={tmp}/run',
+        r'data.seq_len must be 0 \(model.max_len\) or in \[3, '
+        r'model.max_len=16\], got 99'),
     'config file missing': ('lm.main', '--config={tmp}/nope.py',
                             '--workdir={tmp}/run',
                             r'No such file or directory: .*nope.py'),

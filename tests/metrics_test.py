@@ -169,3 +169,14 @@ def test_bad_arguments_give_one_line(length, stride, message):
   with pytest.raises(ValueError, match=message):
     metrics.sliding_window_nll(lambda *a: 0.0, np.arange(length), max_len=4,
                                stride=stride, batch_size=2)
+
+
+def test_classification_metrics_of_a_known_case():
+  labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+  predictions = np.array([0, 1, 0, 1, 1, 0, 1, 1])
+  m = metrics.classification(labels, predictions, 2)
+  assert m['confusion'] == [[2, 1], [1, 4]]
+  assert m['accuracy'] == 6 / 8 and m['examples'] == 8
+  assert m['f1'] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))  # Positive class.
+  three = metrics.classification(np.array([0, 1, 2]), np.array([0, 1, 1]), 3)
+  assert three['f1'] == pytest.approx((1 + 2 / 3 + 0) / 3)  # Macro.

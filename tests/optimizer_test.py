@@ -90,3 +90,45 @@ def test_bfloat16_state_halves_memory_and_tracks_float32(test_config):
   diffs = jax.tree.leaves(jax.tree.map(
       lambda a, b: float(jnp.abs(a - b).max()), s16['params'], s32['params']))
   assert 0 < max(diffs) < 1e-3
+
+
+def encoder_params():
+  ones = jnp.ones((3, 2))
+  return {'encoder': {'wte': ones, 'wpe': ones, 'wtt': ones,
+                      'blocks': {0: {'mlp': {'up': {'kernel': ones}}}}},
+          'head': {'out': {'kernel': ones, 'bias': jnp.ones(2)}}}
+
+
+def one_update(**optim):
+  c = config_lib.default().optim
+  c.update(name='sgd', momentum=0.0, weight_decay=0.0, grad_clip=0.0,
+           warmup_steps=0, lr=0.1, min_lr=0.1, **optim)
+  tx = optimizer_lib.make(c, 10)
+  params = encoder_params()
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  return updates
+
+
+def test_param_groups_of_an_encoder_and_a_gpt():
+  groups = jax.tree_util.tree_map_with_path(optimizer_lib.param_group,
+                                            encoder_params())
+  assert groups['encoder']['wte'] == groups['encoder']['wtt'] == 'embeddings'
+  assert groups['encoder']['blocks'][0]['mlp']['up']['kernel'] == 'encoder'
+  assert groups['head']['out']['bias'] == 'head'
+  gpt = jax.tree_util.tree_map_with_path(
+      optimizer_lib.param_group, {'wte': 0, 'blocks': {0: {'w': 0}}})
+  assert gpt == {'wte': 'embeddings', 'blocks': {0: {'w': 'head'}}}
+
+
+def test_frozen_embeddings_and_a_lower_encoder_rate():
+  plain = one_update()
+  assert float(plain['encoder']['wte'][0, 0]) == pytest.approx(-0.1)
+  u = one_update(freeze_embeddings=True, encoder_lr_scale=0.25)
+  for name in ('wte', 'wpe', 'wtt'):
+    assert not np.asarray(u['encoder'][name]).any()  # Never moved.
+  assert float(u['encoder']['blocks'][0]['mlp']['up']['kernel'][0, 0]
+               ) == pytest.approx(-0.025)
+  assert float(u['head']['out']['kernel'][0, 0]) == pytest.approx(-0.1)
+  scaled = one_update(encoder_lr_scale=0.5)  # Embeddings train, scaled too.
+  assert float(scaled['encoder']['wte'][0, 0]) == pytest.approx(-0.05)

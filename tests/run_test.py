@@ -41,6 +41,22 @@ def resumable(test_config):
   return c
 
 
+def test_early_stopping_counts_evaluations_since_the_best():
+  accuracy = run.EarlyStopping(2, 'eval/accuracy', 'max', [])
+  assert [accuracy.update(v) for v in (0.5, 0.6, 0.6)] == [True, True, False]
+  assert not accuracy.exhausted  # A tie is no improvement: one so far.
+  assert not accuracy.update(0.55) and accuracy.exhausted
+  # Resumed from a log (records without the metric are skipped), it goes on
+  # where it was; patience 0 never stops.
+  log = [{'step': 1, 'eval/loss': 3.0}, {'step': 2}, {'step': 3,
+                                                      'eval/loss': 2.0}]
+  loss = run.EarlyStopping(1, 'eval/loss', 'min', log)
+  assert loss.best == 2.0 and not loss.exhausted
+  assert not loss.update(2.5) and loss.exhausted
+  never = run.EarlyStopping(0, 'eval/loss', 'min', log)
+  assert not never.update(9.0) and not never.exhausted
+
+
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(resumable, tmp_path):
   straight = run.train_and_evaluate(resumable, str(tmp_path / 'a'))
   half = resumable.copy_and_resolve_references()

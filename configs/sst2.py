@@ -1,0 +1,45 @@
+"""SST-2 sentiment: a BERT encoder fine-tuned as a [CLS] classifier.
+
+  python -m lm.finetune --config=configs/sst2.py:mini
+      --config.init_from=runs/bert_mini --workdir=runs/sst2_mini
+
+`init_from` is a masked-LM run (configs/bert_wikitext2.py, the same
+VARIANT): its encoder and tokenizer start this run under a new classifier.
+Without it the same encoder is trained from scratch (its tokenizer trained on
+the SST-2 training sentences): the baseline that shows what pretraining is
+worth. Sentences are `[CLS] pieces [SEP]` rows of `data.seq_len` (longer ones
+are cut, and counted); the best step by dev accuracy is kept, and training
+stops after `train.early_stopping` evaluations without a better one. GLUE's
+test labels are hidden, so dev accuracy is the reported figure.
+
+Variants: tiny, mini (default), base, test, as in configs/bert_wikitext2.py.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bert_wikitext2  # pylint: disable=g-import-not-at-top,wrong-import-position
+import wikitext2_word  # pylint: disable=g-import-not-at-top,wrong-import-position
+sys.path.pop(0)
+
+
+def get_config(arg=None):
+  arg = arg or 'mini'
+  c = wikitext2_word.get_config('test' if arg == 'test' else 'cpu')
+  c.task = 'classification'
+  bert_wikitext2.encoder(c, arg)
+  c.data.update(name='sst2', config='', path=wikitext2_word.local_copy('sst2'),
+                seq_len=64, batch_size=32)
+  c.model.num_classes = 2
+  c.optim.update(lr=1e-4, min_lr=1e-5, warmup_steps=100, weight_decay=0.01)
+  c.train.update(num_steps=4000, eval_every=200, log_every=20,
+                 early_stopping=4)
+  c.checkpoint.update(every=200, max_to_keep=1)
+  if arg == 'test':  # Part of the splits: a few seconds to prepare.
+    c.data.update(seq_len=12, batch_size=8, train_split='train[:3000]',
+                  eval_split='validation[:200]', test_split='')
+    c.optim.warmup_steps = 2
+    c.train.update(num_steps=4, eval_every=2, log_every=1, early_stopping=0)
+    c.checkpoint.update(every=2, async_save=False)
+  return c

@@ -1,0 +1,170 @@
+"""Encoder input pipelines (BERT's input format): `[CLS] tokens [SEP]` rows.
+
+- Masked-LM pretraining reads a split as one token stream (documents ended
+  by [SEP], see `lm.data.encode_document`): row i is [CLS], the
+  `max_len - 2` tokens from offset i, [SEP], at shuffled offsets (every
+  offset once per epoch), masked in the grain pipeline by
+  `lm.masking.MaskTokens` (dynamic masking: a row read in another epoch is
+  masked anew; deterministic from the seed, so resuming repeats it exactly).
+- Classification reads labelled sentences: each becomes [CLS] its pieces
+  [SEP], cut to `max_len` (truncation is counted, never silent) and padded
+  with [PAD] in segment 0, which no real token attends to.
+
+Rows are {'inputs', 'targets', 'weights'} (+ 'segment_ids' for sentences),
+what `lm.train.Trainer` consumes for every task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import jax
+import numpy as np
+
+from lm import data as data_lib
+from lm import masking
+
+
+def mask_spec(tok, rate: float) -> masking.MaskSpec:
+  """BERT's masking over the tokenizer's vocabulary: specials never chosen."""
+  ids = tok.special_ids
+  return masking.MaskSpec(mask_id=ids['mask'], vocab_size=tok.vocab_size,
+                          special_ids=tuple(sorted(set(ids.values()))),
+                          rate=rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamRows:
+  """Random-access source: row i is [CLS] tokens[i : i + max_len - 2] [SEP]."""
+  tokens: np.ndarray
+  max_len: int
+  cls_id: int
+  sep_id: int
+
+  def __len__(self) -> int:
+    return max(0, len(self.tokens) - (self.max_len - 2) + 1)
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    body = self.tokens[i:i + self.max_len - 2]
+    return {'inputs': np.concatenate(
+        [[self.cls_id], body, [self.sep_id]]).astype(np.int32)}
+
+
+def _stream_rows(tokens, max_len, tok) -> grain.MapDataset:
+  ids = tok.special_ids
+  return grain.MapDataset.source(StreamRows(tokens, max_len, ids['cls'],
+                                            ids['sep']))
+
+
+def mlm_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
+                seed: int, tok, rate: float, shard: bool = True
+                ) -> grain.MapDataset:
+  """Masked stream rows at shuffled offsets, endless, this process's share
+  in local batches (shard=False: all rows, in global batches)."""
+  ds = _stream_rows(tokens, max_len, tok).shuffle(seed=seed).repeat()
+  if shard:
+    ds = ds[jax.process_index()::jax.process_count()]
+    global_batch = data_lib.local_batch_size(global_batch)
+  ds = ds.random_map(masking.MaskTokens(mask_spec(tok, rate)), seed=seed)
+  return ds.batch(global_batch, drop_remainder=True)
+
+
+def mlm_train_dataset(tokens, max_len, global_batch, seed, tok, rate,
+                      prefetch: int = 2) -> grain.IterDataset:
+  """`mlm_dataset` prepared ahead by a grain thread (its state checkpointed)."""
+  return mlm_dataset(tokens, max_len, global_batch, seed, tok,
+                     rate).to_iter_dataset(data_lib.read_options(prefetch))
+
+
+def mlm_tiles(tokens: np.ndarray, max_len: int, batch_size: int, tok,
+              rate: float, seed: int):
+  """The whole split cut into consecutive rows of up to `max_len - 2`
+  tokens, each masked with a generator seeded by (seed, row), in global
+  batches; rows and the last batch are filled with weight 0. Every token is
+  in exactly one row, so the masked-token figures cover the split."""
+  spec, ids = mask_spec(tok, rate), tok.special_ids
+  body = max_len - 2
+  rows = []
+  for i, start in enumerate(range(0, len(tokens), body)):
+    row = np.concatenate([[ids['cls']], tokens[start:start + body],
+                          [ids['sep']]]).astype(np.int32)
+    masked = masking.mask_tokens(row, np.random.default_rng((seed, i)), spec)
+    rows.append({'inputs': _pad_to(masked['inputs'], max_len, ids['pad']),
+                 'targets': _pad_to(masked['targets'], max_len, ids['pad']),
+                 'weights': _pad_to(masked['weights'], max_len, 0.0)})
+  for start in range(0, len(rows), batch_size):
+    batch = rows[start:start + batch_size]
+    batch += [{**rows[0], 'weights': np.zeros(max_len, np.float32)}
+              ] * (batch_size - len(batch))
+    yield {k: np.stack([r[k] for r in batch]) for k in batch[0]}
+
+
+def _pad_to(x: np.ndarray, length: int, fill) -> np.ndarray:
+  """`x` padded at the end with `fill` to `length`."""
+  return np.pad(x, (0, length - len(x)), constant_values=fill)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sentences:
+  """Labelled sentences as padded encoder rows (all in numpy)."""
+  inputs: np.ndarray  # [N, L] int32: [CLS] pieces [SEP] [PAD]...
+  segment_ids: np.ndarray  # [N, L] int32: 1 on the row's tokens, 0 on padding.
+  labels: np.ndarray  # [N] int32; -1 where the split is unlabelled.
+  truncated: int  # Sentences cut to fit max_len.
+  longest: int  # Pieces in the longest sentence, before any cut.
+
+  @classmethod
+  def encode(cls, tok, texts, labels, max_len: int) -> 'Sentences':
+    ids = tok.special_ids
+    inputs = np.full((len(texts), max_len), ids['pad'], np.int32)
+    segment_ids = np.zeros((len(texts), max_len), np.int32)
+    truncated = longest = 0
+    for i, text in enumerate(texts):
+      pieces = tok.encode(text.rstrip('\n'))
+      longest = max(longest, len(pieces))
+      truncated += len(pieces) > max_len - 2
+      row = [ids['cls'], *pieces[:max_len - 2], ids['sep']]
+      inputs[i, :len(row)] = row
+      segment_ids[i, :len(row)] = 1
+    return cls(inputs, segment_ids, np.asarray(labels, np.int32), truncated,
+               longest)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    return {'inputs': self.inputs[i], 'segment_ids': self.segment_ids[i],
+            'targets': self.labels[i], 'weights': np.float32(1.0)}
+
+  def truncation_note(self, split: str, max_len: int) -> str:
+    """One line on how many sentences were cut, or ''."""
+    if not self.truncated:
+      return ''
+    return (f'{split}: {self.truncated:,} of {len(self):,} sentences are '
+            f'longer than {max_len - 2} pieces (the longest {self.longest}) '
+            f'and were cut to rows of {max_len} (data.seq_len)')
+
+
+def sentence_train_dataset(sentences: Sentences, global_batch: int, seed: int,
+                           prefetch: int = 2) -> grain.IterDataset:
+  """Shuffled sentences, endless (reshuffled each epoch), in local batches."""
+  ds = grain.MapDataset.source(sentences).shuffle(seed=seed).repeat()
+  ds = ds[jax.process_index()::jax.process_count()]
+  return ds.batch(data_lib.local_batch_size(global_batch),
+                  drop_remainder=True).to_iter_dataset(
+                      data_lib.read_options(prefetch))
+
+
+def sentence_batches(sentences: Sentences, batch_size: int):
+  """Every sentence once, in order, in global batches; the last is filled
+  with rows of weight 0."""
+  n = len(sentences)
+  for start in range(0, n, batch_size):
+    index = np.arange(start, start + batch_size)
+    real = index < n
+    index = np.where(real, index, 0)
+    yield {'inputs': sentences.inputs[index],
+           'segment_ids': sentences.segment_ids[index],
+           'targets': sentences.labels[index],
+           'weights': real.astype(np.float32)}

@@ -1,0 +1,93 @@
+"""Tests of lm.encoder_data: masked stream rows, whole-split tiles, sentences."""
+
+import numpy as np
+import pytest
+
+from lm import encoder_data
+from lm import tokenizer as tokenizer_lib
+
+TEXTS = ['the cat sat on the mat .', 'a dog ran in the park !',
+         'what a wonderful , moving film', 'dull and far too long'] * 20
+
+
+@pytest.fixture(scope='module')
+def tok():
+  return tokenizer_lib.train('sentencepiece', TEXTS, vocab_size=390,
+                             specials='bert')
+
+
+def stream(n=500, seed=0):
+  return np.random.default_rng(seed).integers(5, 390, n).astype(np.int32)
+
+
+def test_stream_rows_are_cls_window_sep(tok):
+  ids = tok.special_ids
+  rows = encoder_data.StreamRows(stream(), 16, ids['cls'], ids['sep'])
+  assert len(rows) == 500 - 14 + 1
+  row = rows[7]['inputs']
+  assert row.shape == (16,) and row[0] == ids['cls'] and row[-1] == ids['sep']
+  np.testing.assert_array_equal(row[1:-1], stream()[7:21])
+
+
+def test_mlm_batches_are_masked_seeded_and_resume_exactly(tok):
+  ds = encoder_data.mlm_train_dataset(stream(), 16, 8, seed=3, tok=tok,
+                                      rate=0.15)
+  it = iter(ds)
+  first = next(it)
+  assert first['inputs'].shape == (8, 16)
+  chosen = first['weights'] > 0
+  assert chosen.sum(1).min() >= 1  # round(15% of 14) = 2 per row.
+  # Only chosen positions differ from the targets; specials never chosen.
+  assert (first['inputs'] != first['targets'])[~chosen].sum() == 0
+  assert not chosen[:, 0].any() and not chosen[:, -1].any()
+  state = it.get_state()
+  rest = [next(it) for _ in range(3)]
+  again = iter(ds)
+  again.set_state(state)
+  for a, b in zip(rest, [next(again) for _ in range(3)]):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_tiles_cover_every_token_once_with_fixed_masks(tok):
+  ids = tok.special_ids
+  tokens = stream(103)
+  batches = list(encoder_data.mlm_tiles(tokens, 16, 4, tok, 0.15, seed=0))
+  rows = np.concatenate([b['targets'] for b in batches])
+  real = np.concatenate([b['weights'] for b in batches]).sum(1) > 0
+  body = [r[1:list(r).index(ids['sep'])] for r in rows[real]]
+  np.testing.assert_array_equal(np.concatenate(body), tokens)  # In order.
+  again = list(encoder_data.mlm_tiles(tokens, 16, 4, tok, 0.15, seed=0))
+  for a, b in zip(batches, again):
+    np.testing.assert_array_equal(a['inputs'], b['inputs'])
+  # 8 rows of 14 tokens (the last 5): 2 batches, the second half filler.
+  assert len(batches) == 2 and real.sum() == 8
+
+
+def test_sentences_are_padded_counted_and_cut(tok):
+  ids = tok.special_ids
+  texts = ['dull', 'the cat sat on the mat . ' * 5]
+  s = encoder_data.Sentences.encode(tok, texts, [0, 1], max_len=12)
+  assert s.inputs.shape == (2, 12)
+  n = len(tok.encode('dull'))
+  assert list(s.inputs[0, :n + 2]) == [ids['cls'], *tok.encode('dull'),
+                                       ids['sep']]
+  assert (s.inputs[0, n + 2:] == ids['pad']).all()
+  np.testing.assert_array_equal(s.segment_ids[0], [1] * (n + 2) + [0] *
+                                (10 - n))
+  assert s.inputs[1, -1] == ids['sep'] and s.segment_ids[1].all()
+  assert s.truncated == 1 and s.longest == len(tok.encode(texts[1]))
+  note = s.truncation_note('train', 12)
+  assert note.startswith('train: 1 of 2 sentences are longer than 10 pieces')
+  assert encoder_data.Sentences.encode(tok, ['dull'], [0], 12
+                                       ).truncation_note('x', 12) == ''
+
+
+def test_sentence_batches_fill_the_last_with_weight_zero(tok):
+  s = encoder_data.Sentences.encode(tok, TEXTS[:5], [0, 1, 1, 0, 1], 16)
+  batches = list(encoder_data.sentence_batches(s, 4))
+  assert len(batches) == 2
+  np.testing.assert_array_equal(batches[1]['weights'], [1, 0, 0, 0])
+  np.testing.assert_array_equal(
+      np.concatenate([b['targets'][b['weights'] > 0] for b in batches]),
+      [0, 1, 1, 0, 1])

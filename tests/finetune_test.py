@@ -1,0 +1,150 @@
+"""Tests of BERT pretraining then fine-tuning on SST-2 (lm.finetune, lm.run):
+the pretrained encoder starts the classifier, exact resume, early stopping,
+evaluate and predict, and pretrained runs that do not fit."""
+
+import json
+import os
+
+import chex
+import numpy as np
+import pytest
+
+from lm import checkpoint as checkpoint_lib
+from lm import run
+from conftest import load_config, run_cli
+
+
+def params_at(workdir, step=None):
+  ckpt = checkpoint_lib.Checkpointer(str(workdir), read_only=True)
+  state, _ = ckpt.restore(step or ckpt.latest_step(), None, with_data=False)
+  return state['params']
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+  """A 4-step masked-LM run of the test encoder on WikiText-2."""
+  c = load_config('bert_wikitext2', 'test')
+  c.eval.final = False
+  workdir = str(tmp_path_factory.mktemp('mlm'))
+  run.train_and_evaluate(c, workdir)
+  return workdir
+
+
+def sst2(init_from='', **train):
+  c = load_config('sst2', 'test')
+  c.init_from = init_from
+  c.train.update(**train)
+  c.eval.final = False
+  return c
+
+
+def test_the_pretrained_encoder_starts_the_classifier(pretrained, tmp_path):
+  c = sst2(pretrained, num_steps=2)
+  c.optim.freeze_embeddings = True
+  run.train_and_evaluate(c, str(tmp_path))
+  before, after = params_at(pretrained), params_at(tmp_path)
+  assert set(after) == {'encoder', 'head'}
+  assert set(after['head']) == {'pooler', 'out'}  # A new head, not the MLM's.
+  for name in ('wte', 'wpe', 'wtt'):  # Frozen: exactly the pretrained table.
+    np.testing.assert_array_equal(after['encoder'][name],
+                                  before['encoder'][name])
+  moved = after['encoder']['blocks']['0']['mlp']['up']['kernel']
+  start = before['encoder']['blocks']['0']['mlp']['up']['kernel']
+  assert 0 < np.abs(moved - start).max() < 0.01  # Trained from there.
+
+
+def test_finetuning_resumes_exactly(pretrained, tmp_path):
+  c = sst2(pretrained, num_steps=6, eval_every=3)
+  c.optim.decay_steps = 6  # The schedule must not depend on num_steps.
+  c.checkpoint.every = 3
+  run.train_and_evaluate(c, str(tmp_path / 'a'))
+  half = c.copy_and_resolve_references()
+  half.train.num_steps = 3
+  run.train_and_evaluate(half, str(tmp_path / 'b'))
+  run.train_and_evaluate(c, str(tmp_path / 'b'))
+  a, b = read_metrics(tmp_path / 'a'), read_metrics(tmp_path / 'b')
+  assert [r['step'] for r in b] == list(range(1, 7))
+  assert [r['train/loss'] for r in a] == [r['train/loss'] for r in b]
+  assert [r.get('eval/accuracy') for r in a] == [
+      r.get('eval/accuracy') for r in b]
+  chex.assert_trees_all_equal(params_at(tmp_path / 'a', 6),
+                              params_at(tmp_path / 'b', 6))
+
+
+def test_early_stopping_evaluates_the_best_step(pretrained, tmp_path):
+  # A learning rate too small to change a prediction: dev accuracy never
+  # improves on the first evaluation, so two evaluations later it stops.
+  c = sst2(pretrained, num_steps=20, eval_every=2, early_stopping=2)
+  c.optim.update(lr=1e-12, min_lr=0.0)
+  c.eval.final = True
+  s = run.train_and_evaluate(c, str(tmp_path))
+  assert s.steps == 6
+  results = json.loads((tmp_path / 'eval_results.json').read_text())
+  assert results['step'] == 2  # The best (first) evaluated step.
+  matrix = np.array(results['validation']['confusion'])
+  assert matrix.shape == (2, 2) and matrix.sum() == 200
+  assert 'test' not in results
+
+
+def test_evaluate_and_predict_commands(pretrained, tmp_path):
+  workdir = tmp_path / 'sst2'
+  run.train_and_evaluate(sst2(pretrained, num_steps=2), str(workdir))
+  p = run_cli('lm.finetune', 'evaluate', f'--workdir={workdir}')
+  assert p.returncode == 0, p.stderr
+  saved = json.loads((workdir / 'evaluation_validation.json').read_text())
+  assert p.stdout.startswith(f'validation at step 2: accuracy '
+                             f'{saved["accuracy"]:.4f}, F1 {saved["f1"]:.4f} '
+                             'over 200 sentences')
+  assert 'confusion (rows: true, columns: predicted)' in p.stdout
+  assert np.sum(saved['confusion']) == 200 and saved['truncated'] > 0
+  sentences = tmp_path / 'in.txt'
+  long = ' '.join(['dull'] * 30)
+  sentences.write_text(f'a good film\n{long}\n')
+  p = run_cli('lm.finetune', 'predict', f'--workdir={workdir}',
+              f'--input={sentences}')
+  assert p.returncode == 0, p.stderr
+  lines = p.stdout.strip().splitlines()
+  assert [line.split('\t')[2] for line in lines] == [
+      'a good film', long]
+  assert all(line.split('\t')[0] in ('0', '1') for line in lines)
+  assert '1 of 2 sentences were longer than 10 pieces' in p.stderr
+  # Mistakes: one line, exit 2.
+  sentences.write_text('fine\n\nalso fine\n')
+  for args, message in [
+      (('predict', f'--input={sentences}'),
+       f'error: {sentences} line 2 is empty; give one sentence per line'),
+      (('evaluate', '--split=test'),  # The test variant reads no test split.
+       'error: --split=test: this run has no such split; it has train, '
+       'validation'),
+      (('bogus',), "error: unknown command 'bogus'")]:
+    p = run_cli('lm.finetune', *args, f'--workdir={workdir}')
+    assert p.returncode == 2 and p.stderr.startswith(message), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+  p = run_cli('lm.finetune', 'evaluate', f'--workdir={pretrained}')
+  assert p.returncode == 2 and 'is a task=masked_lm run, not a classifier' \
+      in p.stderr
+
+
+def test_a_pretrained_run_that_does_not_fit_is_refused(pretrained, tmp_path):
+  c = sst2(pretrained)
+  c.data.vocab_size = 500
+  with pytest.raises(run.RunError, match=r'init_from=.* was trained with '
+                     r'data.vocab_size=1000, this run asks for 500'):
+    run.train_and_evaluate(c, str(tmp_path / 'a'))
+  c = sst2(pretrained)
+  c.model.embed_dim = 64
+  with pytest.raises(run.RunError, match=r'holds another model shape '
+                     r'\(model.embed_dim: 32 -> 64'):
+    run.train_and_evaluate(c, str(tmp_path / 'b'))
+  gpt = load_config('shakespeare_char', 'test')
+  gpt.train.num_steps = 2
+  gpt.eval.final = False
+  run.train_and_evaluate(gpt, str(tmp_path / 'gpt'))
+  with pytest.raises(run.RunError, match=r'was trained with a char '
+                     r'tokenizer, not data.tokenizer=sentencepiece'):
+    run.train_and_evaluate(sst2(str(tmp_path / 'gpt')), str(tmp_path / 'c'))
