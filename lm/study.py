@@ -10,6 +10,11 @@ A study file defines `get_study()` returning a dict:
             final evaluation (e.g. 'validation.loss'), 'train.tokens_per_sec',
             'train.best_eval_loss', 'model.kv_cache_bytes_per_token'
   overrides (optional) {dotted key: value} applied to every cell first
+  before    (optional) {name: {'config': 'configs/NAME.py[:VARIANT]',
+            'overrides': {...}}}: runs trained first, into OUT/<name> (e.g.
+            pretraining runs that cells start from); a string value
+            '{out}' in any override is replaced by the output folder, so a
+            cell can say {'init_from': '{out}/pretrain_300'}
   eval_lens (optional) extra final-evaluation contexts, e.g. [128, 256]:
             each adds 'eval@LEN.<split>.<metric>' columns
   out       (optional) output folder, default runs/<study name>
@@ -31,6 +36,7 @@ import time
 from absl import app, flags
 import numpy as np
 
+from lm import checkpoint as checkpoint_lib
 from lm import cli
 from lm import config as config_lib
 from lm import run
@@ -67,6 +73,7 @@ def load_study(path: str) -> dict:
                                  f'{", ".join(sorted(missing))}')
   study.setdefault('eval_lens', [])
   study.setdefault('overrides', {})
+  study.setdefault('before', {})
   study.setdefault('out', os.path.join(
       'runs', os.path.splitext(os.path.basename(path))[0]))
   return study
@@ -87,6 +94,27 @@ def cell_config(base, overrides: dict, seed: int):
   c.seed = seed
   config_lib.validate(c)
   return c
+
+
+def _with_out(overrides: dict, out: str) -> dict:
+  """Overrides with '{out}' in string values replaced by the study's folder."""
+  return {k: v.replace('{out}', out) if isinstance(v, str) else v
+          for k, v in overrides.items()}
+
+
+def run_before(study: dict, out: str) -> None:
+  """Trains the study's `before` runs (a finished one is skipped)."""
+  for name, spec in study['before'].items():
+    c = cell_config(load_config(spec['config']),
+                    _with_out(spec.get('overrides', {}), out),
+                    spec.get('seed', 0))
+    workdir = os.path.join(out, name)
+    steps = checkpoint_lib.saved_steps(workdir)
+    if steps and steps[-1] >= c.train.num_steps:
+      continue
+    print(f'[before] {name}: {spec["config"]} {spec.get("overrides", {})}',
+          flush=True)
+    run.train_and_evaluate(c, workdir)
 
 
 def run_cell(c, workdir: str, eval_lens) -> dict:
@@ -219,8 +247,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
   study = load_study(path)
   out = out or study['out']
   base = load_config(study['base'])
-  cells = [(name, seed, cell_config(base, {**study['overrides'], **overrides},
-                                    seed))
+  cells = [(name, seed, cell_config(
+      base, _with_out({**study['overrides'], **overrides}, out), seed))
            for name, overrides in study['grid'].items()
            for seed in study['seeds']]
   metrics = list(study['metrics']) + [
@@ -228,10 +256,13 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
   print(f'{len(cells)} runs: {len(study["grid"])} cells x '
         f'{len(study["seeds"])} seeds, into {out}', flush=True)
   if dry_run:
+    for name, spec in study['before'].items():
+      print(f'  before: {name} ({spec["config"]})')
     for name, seed, _ in cells:
       print(f'  {name} seed {seed}')
     return None
   os.makedirs(out, exist_ok=True)
+  run_before(study, out)
   rows, spent, trained = {}, 0.0, 0
   for i, (name, seed, c) in enumerate(cells):
     left = len(cells) - i

@@ -7,7 +7,10 @@ from conftest import run_cli
 STUDY = '''
 def get_study():
   return {'base': 'configs/shakespeare_char.py:test',
-          'grid': {'learned': {'model.position': 'learned'},
+          'before': {'pre': {'config': 'configs/shakespeare_char.py:test',
+                             'overrides': {'eval.final': False}}},
+          'grid': {'learned': {'model.position': 'learned',
+                               'init_from': '{out}/pre'},
                    'rope': {'model.position': 'rope',
                             'model.num_kv_heads': 1}},
           'seeds': [0],
@@ -23,6 +26,10 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   p = run_cli(*args)
   assert p.returncode == 0, p.stderr[-2000:]
   assert '[1/2] learned seed 0' in p.stdout and '[2/2] rope seed 0' in p.stdout
+  assert p.stdout.index('[before] pre') < p.stdout.index('[1/2]')
+  learned = json.loads((out / 'learned' / 'seed_0' / 'config.json'
+                        ).read_text())
+  assert learned['init_from'] == str(out / 'pre')  # '{out}' filled in.
   record = json.loads((out / 'results.json').read_text())
   rope = record['summary']['rope']
   assert rope['eval@32.validation.loss']['values'][0] > 0
