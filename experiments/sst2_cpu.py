@@ -12,7 +12,7 @@ the time from its tokenizer file, written when training starts, to its
 eval_results.json), its final evaluation and its eval curve.
 
   python experiments/sst2_cpu.py --variant=mini --runs=runs/bert \
-      --out=experiments/results/sst2_cpu.json [-- EXTRA --config.X=Y FLAGS]
+      --scratch_lr=5e-4 --out=experiments/results/sst2_cpu.json
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ sys.path.insert(0, str(REPO / 'experiments'))
 import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def command(stage: str, variant: str, runs: str) -> list[str]:
+def command(stage: str, variant: str, runs: str, extra) -> list[str]:
   if stage == 'pretrain':
     return ['lm.main', f'--config=configs/bert_wikitext2.py:{variant}',
-            f'--workdir={runs}/pretrain']
+            f'--workdir={runs}/pretrain', *extra]
   args = ['lm.finetune', f'--config=configs/sst2.py:{variant}',
           f'--workdir={runs}/{stage}']
   if stage == 'finetune':
     args.append(f'--config.init_from={runs}/pretrain')
-  return args
+  return args + list(extra)
 
 
 def collect(workdir: str, seconds: float | None) -> dict:
@@ -68,6 +68,9 @@ def main():
                       help='folder of the three workdirs')
   parser.add_argument('--stages', default='pretrain,finetune,scratch')
   parser.add_argument('--out', required=True, help='results JSON file')
+  parser.add_argument('--scratch_lr', type=float, default=0.0,
+                      help='the from-scratch run\'s optim.lr (0: the '
+                      'config\'s); a model without pretraining wants more')
   args = parser.parse_args()
   results = {'date': datetime.date.today().isoformat(),
              'cpu': machine.cpu_model(), 'cores': os.cpu_count(),
@@ -76,7 +79,9 @@ def main():
     with open(args.out) as f:
       results = {**json.load(f), **results}
   for stage in args.stages.split(','):
-    cmd = command(stage, args.variant, args.runs)
+    extra = ([f'--config.optim.lr={args.scratch_lr}']
+             if stage == 'scratch' and args.scratch_lr else [])
+    cmd = command(stage, args.variant, args.runs, extra)
     workdir = cmd[2].split('=', 1)[1]
     seconds = None
     if not os.path.exists(os.path.join(workdir, 'eval_results.json')):
