@@ -214,6 +214,9 @@ def check_init_from(c, tok) -> str:
   """Why the run in `c.init_from` cannot start this one ('' if it can):
   another vocabulary or model shape. Returns the part of the parameters to
   load: '' all of them, 'encoder' a pretrained encoder's."""
+  if not checkpoint_lib.saved_steps(c.init_from):
+    raise RunError(f'{c.init_from} holds no checkpoint; give a workdir that '
+                   'python -m lm.main has trained')
   old = saved_config(c.init_from)
   if c.task != 'causal_lm' and not {'cls', 'sep', 'mask'} <= set(
       tok.special_ids):
