@@ -89,22 +89,17 @@ class Trainer:
         in_shardings=(self.state_shardings, self.batch_sharding),
         out_shardings=(self.state_shardings, self.replicated),
         donate_argnums=0)
-    self.eval_step = jax.jit(
-        self._eval_step,
-        in_shardings=(self.state_shardings['params'], self.batch_sharding),
-        out_shardings=self.replicated)
-    self.nll_step = jax.jit(
-        self._nll_step,
-        in_shardings=(self.state_shardings['params'], self.batch_sharding),
-        out_shardings=self.replicated)
-    self.sums_step = jax.jit(
-        self._sums_step,
-        in_shardings=(self.state_shardings['params'], self.batch_sharding),
-        out_shardings=self.replicated)
-    self.logits_step = jax.jit(
-        self.logits,
-        in_shardings=(self.state_shardings['params'], self.batch_sharding),
-        out_shardings=self.replicated)
+    self.eval_step = self._jit_on_params(self._eval_step)
+    self.nll_step = self._jit_on_params(self._nll_step)
+    self.sums_step = self._jit_on_params(self._sums_step)
+    self.logits_step = self._jit_on_params(self.logits)
+
+  def _jit_on_params(self, fn):
+    """`fn(params, batch)` jitted over sharded parameters and a batch, with
+    a replicated result."""
+    return jax.jit(fn, in_shardings=(self.state_shardings['params'],
+                                     self.batch_sharding),
+                   out_shardings=self.replicated)
 
   # -- state -----------------------------------------------------------------
 
