@@ -41,8 +41,9 @@ def encoder(c, arg):
                  causal=False, norm_position='pre', type_vocab_size=2,
                  activation='gelu', position='learned', max_len=128,
                  dropout=0.1, dropout_sites='embed,attention,residual')
+  # Uncased (BERT-uncased; SST-2's text is lowercase).
   c.data.update(tokenizer='sentencepiece', spm_model_type='bpe',
-                vocab_size=8000)
+                vocab_size=8000, lowercase=arg != 'test')
   if arg == 'test':
     c.model.max_len = 16
     c.data.vocab_size = 1000
@@ -63,6 +64,10 @@ def get_config(arg=None):
                    log_every=100)
     c.checkpoint.every = 2000
   elif arg in ('mini', 'tiny'):
+    # The SST-2 training sentences (no labels, never dev) in the stream
+    # after WikiText-2's: in-domain text for the fine-tune.
+    c.data.update(extra_name='sst2',
+                  extra_path=wikitext2_word.local_copy('sst2'))
     c.data.batch_size = 32
     # 1,200 steps of 32 x 128 (4.9M tokens, about two epochs): about 1.3 s
     # a step for mini on 2 CPU cores.

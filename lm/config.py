@@ -92,6 +92,13 @@ def default() -> ml_collections.ConfigDict:
   c.data.lowercase = False
   c.data.remove_stopwords = False  # Classification only; refused for LMs.
   c.data.mask_rate = 0.15  # masked_lm: tokens chosen (80% [MASK], 10/10).
+  # Language modelling: another corpus (a data.name) whose `extra_split`
+  # texts, labels dropped, follow the training split's in the training
+  # stream and train the tokenizer, e.g. sst2's training sentences for an
+  # encoder later fine-tuned on them. Never an evaluation split.
+  c.data.extra_name = ''
+  c.data.extra_path = ''  # Its local copy, as data.path.
+  c.data.extra_split = 'train'
   # classification: row length, [CLS] and [SEP] included (longer sentences
   # are cut, and counted); 0: model.max_len.
   c.data.seq_len = 0
@@ -363,6 +370,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'model.rope_base must be > 1, got {m.rope_base}')
   if not d.train_split or not d.eval_split:
     raise ConfigError('data.train_split and data.eval_split must name splits')
+  _validate_extra(c)
   if o.lr <= 0 or o.min_lr < 0 or o.min_lr > o.lr:
     raise ConfigError(f'need 0 <= optim.min_lr <= optim.lr and optim.lr > 0, '
                       f'got lr={o.lr}, min_lr={o.min_lr}')
@@ -380,6 +388,28 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if len(rule) != 2 or unknown:
       raise ConfigError(f'mesh.rules entry {rule!r} must be (logical_name, '
                         f'mesh axes) with mesh axes among {", ".join(axes)}')
+
+
+def _validate_extra(c: ml_collections.ConfigDict) -> None:
+  """The checks of the extra training text (data.extra_*)."""
+  d = c.data
+  if not d.extra_name:
+    return
+  if d.extra_name not in CHOICES['data.name']:
+    raise ConfigError(f'data.extra_name={d.extra_name!r} is not a corpus; '
+                      f'choose one of {", ".join(CHOICES["data.name"])}')
+  if any(part.split('[')[0] != 'train' for part in d.extra_split.split('+')):
+    raise ConfigError(f'data.extra_split={d.extra_split!r}: extra training '
+                      'text must come from a train split (an evaluation '
+                      "split would leak into training); use 'train' or "
+                      "'train[...]'")
+  if c.task == 'classification':
+    raise ConfigError('data.extra_name adds unlabelled text for language '
+                      'modelling; a classifier trains on its labelled split '
+                      'only (unset data.extra_name)')
+  if d.pack == 'segments':
+    raise ConfigError('data.extra_name joins the training stream; use '
+                      "data.pack='stream'")
 
 
 def _validate_task(c: ml_collections.ConfigDict) -> None:

@@ -164,7 +164,9 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
   `tokenizer` (a run's saved one, when resuming) is used as is; otherwise one
   of kind `d.tokenizer` is trained on the training split, with `specials`
   ('bert': [CLS], [SEP], [MASK], [PAD], [UNK] for encoders). `splits`
-  overrides the split expressions (cross-validation folds).
+  overrides the split expressions (cross-validation folds). With
+  `d.extra_name`, that corpus's `d.extra_split` texts join the training
+  split's (after them), labels dropped.
   """
   builder = prepare(d)
   names = splits or resolve_splits(builder, d)
@@ -174,6 +176,12 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
   labels = ({s: read_labels(builders.source(builder, n))
              for s, n in names.items() if n}
             if 'label' in builder.info.features else {})
+  if d.extra_name:  # Unlabelled text after the training split's.
+    extra = builders.prepare(d.extra_name, path=d.extra_path,
+                             data_dir=d.tfds_dir)
+    texts['train'] = texts['train'] + [
+        transform(t) for t in read_texts(builders.source(extra,
+                                                         d.extra_split))]
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,

@@ -223,7 +223,7 @@ def check_init_from(c, tok) -> str:
     raise RunError(f'init_from={c.init_from} has a tokenizer without [CLS], '
                    f'[SEP] and [MASK] (a {old.task} run); start task={c.task} '
                    'from a task=masked_lm run')
-  for key in ('vocab_size', 'spm_model_type'):
+  for key in ('vocab_size', 'spm_model_type', 'lowercase', 'normalize'):
     if old.data[key] != c.data[key]:
       raise RunError(f'init_from={c.init_from} was trained with '
                      f'data.{key}={old.data[key]}, this run asks for '

@@ -66,6 +66,16 @@ def test_default_and_shipped_variants_validate(name, variant):
      'needs data.tokenizer=word'),
     (lambda c: c.model.__setattr__('causal', False),
      'model.causal=False (bidirectional) is for encoders'),
+    (lambda c: c.data.update(extra_name='sst2', extra_split='validation'),
+     "data.extra_split='validation': extra training text must come from a "
+     'train split'),
+    (lambda c: c.data.update(extra_name='sst2',
+                             extra_split='train[:10]+validation'),
+     'extra training text must come from a train split'),
+    (lambda c: c.data.update(extra_name='imdb'),
+     "data.extra_name='imdb' is not a corpus"),
+    (lambda c: c.data.update(extra_name='sst2', pack='segments'),
+     'data.extra_name joins the training stream'),
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, relu, relu2, "
      'swiglu'),

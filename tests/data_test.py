@@ -35,6 +35,24 @@ def test_wikitext2_word_stream_has_published_sizes():
   assert len(corpus.streams['test']) == 245_569
 
 
+def test_extra_text_follows_the_training_split(tmp_path):
+  (tmp_path / 'main').mkdir()
+  (tmp_path / 'extra').mkdir()
+  (tmp_path / 'main' / 'a.train.txt').write_text('alpha beta\n' * 5)
+  (tmp_path / 'main' / 'a.valid.txt').write_text('alpha\n' * 3)
+  (tmp_path / 'extra' / 'b.train.txt').write_text('Gamma Delta\n' * 4)
+  (tmp_path / 'extra' / 'b.valid.txt').write_text('never read\n')
+  d = data_config(name='text_files', path=str(tmp_path / 'main'),
+                  tokenizer='word', lowercase=True, extra_name='text_files',
+                  extra_path=str(tmp_path / 'extra'))
+  corpus = data_lib.load_corpus(d, 4)
+  # Lowercased like the rest; only its train split; the tokenizer knows it.
+  assert corpus.texts['train'] == ['alpha beta\n'] * 5 + ['gamma delta\n'] * 4
+  assert corpus.texts['validation'] == ['alpha\n'] * 3
+  assert {'gamma', 'delta'} <= set(corpus.tokenizer.words)
+  assert 'never' not in set(corpus.tokenizer.words)
+
+
 def test_missing_validation_is_held_out_of_train(tmp_path):
   (tmp_path / 'notes.txt').write_text(''.join(f'line {i}\n' for i in range(50)))
   corpus = data_lib.load_corpus(data_config(name='text_files',

@@ -137,6 +137,12 @@ def test_a_pretrained_run_that_does_not_fit_is_refused(pretrained, tmp_path):
                      r'data.vocab_size=1000, this run asks for 500'):
     run.train_and_evaluate(c, str(tmp_path / 'a'))
   c = sst2(pretrained)
+  c.data.lowercase = True  # The pretrained encoder saw cased text.
+  with pytest.raises(run.RunError, match=r'was trained with '
+                     r'data.lowercase=False, this run asks for True: set '
+                     r'data.lowercase=False'):
+    run.train_and_evaluate(c, str(tmp_path / 'lower'))
+  c = sst2(pretrained)
   c.model.embed_dim = 64
   with pytest.raises(run.RunError, match=r'holds another model shape '
                      r'\(model.embed_dim: 32 -> 64'):
