@@ -12,7 +12,8 @@ the time from its tokenizer file, written when training starts, to its
 eval_results.json), its final evaluation and its eval curve.
 
   python experiments/sst2_cpu.py --variant=mini --runs=runs/bert \
-      --scratch_lr=5e-4 --out=experiments/results/sst2_cpu.json
+      --stages=pretrain,finetune,finetune@3e-4,scratch@5e-4 \
+      --out=experiments/results/sst2_cpu.json
 """
 
 from __future__ import annotations
@@ -32,13 +33,21 @@ import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def command(stage: str, variant: str, runs: str, extra) -> list[str]:
+  """The stage's command; 'finetune@LR' and 'scratch@LR' at optim.lr=LR, in
+  workdirs RUNS/finetune_lrLR and RUNS/scratch_lrLR."""
   if stage == 'pretrain':
     return ['lm.main', f'--config=configs/bert_wikitext2.py:{variant}',
             f'--workdir={runs}/pretrain', *extra]
+  name, _, lr = stage.partition('@')
+  if name not in ('finetune', 'scratch'):
+    raise SystemExit(f'error: unknown stage {stage!r}; use pretrain, '
+                     'finetune[@LR] or scratch[@LR]')
   args = ['lm.finetune', f'--config=configs/sst2.py:{variant}',
-          f'--workdir={runs}/{stage}']
-  if stage == 'finetune':
+          f'--workdir={runs}/{name}' + (f'_lr{lr}' if lr else '')]
+  if name == 'finetune':
     args.append(f'--config.init_from={runs}/pretrain')
+  if lr:
+    args.append(f'--config.optim.lr={lr}')
   return args + list(extra)
 
 
@@ -66,7 +75,9 @@ def main():
   parser.add_argument('--variant', default='mini')
   parser.add_argument('--runs', default='runs/bert',
                       help='folder of the three workdirs')
-  parser.add_argument('--stages', default='pretrain,finetune,scratch')
+  parser.add_argument('--stages', default='pretrain,finetune,scratch',
+                      help='comma-separated: pretrain, finetune[@LR], '
+                      'scratch[@LR] (@LR: at that optim.lr, its own workdir)')
   parser.add_argument('--out', required=True, help='results JSON file')
   parser.add_argument('--scratch_lr', type=float, default=0.0,
                       help='the from-scratch run\'s optim.lr (0: the '

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'experiments'))
 from lm import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm import decode as decode_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm import heads  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm import study as study_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -64,7 +65,7 @@ class Cell:
     long = c.model.copy_and_resolve_references()
     long.max_len = decode_len
     self.dcfg = model_lib.GPTConfig.from_config(long)
-    graphdef, params = model_lib.abstract(self.dcfg)
+    graphdef, params = heads.abstract(self.dcfg, 'causal_lm')
     self.params = jax.tree.map(
         lambda s: jnp.full(s.shape, 0.02, s.dtype), params)
     self.sampler = decode_lib.Sampler(graphdef, self.dcfg)

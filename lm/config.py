@@ -102,6 +102,10 @@ def default() -> ml_collections.ConfigDict:
   # classification: row length, [CLS] and [SEP] included (longer sentences
   # are cut, and counted); 0: model.max_len.
   c.data.seq_len = 0
+  # classification: batch sentences of similar length and cut each batch's
+  # rows to its longest, rounded up to a multiple of this (fewer [PAD]
+  # positions computed); 0: every row data.seq_len long.
+  c.data.length_bucket = 0
   c.data.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.data.prefetch = 2  # Batches prepared ahead by grain's threads.
 
@@ -415,6 +419,10 @@ def _validate_extra(c: ml_collections.ConfigDict) -> None:
 def _validate_task(c: ml_collections.ConfigDict) -> None:
   """The checks of `task` and the fields that go with it."""
   m, d, o = c.model, c.data, c.optim
+  if d.length_bucket < 0 or (d.length_bucket and c.task != 'classification'):
+    raise ConfigError('data.length_bucket batches labelled sentences by '
+                      'length (task=classification), a multiple >= 1; got '
+                      f'{d.length_bucket} for task={c.task}')
   if c.task == 'causal_lm' and not m.causal:
     raise ConfigError('model.causal=False (bidirectional) is for encoders; '
                       'set task=masked_lm or task=classification')

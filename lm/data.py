@@ -187,7 +187,9 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,
         model_type=d.spm_model_type, specials=specials)
   corpus = Corpus(builder, names, tokenizer, transform, texts, labels)
-  for split in ('train', 'validation'):
+  # A labelled corpus is read as sentences (lm.encoder_data), not streams:
+  # tokenizing it as streams too would only cost time.
+  for split in ('train', 'validation') if not labels else ():
     n = len(corpus.streams[split])
     if n <= max_len:
       raise DataError(f'the {split} split has {n} tokens, fewer than one '

@@ -146,9 +146,82 @@ class Sentences:
             f'and were cut to rows of {max_len} (data.seq_len)')
 
 
+@dataclasses.dataclass
+class LengthGroupedBatches:
+  """Random-access batches of sentences of similar length, cut short.
+
+  Epoch e shuffles the sentences (a permutation seeded by (seed, e)), sorts
+  each pool of `pool` batches' worth by length, cuts the pools into global
+  batches and shuffles the batches. A batch's rows are cut to its longest
+  sentence rounded up to a multiple of `bucket` (so few shapes compile):
+  short sentences cost short rows instead of `seq_len` mostly [PAD]. Batch
+  i is a function of i alone: any batch can be read back (exact resume).
+  Items are this process's rows of each global batch.
+  """
+  sentences: Sentences
+  global_batch: int
+  seed: int
+  bucket: int
+  pool: int = 64
+  EPOCHS = 10**6  # The length grain sees: endless for any real run.
+
+  def __post_init__(self):
+    self.batches_per_epoch = len(self.sentences) // self.global_batch
+    if self.batches_per_epoch == 0:
+      raise data_lib.DataError(
+          f'{len(self.sentences)} training sentences are fewer than one batch '
+          f'of data.batch_size={self.global_batch}')
+    self._lengths = self.sentences.segment_ids.sum(1)
+    self._rows = local_rows(self.global_batch)
+    self._cached = (None, None)
+
+  def __len__(self) -> int:
+    return self.batches_per_epoch * self.EPOCHS
+
+  def _epoch(self, epoch: int) -> np.ndarray:
+    """[batches_per_epoch, global_batch] sentence indices of an epoch."""
+    if self._cached[0] != epoch:
+      rng = np.random.default_rng((self.seed, epoch))
+      order = rng.permutation(len(self.sentences))
+      order = order[:self.batches_per_epoch * self.global_batch]
+      size = self.pool * self.global_batch
+      for start in range(0, len(order), size):
+        part = order[start:start + size]
+        order[start:start + size] = part[np.argsort(self._lengths[part],
+                                                    kind='stable')]
+      batches = order.reshape(self.batches_per_epoch, self.global_batch)
+      self._cached = (epoch, batches[rng.permutation(len(batches))])
+    return self._cached[1]
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    epoch, b = divmod(int(i), self.batches_per_epoch)
+    index = self._epoch(epoch)[b]
+    longest = int(self._lengths[index].max())
+    width = min(-(-longest // self.bucket) * self.bucket,
+                self.sentences.inputs.shape[1])
+    index = index[self._rows]
+    s = self.sentences
+    return {'inputs': s.inputs[index, :width],
+            'segment_ids': s.segment_ids[index, :width],
+            'targets': s.labels[index],
+            'weights': np.ones(len(index), np.float32)}
+
+
+def local_rows(batch_size: int) -> slice:
+  """This process's rows of a global batch."""
+  n = data_lib.local_batch_size(batch_size)
+  return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
+
+
 def sentence_train_dataset(sentences: Sentences, global_batch: int, seed: int,
-                           prefetch: int = 2) -> grain.IterDataset:
-  """Shuffled sentences, endless (reshuffled each epoch), in local batches."""
+                           prefetch: int = 2, bucket: int = 0
+                           ) -> grain.IterDataset:
+  """Shuffled sentences, endless (reshuffled each epoch), in local batches;
+  with `bucket`, batched by length and cut short (LengthGroupedBatches)."""
+  if bucket:
+    return grain.MapDataset.source(LengthGroupedBatches(
+        sentences, global_batch, seed, bucket)).to_iter_dataset(
+            data_lib.read_options(prefetch))
   ds = grain.MapDataset.source(sentences).shuffle(seed=seed).repeat()
   ds = ds[jax.process_index()::jax.process_count()]
   return ds.batch(data_lib.local_batch_size(global_batch),

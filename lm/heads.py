@@ -63,10 +63,16 @@ class MaskedLM(nnx.Module):
     self.encoder = model_lib.GPT(cfg, rngs=rngs)
     self.head = MLMHead(cfg, rngs=rngs)
 
-  def __call__(self, tokens_BxL, *, deterministic=True, rngs=None, **inputs):
-    """Vocabulary logits [B, L, V] at every position, and None (no cache)."""
+  def __call__(self, tokens_BxL, *, deterministic=True, rngs=None,
+               predict_at_BxK=None, **inputs):
+    """Vocabulary logits [B, L, V] at every position (or [B, K, V] at the
+    positions `predict_at_BxK` only: the masked ones, a seventh of the head's
+    work in pretraining), and None (no cache)."""
     hidden_BxLxD, _ = self.encoder.hidden(
         tokens_BxL, deterministic=deterministic, rngs=rngs, **inputs)
+    if predict_at_BxK is not None:
+      hidden_BxLxD = jnp.take_along_axis(hidden_BxLxD,
+                                         predict_at_BxK[..., None], axis=1)
     return self.head(hidden_BxLxD, self.encoder.wte[...]), None
 
 

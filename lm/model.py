@@ -565,12 +565,6 @@ class GPT(nnx.Module):
             for _ in range(c.num_layers)]
 
 
-def abstract(cfg: GPTConfig):
-  """(graphdef, parameter State of shapes): the model without allocating it."""
-  return nnx.split(nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(0))),
-                   nnx.Param)
-
-
 def stack_layers(params: dict) -> dict:
   """Parameters of a per-layer stack ({'blocks': {0: ..., 1: ...}}) in the
   layout of `scan_layers` (each leaf stacked on a leading layer axis)."""

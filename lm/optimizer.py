@@ -50,6 +50,11 @@ def param_group(path, _=None) -> str:
   return 'encoder' if in_encoder else 'head'
 
 
+def _embeddings(params):
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: param_group(path) == 'embeddings', params)
+
+
 def make(c_optim, num_steps: int) -> optax.GradientTransformation:
   """The optimizer named by `optim.name`, with clipping and weight decay, and
   the fine-tuning groups when asked for (see the module docstring)."""
@@ -65,6 +70,8 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
         lambda params: jax.tree_util.tree_map_with_path(param_group, params))
   if c_optim.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
+  if freeze:  # Frozen gradients never count towards the clipping norm.
+    tx = optax.chain(optax.masked(optax.set_to_zero(), _embeddings), tx)
   if c_optim.state_dtype != 'float32':
     tx = stored_as(tx, jnp.dtype(c_optim.state_dtype))
   return tx

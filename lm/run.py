@@ -360,8 +360,6 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     return task.evaluate(trainer, params, eval_set)
 
   meter = writer_lib.Throughput(
-      c.data.batch_size * (task.seq_len if c.task == 'classification'
-                           else c.model.max_len),
       flops.train_flops_per_token(trainer.model_cfg, num_params),
       peak and peak * jax.device_count())
   losses, eval_loss, rates = [], float('nan'), {}
@@ -375,6 +373,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       batch = trainer.global_batch(next(train_iter))
       state, metrics = trainer.train_step(state, batch)
       final = step == c.train.num_steps
+      meter.count(batch['inputs'].size)  # Rows x length (may vary by step).
       if step == start + 1:  # Keep compilation out of the throughput figures.
         jax.block_until_ready(metrics)
         meter.restart(step)

@@ -13,6 +13,7 @@ from flax import nnx
 from lm import config as config_lib
 from lm import decode
 from lm import cli
+from lm import heads
 from lm import model as model_lib
 from lm import run
 from lm import tokenizer as tokenizer_lib
@@ -55,7 +56,7 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
                        '; the tokenizer files are not this run\'s')
   prompt_ids = tok.encode(prompt)
   cfg = model_lib.GPTConfig.from_config(config.model)
-  graphdef, abstract = model_lib.abstract(cfg)
+  graphdef, abstract = heads.abstract(cfg, 'causal_lm')
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),

@@ -34,16 +34,10 @@ def best_metric(task: str) -> tuple[str, str]:
           else ('eval/loss', 'min'))
 
 
-def local_rows(batch_size: int) -> slice:
-  """This process's rows of a global batch."""
-  n = batch_size // jax.process_count()
-  return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
-
-
 def _sums(trainer, params, batches, batch_size: int) -> dict[str, float]:
   """Summed NLL, correct predictions and weight over global batches
   (batch_size 0: batches already this process's rows)."""
-  rows = local_rows(batch_size) if batch_size else slice(None)
+  rows = encoder_data.local_rows(batch_size) if batch_size else slice(None)
   totals = {'nll': 0.0, 'correct': 0.0, 'count': 0.0}
   for batch in batches:
     local = trainer.global_batch({k: v[rows] for k, v in batch.items()})
@@ -90,7 +84,7 @@ class Task:
     if self.name == 'classification':
       return iter(encoder_data.sentence_train_dataset(
           self.sentences('train'), c.data.batch_size, c.seed,
-          c.data.prefetch))
+          c.data.prefetch, c.data.length_bucket))
     if c.data.pack == 'segments':
       return iter(data_lib.packed_dataset(
           data_lib.process_documents(self.corpus), c.model.max_len,
@@ -158,7 +152,7 @@ class Task:
   def predict(self, trainer, params, sentences) -> np.ndarray:
     """Class probabilities [N, C] of encoded sentences."""
     batch_size = self.c.eval.batch_size or self.c.data.batch_size
-    rows, probs = local_rows(batch_size), []
+    rows, probs = encoder_data.local_rows(batch_size), []
     for batch in encoder_data.sentence_batches(sentences, batch_size):
       local = trainer.global_batch({k: v[rows] for k, v in batch.items()})
       logits = np.asarray(jax.device_get(trainer.logits_step(params, local)))
@@ -182,7 +176,7 @@ def evaluate_lm_splits(trainer, params, corpus, c, writer=None
   the split's first that many tokens, and only token loss and perplexity
   (the per-word and per-byte figures are defined over whole splits)."""
   batch_size = c.eval.batch_size or c.data.batch_size
-  rows = local_rows(batch_size)
+  rows = encoder_data.local_rows(batch_size)
 
   def nll_fn(inputs, targets, weights):
     local = {'inputs': inputs[rows], 'targets': targets[rows],

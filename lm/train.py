@@ -137,7 +137,7 @@ class Trainer:
 
   # -- steps -----------------------------------------------------------------
 
-  def logits(self, params, batch, rng=None):
+  def logits(self, params, batch, rng=None, **kw):
     """Logits of a batch (packed rows: with their segments and positions):
     [B, L, V] for the language-model tasks, [B, C] for classification."""
     model = self.merge(params)
@@ -146,13 +146,26 @@ class Trainer:
                       segment_ids_BxL=batch.get('segment_ids'),
                       token_types_BxL=batch.get('token_types'),
                       deterministic=not train,
-                      rngs=nnx.Rngs(dropout=rng) if train else None)
+                      rngs=nnx.Rngs(dropout=rng) if train else None, **kw)
     return logits
+
+  def scored(self, params, batch, rng=None):
+    """(logits, targets, weights) of the positions the loss counts. A
+    masked-LM batch chooses at most round(mask_rate x (L - 2)) positions a
+    row (lm.masking): only those are sent through the output layer."""
+    targets, weights = batch['targets'], batch.get('weights')
+    if self.task != 'masked_lm':
+      return self.logits(params, batch, rng), targets, weights
+    length = targets.shape[1]
+    k = min(length, max(1, round(self.config.data.mask_rate * (length - 2))))
+    _, at_BxK = jax.lax.top_k(weights, k)  # Every chosen position, first.
+    gather = lambda x: jnp.take_along_axis(x, at_BxK, axis=1)
+    return (self.logits(params, batch, rng, predict_at_BxK=at_BxK),
+            gather(targets), gather(weights))
 
   def loss(self, params, batch, rng=None):
     """Mean cross-entropy of the batch; dropout is on when `rng` is given."""
-    return cross_entropy(self.logits(params, batch, rng), batch['targets'],
-                         batch.get('weights'))
+    return cross_entropy(*self.scored(params, batch, rng))
 
   def _grads(self, params, batch, rng):
     """Loss and gradients, averaged over `grad_accum_steps` micro-batches."""
@@ -229,9 +242,9 @@ class Trainer:
     """Summed NLL, correct predictions and weight of the batch's weighted
     targets (every target when the batch has no weights)."""
     with sharding.activation_rules(self.mesh, self.rules):
-      logits = self.logits(params, batch)
-      targets = batch['targets']
-      weights = batch.get('weights', jnp.ones(targets.shape, jnp.float32))
+      logits, targets, weights = self.scored(params, batch)
+      if weights is None:
+        weights = jnp.ones(targets.shape, jnp.float32)
       nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
       correct = (logits.argmax(-1) == targets).astype(jnp.float32)
       return {'nll': (nll * weights).sum(),
@@ -240,6 +253,6 @@ class Trainer:
   def _nll_step(self, params, batch):
     """Summed NLL (nats, float32) over the batch's weighted positions."""
     with sharding.activation_rules(self.mesh, self.rules):
-      nll_BxL = optax.softmax_cross_entropy_with_integer_labels(
-          self.logits(params, batch), batch['targets'])
-      return (nll_BxL * batch['weights']).sum()
+      logits, targets, weights = self.scored(params, batch)
+      nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+      return (nll * weights).sum()

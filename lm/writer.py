@@ -123,25 +123,29 @@ class MetricWriter:
 
 
 class Throughput:
-  """Tokens/s (and MFU where the chip's peak is known) between restarts."""
+  """Tokens/s (and MFU where the chip's peak is known) between restarts.
 
-  def __init__(self, tokens_per_step: int, flops_per_token: float,
-               peak_flops: float | None):
-    self.tokens_per_step = tokens_per_step
+  `count` adds each step's row positions (batch x row length: padding
+  included, rows may change length from step to step)."""
+
+  def __init__(self, flops_per_token: float, peak_flops: float | None):
     self.flops_per_token = flops_per_token
     self.peak_flops = peak_flops
     self.restart(0)
 
   def restart(self, step: int) -> None:
     """Count from `step`, now (after compiling, evaluating or saving)."""
-    self._step, self._time = step, time.perf_counter()
+    self._step, self._time, self._tokens = step, time.perf_counter(), 0
+
+  def count(self, tokens: int) -> None:
+    """Adds a step's tokens (call it before `restart` of the same step)."""
+    self._tokens += tokens
 
   def rates(self, step: int) -> dict[str, float]:
     """Rates since the last restart; {} if no step ran since."""
     if step <= self._step:
       return {}
-    tokens_per_sec = ((step - self._step) * self.tokens_per_step /
-                      (time.perf_counter() - self._time))
+    tokens_per_sec = self._tokens / (time.perf_counter() - self._time)
     self.restart(step)
     out = {'tokens_per_sec': tokens_per_sec}
     if self.peak_flops:

@@ -76,6 +76,9 @@ def test_default_and_shipped_variants_validate(name, variant):
      "data.extra_name='imdb' is not a corpus"),
     (lambda c: c.data.update(extra_name='sst2', pack='segments'),
      'data.extra_name joins the training stream'),
+    (lambda c: c.data.__setattr__('length_bucket', 16),
+     'data.length_bucket batches labelled sentences by length '
+     '(task=classification), a multiple >= 1; got 16 for task=causal_lm'),
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, relu, relu2, "
      'swiglu'),

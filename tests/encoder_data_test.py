@@ -91,3 +91,50 @@ def test_sentence_batches_fill_the_last_with_weight_zero(tok):
   np.testing.assert_array_equal(
       np.concatenate([b['targets'][b['weights'] > 0] for b in batches]),
       [0, 1, 1, 0, 1])
+
+
+def varied_sentences(tok, n=200):
+  """n sentences of 1 to 20 words, each labelled with its index."""
+  rng = np.random.default_rng(0)
+  words = ' '.join(TEXTS[:4]).split()
+  texts = [' '.join(rng.choice(words, rng.integers(1, 21))) for _ in range(n)]
+  return encoder_data.Sentences.encode(tok, texts, np.arange(n), 48)
+
+
+def test_length_grouped_batches_cover_an_epoch_in_short_rows(tok):
+  s = varied_sentences(tok)
+  grouped = encoder_data.LengthGroupedBatches(s, 8, seed=1, bucket=8, pool=5)
+  assert grouped.batches_per_epoch == 25
+  epoch = [grouped[i] for i in range(25)]
+  for b in epoch:
+    index, width = b['targets'], b['inputs'].shape[1]
+    longest = s.segment_ids[index].sum(1).max()
+    assert width == min(-(-longest // 8) * 8, 48)  # Rounded up to 8.
+    np.testing.assert_array_equal(b['inputs'], s.inputs[index, :width])
+    assert not s.segment_ids[index, width:].any()  # No real token cut.
+  seen = np.concatenate([b['targets'] for b in epoch])
+  assert sorted(seen) == list(range(200))  # Each sentence once an epoch.
+  # Sorted pools: batches are of similar lengths, so rows are far shorter
+  # than data.seq_len on average (every row 48 without grouping).
+  widths = [b['inputs'].shape[1] for b in epoch]
+  assert len(set(widths)) > 1 and np.mean(widths) < 40
+  # The same index is the same batch; a new epoch reshuffles.
+  again = encoder_data.LengthGroupedBatches(s, 8, seed=1, bucket=8, pool=5)
+  np.testing.assert_array_equal(again[3]['inputs'], epoch[3]['inputs'])
+  assert not all(np.array_equal(grouped[25 + i]['targets'], epoch[i]['targets'])
+                 for i in range(25))
+
+
+def test_length_grouped_iterator_resumes_exactly(tok):
+  ds = encoder_data.sentence_train_dataset(varied_sentences(tok), 8, seed=2,
+                                           bucket=8)
+  it = iter(ds)
+  for _ in range(30):  # Into the second epoch.
+    next(it)
+  state = it.get_state()
+  rest = [next(it) for _ in range(5)]
+  again = iter(ds)
+  again.set_state(state)
+  for a, b in zip(rest, [next(again) for _ in range(5)]):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])

@@ -99,13 +99,14 @@ def encoder_params():
           'head': {'out': {'kernel': ones, 'bias': jnp.ones(2)}}}
 
 
-def one_update(**optim):
+def one_update(grads=None, **optim):
   c = config_lib.default().optim
   c.update(name='sgd', momentum=0.0, weight_decay=0.0, grad_clip=0.0,
-           warmup_steps=0, lr=0.1, min_lr=0.1, **optim)
+           warmup_steps=0, lr=0.1, min_lr=0.1)
+  c.update(**optim)
   tx = optimizer_lib.make(c, 10)
   params = encoder_params()
-  grads = jax.tree.map(jnp.ones_like, params)
+  grads = grads or jax.tree.map(jnp.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   return updates
 
@@ -132,3 +133,14 @@ def test_frozen_embeddings_and_a_lower_encoder_rate():
   assert float(u['head']['out']['kernel'][0, 0]) == pytest.approx(-0.1)
   scaled = one_update(encoder_lr_scale=0.5)  # Embeddings train, scaled too.
   assert float(scaled['encoder']['wte'][0, 0]) == pytest.approx(-0.05)
+
+
+def test_frozen_gradients_do_not_count_towards_clipping():
+  grads = jax.tree.map(jnp.ones_like, encoder_params())
+  grads['encoder']['wte'] = grads['encoder']['wte'] * 1e6  # Huge, frozen.
+  # Trainable: the encoder kernel (6 ones), the head kernel (6) and bias (2),
+  # norm sqrt(14) > the clip of 1: scaled by 1/sqrt(14), whatever wte's.
+  u = one_update(grads, freeze_embeddings=True, grad_clip=1.0)
+  assert not np.asarray(u['encoder']['wte']).any()
+  assert float(u['head']['out']['kernel'][0, 0]) == pytest.approx(
+      -0.1 / np.sqrt(14), rel=1e-5)

@@ -176,3 +176,34 @@ def test_a_nonfinite_step_is_skipped_and_recorded(test_config):
   assert int(metrics['train/nonfinite_steps']) == 1
   assert not np.allclose(jax.device_get(state['params'])['wte'],
                          before['params']['wte'])
+
+
+def test_masked_lm_scores_only_the_chosen_positions():
+  from lm import masking  # pylint: disable=g-import-not-at-top
+  from conftest import load_config  # pylint: disable=g-import-not-at-top
+  c = load_config('bert_wikitext2', 'test')
+  c.data.batch_size = 4
+  c = configure(c)  # 65 tokens.
+  t = make_trainer(c, jax.devices()[:1])
+  params = t.init(jax.random.PRNGKey(0))['params']
+  spec = masking.MaskSpec(mask_id=3, vocab_size=65, special_ids=(0, 1, 2, 3))
+  rng = np.random.default_rng(0)
+  rows = [masking.mask_tokens(np.concatenate(
+      [[1], rng.integers(4, 65, 14), [2]]).astype(np.int32), rng, spec)
+          for _ in range(4)]
+  batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  # round(15% of 14) = 2 chosen a row: only those reach the output layer.
+  logits, targets, weights = t.scored(params, batch)
+  assert logits.shape == (4, 2, 65) and weights.sum() == 8
+  full = t.logits(params, batch)
+  assert full.shape == (4, 16, 65)
+  np.testing.assert_allclose(
+      t.loss(params, batch),
+      train_lib.cross_entropy(full, batch['targets'], batch['weights']),
+      rtol=1e-5)
+  # A target at an unchosen position never counts.
+  other = dict(batch, targets=np.where(batch['weights'] > 0,
+                                       batch['targets'], 7))
+  assert float(t.loss(params, other)) == float(t.loss(params, batch))
+  sums = t.sums_step(params, t.global_batch(batch))
+  assert float(sums['count']) == 8

@@ -1,6 +1,7 @@
 """Tests of lm.writer."""
 
 import json
+import time
 
 import pytest
 
@@ -41,11 +42,17 @@ def test_a_last_line_cut_short_by_a_kill_is_dropped(tmp_path):
 
 
 def test_throughput_counts_tokens_between_restarts():
-  meter = writer_lib.Throughput(100, 6.0, 1000.0)
+  meter = writer_lib.Throughput(6.0, 1000.0)
+  meter.count(10_000)  # Step 10's, before the restart: not counted.
   meter.restart(10)
   assert meter.rates(10) == {}
+  meter.count(100)
+  meter.count(300)  # Rows of another length.
+  start = meter._time
+  time.sleep(0.05)
   rates = meter.rates(12)
-  assert rates['tokens_per_sec'] > 0
+  seconds = meter._time - start  # The restart is a moment after the rate.
+  assert rates['tokens_per_sec'] == pytest.approx(400 / seconds, rel=0.05)
   assert abs(rates['mfu'] - rates['tokens_per_sec'] * 6.0 / 1000.0) < 1e-9
 
 
