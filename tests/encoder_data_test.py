@@ -40,11 +40,16 @@ def test_mlm_batches_are_masked_seeded_and_resume_exactly(tok):
   # Only chosen positions differ from the targets; specials never chosen.
   assert (first['inputs'] != first['targets'])[~chosen].sum() == 0
   assert not chosen[:, 0].any() and not chosen[:, -1].any()
+  assert_resumes_exactly(ds, it)
+
+
+def assert_resumes_exactly(ds, it, n=3):
+  """A fresh iterator of `ds` set to `it`'s state yields `it`'s next n."""
   state = it.get_state()
-  rest = [next(it) for _ in range(3)]
+  rest = [next(it) for _ in range(n)]
   again = iter(ds)
   again.set_state(state)
-  for a, b in zip(rest, [next(again) for _ in range(3)]):
+  for a, b in zip(rest, [next(again) for _ in range(n)]):
     for key in a:
       np.testing.assert_array_equal(a[key], b[key])
 
@@ -131,10 +136,4 @@ def test_length_grouped_iterator_resumes_exactly(tok):
   it = iter(ds)
   for _ in range(30):  # Into the second epoch.
     next(it)
-  state = it.get_state()
-  rest = [next(it) for _ in range(5)]
-  again = iter(ds)
-  again.set_state(state)
-  for a, b in zip(rest, [next(again) for _ in range(5)]):
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key])
+  assert_resumes_exactly(ds, it, 5)
