@@ -42,7 +42,7 @@ def get_config(arg=None):
                  early_stopping=4)
   c.checkpoint.update(every=250, max_to_keep=1)
   if arg == 'test':  # Part of the splits: a few seconds to prepare.
-    c.data.update(seq_len=12, batch_size=8, length_bucket=4,
+    c.data.update(seq_len=12, batch_size=8, length_bucket=0,
                   train_split='train[:3000]',
                   eval_split='validation[:200]', test_split='')
     c.optim.warmup_steps = 2
