@@ -77,7 +77,8 @@ class MetricWriter:
       self._tb.add_scalar(k, float(v), step)
 
   def progress(self, step: int, loss=None, tokens_per_sec=None,
-               mfu=None) -> None:
+               mfu=None, steps_per_sec=None) -> None:
+    del steps_per_sec  # The bar shows its own rate.
     self._bar.update(step - self._bar.n)
     shown = {'loss': loss and f'{loss:.4f}',
              'tok/s': tokens_per_sec and f'{tokens_per_sec:,.0f}',
@@ -123,7 +124,8 @@ class MetricWriter:
 
 
 class Throughput:
-  """Tokens/s (and MFU where the chip's peak is known) between restarts.
+  """Tokens/s, steps/s (and MFU where the chip's peak is known) between
+  restarts.
 
   `count` adds each step's row positions (batch x row length: padding
   included, rows may change length from step to step)."""
@@ -145,9 +147,11 @@ class Throughput:
     """Rates since the last restart; {} if no step ran since."""
     if step <= self._step:
       return {}
-    tokens_per_sec = self._tokens / (time.perf_counter() - self._time)
+    seconds = time.perf_counter() - self._time
+    out = {'tokens_per_sec': self._tokens / seconds,
+           'steps_per_sec': (step - self._step) / seconds}
     self.restart(step)
-    out = {'tokens_per_sec': tokens_per_sec}
+    tokens_per_sec = out['tokens_per_sec']
     if self.peak_flops:
       out['mfu'] = tokens_per_sec * self.flops_per_token / self.peak_flops
     return out

@@ -53,6 +53,7 @@ def test_throughput_counts_tokens_between_restarts():
   rates = meter.rates(12)
   seconds = meter._time - start  # The restart is a moment after the rate.
   assert rates['tokens_per_sec'] == pytest.approx(400 / seconds, rel=0.05)
+  assert rates['steps_per_sec'] == pytest.approx(2 / seconds, rel=0.05)
   assert abs(rates['mfu'] - rates['tokens_per_sec'] * 6.0 / 1000.0) < 1e-9
 
 
