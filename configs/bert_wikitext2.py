@@ -69,7 +69,7 @@ def get_config(arg=None):
     c.data.update(extra_name='sst2',
                   extra_path=wikitext2_word.local_copy('sst2'))
     c.data.batch_size = 32
-    # 1,800 steps of 32 x 128 (7.4M tokens, about two epochs): about 0.85 s
+    # 1,800 steps of 32 x 128 (7.4M tokens, about two epochs): about 0.92 s
     # a step for mini on 2 CPU cores (the output layer only at the masked
     # positions).
     c.train.update(num_steps=1800, eval_every=300, eval_batches=10,
