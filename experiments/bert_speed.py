@@ -47,7 +47,8 @@ def probe(name: str, variant: str, steps: int, runs: str) -> dict:
   subprocess.run(cmd, cwd=REPO, check=True)
   with open(os.path.join(REPO, workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f if line.strip()]
-  # The last log before the final step's evaluation and save.
+  # Neither the first log nor the last (the final step's, next to its
+  # evaluation and save).
   rates = [r for r in rows if 'steps_per_sec' in r][1:-1]
   if not rates:
     raise SystemExit(f'error: {name} logged too few steps; raise --steps')

@@ -12,7 +12,7 @@ the time from its tokenizer file, written when training starts, to its
 eval_results.json), its final evaluation and its eval curve.
 
   python experiments/sst2_cpu.py --variant=mini --runs=runs/bert \
-      --stages=pretrain,finetune,finetune@3e-4,scratch@5e-4 \
+      --stages=pretrain,finetune,finetune@5e-4,scratch@5e-4 \
       --out=experiments/results/sst2_cpu.json
 """
 
@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO / 'experiments'))
 import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def command(stage: str, variant: str, runs: str, extra) -> list[str]:
+def command(stage: str, variant: str, runs: str) -> list[str]:
   """The stage's command; 'finetune@LR' and 'scratch@LR' at optim.lr=LR, in
   workdirs RUNS/finetune_lrLR and RUNS/scratch_lrLR."""
   if stage == 'pretrain':
     return ['lm.main', f'--config=configs/bert_wikitext2.py:{variant}',
-            f'--workdir={runs}/pretrain', *extra]
+            f'--workdir={runs}/pretrain']
   name, _, lr = stage.partition('@')
   if name not in ('finetune', 'scratch'):
     raise SystemExit(f'error: unknown stage {stage!r}; use pretrain, '
@@ -48,7 +48,7 @@ def command(stage: str, variant: str, runs: str, extra) -> list[str]:
     args.append(f'--config.init_from={runs}/pretrain')
   if lr:
     args.append(f'--config.optim.lr={lr}')
-  return args + list(extra)
+  return args
 
 
 def collect(workdir: str, seconds: float | None) -> dict:
@@ -79,9 +79,6 @@ def main():
                       help='comma-separated: pretrain, finetune[@LR], '
                       'scratch[@LR] (@LR: at that optim.lr, its own workdir)')
   parser.add_argument('--out', required=True, help='results JSON file')
-  parser.add_argument('--scratch_lr', type=float, default=0.0,
-                      help='the from-scratch run\'s optim.lr (0: the '
-                      'config\'s); a model without pretraining wants more')
   args = parser.parse_args()
   results = {'date': datetime.date.today().isoformat(),
              'cpu': machine.cpu_model(), 'cores': os.cpu_count(),
@@ -90,9 +87,7 @@ def main():
     with open(args.out) as f:
       results = {**json.load(f), **results}
   for stage in args.stages.split(','):
-    extra = ([f'--config.optim.lr={args.scratch_lr}']
-             if stage == 'scratch' and args.scratch_lr else [])
-    cmd = command(stage, args.variant, args.runs, extra)
+    cmd = command(stage, args.variant, args.runs)
     workdir = cmd[2].split('=', 1)[1]
     seconds = None
     if not os.path.exists(os.path.join(workdir, 'eval_results.json')):

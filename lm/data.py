@@ -219,6 +219,12 @@ def local_batch_size(global_batch: int) -> int:
   return global_batch // jax.process_count()
 
 
+def local_rows(global_batch: int) -> slice:
+  """This process's rows of a global batch."""
+  n = local_batch_size(global_batch)
+  return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
+
+
 def _batched_windows(tokens: np.ndarray, max_len: int, global_batch: int,
                      seed: int) -> grain.MapDataset:
   """Shuffled windows, endless, this process's share, in local batches."""

@@ -172,7 +172,7 @@ class LengthGroupedBatches:
           f'{len(self.sentences)} training sentences are fewer than one batch '
           f'of data.batch_size={self.global_batch}')
     self._lengths = self.sentences.segment_ids.sum(1)
-    self._rows = local_rows(self.global_batch)
+    self._rows = data_lib.local_rows(self.global_batch)
     self._cached = (None, None)
 
   def __len__(self) -> int:
@@ -205,12 +205,6 @@ class LengthGroupedBatches:
             'segment_ids': s.segment_ids[index, :width],
             'targets': s.labels[index],
             'weights': np.ones(len(index), np.float32)}
-
-
-def local_rows(batch_size: int) -> slice:
-  """This process's rows of a global batch."""
-  n = data_lib.local_batch_size(batch_size)
-  return slice(jax.process_index() * n, (jax.process_index() + 1) * n)
 
 
 def sentence_train_dataset(sentences: Sentences, global_batch: int, seed: int,

@@ -48,6 +48,12 @@ class MaskSpec:
     return np.setdiff1d(np.arange(self.vocab_size), self.special_ids)
 
 
+def chosen_count(candidates: int, rate: float) -> int:
+  """How many of a row's `candidates` maskable positions are chosen:
+  round(rate x candidates), at least one (none of none)."""
+  return max(1, int(round(candidates * rate))) if candidates else 0
+
+
 def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
                 spec: MaskSpec) -> dict[str, np.ndarray]:
   """{'inputs', 'targets', 'weights'} of one row of token ids."""
@@ -55,7 +61,7 @@ def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
   inputs_L = ids_L.copy()
   weights_L = np.zeros(ids_L.shape, np.float32)
   if len(candidates):
-    count = max(1, int(round(len(candidates) * spec.rate)))
+    count = chosen_count(len(candidates), spec.rate)
     chosen = rng.choice(candidates, size=count, replace=False)
     weights_L[chosen] = 1.0
     draw = rng.random(count)

@@ -37,7 +37,7 @@ def best_metric(task: str) -> tuple[str, str]:
 def _sums(trainer, params, batches, batch_size: int) -> dict[str, float]:
   """Summed NLL, correct predictions and weight over global batches
   (batch_size 0: batches already this process's rows)."""
-  rows = encoder_data.local_rows(batch_size) if batch_size else slice(None)
+  rows = data_lib.local_rows(batch_size) if batch_size else slice(None)
   totals = {'nll': 0.0, 'correct': 0.0, 'count': 0.0}
   for batch in batches:
     local = trainer.global_batch({k: v[rows] for k, v in batch.items()})
@@ -152,7 +152,7 @@ class Task:
   def predict(self, trainer, params, sentences) -> np.ndarray:
     """Class probabilities [N, C] of encoded sentences."""
     batch_size = self.c.eval.batch_size or self.c.data.batch_size
-    rows, probs = encoder_data.local_rows(batch_size), []
+    rows, probs = data_lib.local_rows(batch_size), []
     for batch in encoder_data.sentence_batches(sentences, batch_size):
       local = trainer.global_batch({k: v[rows] for k, v in batch.items()})
       logits = np.asarray(jax.device_get(trainer.logits_step(params, local)))
@@ -176,7 +176,7 @@ def evaluate_lm_splits(trainer, params, corpus, c, writer=None
   the split's first that many tokens, and only token loss and perplexity
   (the per-word and per-byte figures are defined over whole splits)."""
   batch_size = c.eval.batch_size or c.data.batch_size
-  rows = encoder_data.local_rows(batch_size)
+  rows = data_lib.local_rows(batch_size)
 
   def nll_fn(inputs, targets, weights):
     local = {'inputs': inputs[rows], 'targets': targets[rows],

@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lm import heads
+from lm import masking
 from lm import model as model_lib
 from lm import optimizer as optimizer_lib
 from lm import sharding
@@ -156,8 +157,8 @@ class Trainer:
     targets, weights = batch['targets'], batch.get('weights')
     if self.task != 'masked_lm':
       return self.logits(params, batch, rng), targets, weights
-    length = targets.shape[1]
-    k = min(length, max(1, round(self.config.data.mask_rate * (length - 2))))
+    # A row's [CLS] and [SEP] are never candidates.
+    k = masking.chosen_count(targets.shape[1] - 2, self.config.data.mask_rate)
     _, at_BxK = jax.lax.top_k(weights, k)  # Every chosen position, first.
     gather = lambda x: jnp.take_along_axis(x, at_BxK, axis=1)
     return (self.logits(params, batch, rng, predict_at_BxK=at_BxK),

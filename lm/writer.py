@@ -150,10 +150,9 @@ class Throughput:
     seconds = time.perf_counter() - self._time
     out = {'tokens_per_sec': self._tokens / seconds,
            'steps_per_sec': (step - self._step) / seconds}
-    self.restart(step)
-    tokens_per_sec = out['tokens_per_sec']
     if self.peak_flops:
-      out['mfu'] = tokens_per_sec * self.flops_per_token / self.peak_flops
+      out['mfu'] = out['tokens_per_sec'] * self.flops_per_token / self.peak_flops
+    self.restart(step)
     return out
 
 
