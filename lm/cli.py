@@ -7,7 +7,7 @@ import sys
 from absl import flags, logging
 
 from lm import checkpoint, config, data, distributed, dryrun, embeddings
-from lm import host, run, sharding
+from lm import hf_format, host, run, sharding
 from lm import tokenizer, writer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
@@ -15,7 +15,7 @@ USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
                sharding.MeshError, tokenizer.TokenizerError,
                checkpoint.CheckpointError, embeddings.EmbeddingError,
                dryrun.DryRunError, distributed.DistributedError,
-               writer.LogError)
+               writer.LogError, hf_format.FormatError)
 
 
 def usage_error(message: str) -> None:

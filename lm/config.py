@@ -17,7 +17,7 @@ CHOICES = {
     'task': ('causal_lm', 'masked_lm', 'classification'),
     'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2'),
     'data.pack': ('stream', 'segments'),
-    'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte'),
+    'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte', 'hf'),
     'data.spm_model_type': ('bpe', 'unigram'),
     'data.normalize': ('none', 'NFC', 'NFKC'),
     'model.dtype': ('auto', 'float32', 'bfloat16', 'float16'),
@@ -25,7 +25,7 @@ CHOICES = {
                        't5'),
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.norm_position': ('pre', 'post'),
-    'model.activation': ('gelu', 'relu', 'relu2', 'swiglu'),
+    'model.activation': ('gelu', 'gelu_tanh', 'relu', 'relu2', 'swiglu'),
     'model.attention_impl': ('reference', 'xla', 'cudnn', 'splash'),
     'model.remat': ('none', 'full', 'dots'),
     'model.param_dtype': ('float32', 'bfloat16'),
@@ -40,7 +40,7 @@ ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
                      'tie_embeddings', 'qk_norm', 'relative_buckets',
                      'scan_layers',  # Scanned layers are stacked arrays.
-                     'type_vocab_size', 'num_classes')
+                     'type_vocab_size', 'num_classes', 'embed_norm')
 
 # Fields a resumed run may change freely: how long, how often, how it is
 # laid out or compiled; the same run either way. Changing any other field of
@@ -133,7 +133,10 @@ def default() -> ml_collections.ConfigDict:
   c.model.num_kv_heads = 0  # 0: num_heads (MHA); 1: MQA; between: GQA.
   c.model.norm = 'layernorm'  # or rmsnorm.
   c.model.norm_position = 'pre'  # pre (GPT-2) or post (original).
-  c.model.activation = 'gelu'  # gelu, relu, relu2 (squared), swiglu.
+  # gelu, gelu_tanh (GPT-2's approximation), relu, relu2 (squared), swiglu.
+  c.model.activation = 'gelu'
+  c.model.norm_eps = 1e-5  # Every norm's epsilon (BERT: 1e-12).
+  c.model.embed_norm = False  # A LayerNorm on the summed embeddings (BERT).
   c.model.tie_embeddings = True  # Output head = token embedding.
   # A GloVe/word2vec text file whose vectors start the token embedding of a
   # fresh run (word tokenizer; vectors as wide as embed_dim).
@@ -307,6 +310,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if m.embed_dim % m.num_heads:
     raise ConfigError(f'model.embed_dim ({m.embed_dim}) must be divisible by '
                       f'model.num_heads ({m.num_heads})')
+  if not m.norm_eps > 0:
+    raise ConfigError(f'model.norm_eps must be > 0, got {m.norm_eps}')
   if not 0.0 <= m.dropout < 1.0:
     raise ConfigError(f'model.dropout must be in [0, 1), got {m.dropout}')
   if not 0.0 < d.val_fraction < 1.0:
@@ -434,9 +439,10 @@ def _validate_task(c: ml_collections.ConfigDict) -> None:
   if m.causal:
     raise ConfigError(f'task={c.task} trains a bidirectional encoder; set '
                       'model.causal=False')
-  if d.tokenizer != 'sentencepiece':
+  if d.tokenizer not in ('sentencepiece', 'hf'):
     raise ConfigError(f'task={c.task} needs [CLS], [SEP] and [MASK] tokens: '
-                      'set data.tokenizer=sentencepiece')
+                      'set data.tokenizer=sentencepiece (or start from an '
+                      'imported BERT, whose tokenizer is data.tokenizer=hf)')
   if not 0.0 < d.mask_rate <= 1.0:
     raise ConfigError(f'data.mask_rate must be in (0, 1], got {d.mask_rate}')
   if m.max_len < 3:

@@ -6,7 +6,8 @@ final LayerNorm and an output head tied to the token embedding. Config
 switches choose the variants on the same code: positions (none, learned,
 sinusoidal, RoPE, ALiBi, T5's relative buckets), grouped-query and
 multi-query attention (`num_kv_heads`), LayerNorm or RMSNorm, pre- or
-post-norm blocks, GELU, ReLU, squared ReLU or SwiGLU, tied or untied output
+post-norm blocks (and BERT's norm on the embeddings), GELU (exact or
+GPT-2's tanh form), ReLU, squared ReLU or SwiGLU, tied or untied output
 head, biases, dropout sites and depth-scaled init. Every parameter is
 declared with logical axis names; `lm.sharding` maps them onto mesh axes.
 
@@ -68,6 +69,8 @@ class GPTConfig:
   dropout_sites: str = 'embed,attention,residual'
   scaled_init: bool = True  # Residual projections: std 0.02 / sqrt(2 layers).
   type_vocab_size: int = 0  # > 0: token-type (segment A/B) embeddings, BERT.
+  norm_eps: float = 1e-5  # Every LayerNorm's epsilon (BERT: 1e-12).
+  embed_norm: bool = False  # A LayerNorm on the summed embeddings (BERT).
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':
@@ -127,10 +130,10 @@ class LayerNorm(nnx.Module):
   """LayerNorm (or, with cfg.norm='rmsnorm', RMSNorm: no centring, no bias)
   over the last axis, statistics in float32."""
 
-  def __init__(self, cfg: GPTConfig, *, rngs, eps=1e-5, dim=None, rms=None):
+  def __init__(self, cfg: GPTConfig, *, rngs, dim=None, rms=None):
     del rngs
     dim = dim or cfg.embed_dim
-    self.eps = eps
+    self.eps = cfg.norm_eps
     self.rms = cfg.norm == 'rmsnorm' if rms is None else rms
     self.dtype = DTYPES[cfg.dtype]
     names = ('embed',) if dim == cfg.embed_dim else (None,)
@@ -345,6 +348,8 @@ def gelu(x):
 
 
 ACTIVATIONS = {'gelu': gelu, 'relu': jax.nn.relu,
+               # GPT-2's "gelu_new": the tanh approximation.
+               'gelu_tanh': lambda x: jax.nn.gelu(x, approximate=True),
                'relu2': lambda x: jnp.square(jax.nn.relu(x)),  # Primer.
                'swiglu': jax.nn.silu}  # SwiGLU: silu(x W) * (x V).
 
@@ -425,6 +430,7 @@ class GPT(nnx.Module):
     self.relative = (param(rngs, init, (cfg.relative_buckets, cfg.num_heads),
                             (None, 'heads'), cfg.param_dtype)
                      if cfg.position == 't5' else None)
+    self.ln_e = LayerNorm(cfg, rngs=rngs) if cfg.embed_norm else None
     self.dropout = nnx.Dropout(cfg.dropout_at('embed'))
     if cfg.scan_layers:
       # One Block whose parameters carry a leading layer axis: the stack is
@@ -495,6 +501,8 @@ class GPT(nnx.Module):
       types_BxL = (jnp.zeros_like(tokens_BxL) if token_types_BxL is None
                    else token_types_BxL)
       x_BxLxD = x_BxLxD + jnp.take(self.wtt[...], types_BxL, axis=0)
+    if self.ln_e is not None:
+      x_BxLxD = self.ln_e(x_BxLxD)
     x_BxLxD = x_BxLxD.astype(dtype)
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)

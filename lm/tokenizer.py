@@ -16,6 +16,9 @@ split's texts; `load` reads one back from a run directory, which holds
   control tokens `[CLS]` 2, `[SEP]` 3, `[MASK]` 4 (no bos/eos), which text
   never encodes to and decoding drops.
 - 'byte': the UTF-8 bytes 0..255, and `<eos>` = 256.
+- 'hf': a Hugging Face `tokenizers` tokenizer (GPT-2's byte-level BPE,
+  BERT's WordPiece, ...) imported with a checkpoint by `lm.convert`; its
+  `tokenizer.json` is kept as `hf_tokenizer.json`. It is never trained here.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import numpy as np
 
 TOKENIZER_FILE = 'tokenizer.json'
 SPM_MODEL_FILE = 'tokenizer.model'
-KINDS = ('char', 'word', 'sentencepiece', 'byte')
+HF_TOKENIZER_FILE = 'hf_tokenizer.json'
+KINDS = ('char', 'word', 'sentencepiece', 'byte', 'hf')
 UNK, EOS = '<unk>', '<eos>'
 # BERT's special tokens, in id order after [UNK] and [PAD]: special_ids names.
 BERT_CONTROLS = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]'}
@@ -428,8 +432,70 @@ class ByteTokenizer(Tokenizer):
     return cls()
 
 
+class HFTokenizer(Tokenizer):
+  """A Hugging Face `tokenizers.Tokenizer` (its tokenizer.json content).
+
+  `specials` names its special tokens as `special_ids` does (cls, sep, mask,
+  pad, unk, bos, eos -> token string), as the checkpoint's tokenizer config
+  gave them. `encode` adds no special tokens (callers add [CLS]/[SEP] or
+  <eos>); `decode` drops them.
+  """
+
+  kind = 'hf'
+
+  def __init__(self, content: bytes, specials: dict[str, str]):
+    import tokenizers  # pylint: disable=g-import-not-at-top
+    self.content = content
+    try:
+      self._tok = tokenizers.Tokenizer.from_str(content.decode('utf-8'))
+    except Exception as e:  # pylint: disable=broad-except
+      raise TokenizerError('not a Hugging Face tokenizer.json: '
+                           f'{str(e).splitlines()[0][:200]}') from None
+    self.specials = {name: token for name, token in specials.items()
+                     if self._tok.token_to_id(token) is not None}
+    self.eos_id = self.special_ids.get('eos')
+
+  @property
+  def vocab_size(self) -> int:
+    return self._tok.get_vocab_size(with_added_tokens=True)
+
+  @property
+  def special_ids(self) -> dict[str, int]:
+    return {name: self._tok.token_to_id(token)
+            for name, token in self.specials.items()}
+
+  def encode(self, text: str) -> np.ndarray:
+    return np.asarray(self._tok.encode(text, add_special_tokens=False).ids,
+                      np.int32)
+
+  def decode(self, ids) -> str:
+    return self._tok.decode(_checked_ids(ids, self.vocab_size),
+                            skip_special_tokens=True)
+
+  def spec(self) -> dict:
+    return {'type': 'hf', 'file': HF_TOKENIZER_FILE,
+            'sha256': _sha256(self.content), 'specials': self.specials}
+
+  def _save_files(self, directory: str) -> None:
+    _write_atomic(os.path.join(directory, HF_TOKENIZER_FILE), self.content)
+
+  @classmethod
+  def from_spec(cls, spec: dict, directory: str) -> 'HFTokenizer':
+    path = os.path.join(directory, os.path.basename(str(spec['file'])))
+    if not os.path.exists(path):
+      raise TokenizerError(f'{path} is missing; tokenizer.json needs it: '
+                           'import the checkpoint again (lm.convert from-hf)')
+    with open(path, 'rb') as f:
+      content = f.read()
+    if _sha256(content) != spec['sha256']:
+      raise TokenizerError(f'{path} differs from the file tokenizer.json was '
+                           'saved with (sha256); restore the original file')
+    return cls(content, dict(spec['specials']))
+
+
 _CLASSES = {'char': CharTokenizer, 'word': WordTokenizer,
-            'sentencepiece': SentencePieceTokenizer, 'byte': ByteTokenizer}
+            'sentencepiece': SentencePieceTokenizer, 'byte': ByteTokenizer,
+            'hf': HFTokenizer}
 
 
 def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
@@ -465,6 +531,11 @@ def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
       raise TokenizerError(f'vocab_size={vocab_size}: the byte vocabulary is '
                            'always 257; set it to 0')
     tok = ByteTokenizer()
+  elif kind == 'hf':
+    raise TokenizerError('data.tokenizer=hf is the tokenizer of a Hugging '
+                         'Face checkpoint and is not trained: import one with '
+                         'python -m lm.convert from-hf and start from it with '
+                         '--config.init_from=RUN')
   else:
     raise TokenizerError(f'unknown tokenizer kind {kind!r}; use one of '
                          f'{", ".join(KINDS)}')
