@@ -10,7 +10,7 @@ merges.txt, or vocab.txt) of a `GPT2LMHeadModel`, `BertForMaskedLM` or
 tokenizer (data.tokenizer=hf) and an Orbax checkpoint of the parameters
 (step 0). Every tensor is mapped by name and its shape checked against the
 config (lm/hf_format.py has the table). The run then works like a trained
-one: `lm.sample`, `lm.evaluate`, and any training config with
+one: `lm.sample`, `lm.evaluate`, `lm.finetune`, and any training config with
 `--config.init_from=RUN` (which takes the run's architecture and tokenizer).
 
 `to-hf` writes such a folder from a run whose model has a Hugging Face
@@ -25,26 +25,12 @@ Reads safetensors with numpy: neither torch nor transformers is needed.
 
 from __future__ import annotations
 
-import json
-import os
-import time
-
-import jax
-import numpy as np
 from absl import app, flags, logging
-from flax import nnx
 
-from lm import checkpoint as checkpoint_lib
 from lm import cli
-from lm import config as config_lib
-from lm import heads
-from lm import hf_format
-from lm import model as model_lib
-from lm import run
-from lm import tokenizer as tokenizer_lib
+from lm import hf_io
 
 COMMANDS = ('from-hf', 'to-hf')
-SOURCE_FILE = 'hf_source.json'  # In an imported run: where it came from.
 flags.DEFINE_string('model_dir', None, 'from-hf: the Hugging Face folder.')
 flags.DEFINE_string('workdir', None, 'from-hf: the run to write (new); '
                     'to-hf: the run to export.')
@@ -53,221 +39,6 @@ flags.DEFINE_string('out_dir', None, 'to-hf: the folder to write (new or '
 flags.DEFINE_integer('step', None, 'to-hf: the checkpoint step (default: the '
                      'latest).')
 FLAGS = flags.FLAGS
-
-# Special tokens, as tokenizer_config.json names them -> special_ids names.
-_SPECIALS = {'cls_token': 'cls', 'sep_token': 'sep', 'mask_token': 'mask',
-             'pad_token': 'pad', 'unk_token': 'unk', 'bos_token': 'bos',
-             'eos_token': 'eos'}
-_BERT_DEFAULTS = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]',
-                  'pad': '[PAD]', 'unk': '[UNK]'}
-
-
-def _read_json(path: str) -> dict:
-  try:
-    with open(path, encoding='utf-8') as f:
-      value = json.load(f)
-  except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise hf_format.FormatError(f'cannot read {path}: {e}') from None
-  if not isinstance(value, dict):
-    raise hf_format.FormatError(f'{path} is not a JSON object')
-  return value
-
-
-def read_tensors(model_dir: str) -> dict[str, np.ndarray]:
-  """The folder's state dict: model.safetensors, or the shards its index
-  names, read as numpy arrays."""
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-  single = os.path.join(model_dir, 'model.safetensors')
-  index = single + '.index.json'
-  if os.path.exists(single):
-    files = [single]
-  elif os.path.exists(index):
-    shards = _read_json(index).get('weight_map', {}).values()
-    files = [os.path.join(model_dir, name) for name in sorted(set(shards))]
-  elif os.path.exists(os.path.join(model_dir, 'pytorch_model.bin')):
-    raise hf_format.FormatError(
-        f'{model_dir} holds pytorch_model.bin only; save it as safetensors '
-        '(model.save_pretrained(dir, safe_serialization=True)) so no torch '
-        'is needed to read it')
-  else:
-    raise hf_format.FormatError(f'{model_dir} has no model.safetensors')
-  tensors = {}
-  for path in files:
-    try:
-      tensors.update(load_file(path))
-    except Exception as e:  # pylint: disable=broad-except
-      raise hf_format.FormatError(f'cannot read {path}: '
-                                  f'{str(e).splitlines()[0][:200]}') from None
-  return tensors
-
-
-def read_tokenizer(model_dir: str) -> tokenizer_lib.HFTokenizer:
-  """The folder's tokenizer: tokenizer.json, else GPT-2's vocab.json +
-  merges.txt, else BERT's vocab.txt; special tokens from
-  tokenizer_config.json / special_tokens_map.json."""
-  import tokenizers  # pylint: disable=g-import-not-at-top
-  settings = {}
-  for name in ('tokenizer_config.json', 'special_tokens_map.json'):
-    path = os.path.join(model_dir, name)
-    if os.path.exists(path):
-      settings.update(_read_json(path))
-  specials = {}
-  for key, name in _SPECIALS.items():
-    value = settings.get(key)
-    if isinstance(value, dict):  # An AddedToken: {"content": ..., ...}.
-      value = value.get('content')
-    if isinstance(value, str):
-      specials[name] = value
-  path = os.path.join(model_dir, 'tokenizer.json')
-  vocab_json = os.path.join(model_dir, 'vocab.json')
-  vocab_txt = os.path.join(model_dir, 'vocab.txt')
-  if os.path.exists(path):
-    with open(path, 'rb') as f:
-      content = f.read()
-  elif os.path.exists(vocab_json):
-    merges = os.path.join(model_dir, 'merges.txt')
-    if not os.path.exists(merges):
-      raise hf_format.FormatError(f'{model_dir} has vocab.json but no '
-                                  'merges.txt')
-    content = tokenizers.implementations.ByteLevelBPETokenizer(
-        vocab_json, merges).to_str().encode()
-  elif os.path.exists(vocab_txt):
-    content = tokenizers.implementations.BertWordPieceTokenizer(
-        vocab_txt, lowercase=bool(settings.get('do_lower_case', True))
-    ).to_str().encode()
-    specials = {**_BERT_DEFAULTS, **specials}
-  else:
-    raise hf_format.FormatError(
-        f'{model_dir} has no tokenizer (tokenizer.json, vocab.json + '
-        'merges.txt, or vocab.txt)')
-  return tokenizer_lib.HFTokenizer(content, specials)
-
-
-def _abstract_params(c):
-  """The parameter shapes of run config `c`, on one device."""
-  cfg = model_lib.GPTConfig.from_config(c.model)
-  _, abstract = heads.abstract(cfg, c.task, c.model.num_classes)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      nnx.to_pure_dict(abstract))
-
-
-def _check_tree(params, abstract) -> None:
-  """Same keys and shapes as the model's (a mapping bug, not user input)."""
-  got = {jax.tree_util.keystr(p): x.shape
-         for p, x in jax.tree_util.tree_leaves_with_path(params)}
-  want = {jax.tree_util.keystr(p): x.shape
-          for p, x in jax.tree_util.tree_leaves_with_path(abstract)}
-  if got != want:
-    diff = sorted(set(got.items()) ^ set(want.items()))
-    raise AssertionError(f'mapped parameters differ from the model: {diff[:4]}')
-
-
-def from_hf(model_dir: str, workdir: str) -> str:
-  """Imports the Hugging Face folder into a new run; a line saying what."""
-  start = time.perf_counter()
-  if not os.path.isdir(model_dir):
-    raise hf_format.FormatError(f'--model_dir={model_dir}: no such folder')
-  hf = _read_json(os.path.join(model_dir, 'config.json'))
-  task, fields = hf_format.model_fields(hf)
-  if checkpoint_lib.saved_steps(workdir):
-    raise run.RunError(f'workdir {workdir} already holds a run; give a new '
-                       '--workdir')
-  tok = read_tokenizer(model_dir)
-  if tok.vocab_size > fields['vocab_size']:
-    raise hf_format.FormatError(
-        f'the tokenizer has {tok.vocab_size} tokens but config.json '
-        f'vocab_size is {fields["vocab_size"]}')
-  if task != 'causal_lm':
-    missing = [n for n in ('cls', 'sep', 'mask', 'pad') if n not in
-               tok.special_ids]
-    if missing:
-      raise hf_format.FormatError(
-          f'the BERT tokenizer lacks {", ".join(missing)} token(s); '
-          'tokenizer_config.json must name them (cls_token, ...)')
-  c = config_lib.default()
-  c.task = task
-  c.model.update(fields)
-  c.data.tokenizer = 'hf'
-  config_lib.validate(c)
-  c = run.resolve(c, tok.vocab_size)
-  tensors = read_tensors(model_dir)
-  params = hf_format.to_params(task, fields, tensors)
-  abstract = _abstract_params(c)
-  _check_tree(params, abstract)
-  params = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params,
-                        abstract)
-  run.prepare_workdir(workdir, c)
-  tok.save(workdir)
-  ckpt = checkpoint_lib.Checkpointer(workdir, max_to_keep=1,
-                                     async_save=False)
-  ckpt.save(0, {'params': params}, None)
-  if not ckpt.wait():
-    raise run.RunError(f'could not save the checkpoint in {workdir}: '
-                       f'{ckpt.failures[-1][1]}')
-  ckpt.close()
-  with open(os.path.join(workdir, SOURCE_FILE), 'w') as f:
-    json.dump({'model_dir': os.path.abspath(model_dir),
-               'architecture': hf_format.architecture(hf),
-               'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')}, f, indent=2)
-  n = model_lib.count_params(params)
-  return (f'imported {hf_format.architecture(hf)} ({n:,} parameters, a '
-          f'{tok.vocab_size:,}-token tokenizer) into {workdir} as a '
-          f'task={task} run in {time.perf_counter() - start:.1f} s')
-
-
-def load_run_params(workdir: str, step: int | None = None):
-  """(config, parameters in the per-layer layout) of a run."""
-  c = run.saved_config(workdir)
-  params = run.load_params(_abstract_params(c), workdir, step)
-  if c.model.scan_layers:
-    if c.task == 'causal_lm':
-      params = model_lib.unstack_layers(params)
-    else:
-      params = {**params, 'encoder': model_lib.unstack_layers(
-          params['encoder'])}
-  return c, jax.device_get(params)
-
-
-def to_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
-  """Exports the run to a Hugging Face folder; a line saying what."""
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  c = run.saved_config(workdir)
-  hf = hf_format.hf_config(c.task, c.model)
-  if os.path.isdir(out_dir) and os.listdir(out_dir):
-    raise run.RunError(f'--out_dir={out_dir} is not empty; give a new or '
-                       'empty folder')
-  tok = tokenizer_lib.load(workdir)
-  c, params = load_run_params(workdir, step)
-  tensors = hf_format.from_params(c.task, c.model, params)
-  os.makedirs(out_dir, exist_ok=True)
-  save_file(tensors, os.path.join(out_dir, 'model.safetensors'),
-            metadata={'format': 'pt'})
-  hf['dtype'] = 'float32'
-  special_names = {v: k for k, v in _SPECIALS.items()}
-  ids = tok.special_ids
-  for name, key in (('pad', 'pad_token_id'), ('bos', 'bos_token_id'),
-                    ('eos', 'eos_token_id')):
-    if name in ids:
-      hf[key] = ids[name]
-  with open(os.path.join(out_dir, 'config.json'), 'w') as f:
-    json.dump(hf, f, indent=2)
-  note = ''
-  if tok.kind == 'hf':
-    with open(os.path.join(out_dir, 'tokenizer.json'), 'wb') as f:
-      f.write(tok.content)
-    settings = {'tokenizer_class': 'PreTrainedTokenizerFast',
-                'model_max_length': c.model.max_len,
-                **{special_names[n]: t for n, t in tok.specials.items()}}
-    with open(os.path.join(out_dir, 'tokenizer_config.json'), 'w') as f:
-      json.dump(settings, f, indent=2)
-  else:
-    note = (f'; its {tok.kind} tokenizer has no Hugging Face form, so no '
-            'tokenizer files were written')
-  return (f'exported {hf["architectures"][0]} '
-          f'({model_lib.count_params(params):,} parameters) to {out_dir}'
-          + note)
 
 
 def main(argv):
@@ -278,11 +49,11 @@ def main(argv):
   if command == 'from-hf':
     if not FLAGS.model_dir or not FLAGS.workdir:
       cli.usage_error('from-hf needs --model_dir=HF_DIR and --workdir=RUN')
-    print(cli.exit_on_user_error(from_hf, FLAGS.model_dir, FLAGS.workdir))
+    print(cli.exit_on_user_error(hf_io.from_hf, FLAGS.model_dir, FLAGS.workdir))
   else:
     if not FLAGS.workdir or not FLAGS.out_dir:
       cli.usage_error('to-hf needs --workdir=RUN and --out_dir=HF_DIR')
-    print(cli.exit_on_user_error(to_hf, FLAGS.workdir, FLAGS.out_dir,
+    print(cli.exit_on_user_error(hf_io.to_hf, FLAGS.workdir, FLAGS.out_dir,
                                  FLAGS.step))
 
 

@@ -28,6 +28,7 @@ from lm import embeddings as embeddings_lib
 from lm import flops
 from lm import metrics as metrics_lib
 from lm import model as model_lib
+from lm import preprocess
 from lm import preemption as preemption_lib
 from lm import sharding
 from lm import tasks
@@ -39,6 +40,7 @@ CONFIG_FILE = 'config.json'
 TOKENIZER_FILE = 'tokenizer.json'
 RESULTS_FILE = 'eval_results.json'
 CHANGES_FILE = 'config_changes.jsonl'
+IMPORTED_FILE = 'hf_source.json'  # An imported Hugging Face checkpoint's run.
 
 
 class RunError(ValueError):
@@ -183,6 +185,46 @@ def evaluate_saved(config, workdir: str, step: int | None = None
   return tasks.Task(c, corpus).final(trainer, params)
 
 
+def eval_config(workdir: str, max_len: int = 0, stride: int = 0,
+                batch_size: int = 8):
+  """The saved config of causal_lm run `workdir`, set to evaluate in windows
+  of `max_len` (0: the model's) `stride` apart, `batch_size` at a time, on
+  all devices."""
+  c = saved_config(workdir)
+  if c.task != 'causal_lm':
+    raise RunError(f'{workdir} is a task={c.task} run; perplexity is for '
+                       'causal_lm runs (a classifier: python -m lm.finetune '
+                       'evaluate)')
+  c.eval.update(max_len=max_len, stride=stride, batch_size=batch_size)
+  c.data.batch_size = batch_size
+  c.mesh.data, c.mesh.fsdp, c.mesh.tensor = -1, 1, 1
+  config_lib.validate(c)
+  return c
+
+
+def text_perplexity(workdir: str, path: str, max_len: int = 0,
+                    stride: int = 0, batch_size: int = 8,
+                    step: int | None = None) -> dict[str, float]:
+  """Loss, perplexity, per-word perplexity and bits per byte of the run on
+  the text file `path` (preprocessed as the run's data), and its `tokens`."""
+  c = eval_config(workdir, max_len, stride, batch_size)
+  try:
+    with open(path, encoding='utf-8') as f:
+      text = f.read()
+  except OSError as e:
+    raise config_lib.ConfigError(f'--text={path}: {e.strerror}') from None
+  except UnicodeDecodeError:
+    raise config_lib.ConfigError(f'--text={path} is not UTF-8 text') from None
+  text = preprocess.make(c.data.normalize, c.data.lowercase)(text)
+  stream = data_lib.encode_stream(tokenizer_lib.load(workdir), [text])
+  if len(stream) < 2:
+    raise config_lib.ConfigError(f'--text={path} has {len(stream)} tokens; '
+                                 'at least 2 are needed')
+  trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
+  params = load_params(trainer.abstract_state['params'], workdir, step)
+  return tasks.evaluate_stream(trainer, params, stream, text, c)
+
+
 def init_embeddings(state, trainer, tok, path: str):
   """Sets the token embedding rows of words that have pretrained vectors."""
   words = list(tok.words)
@@ -300,9 +342,38 @@ def _report_failed_saves(ckpt, writer, step: int, every: int) -> None:
                  f'training goes on, {retry}')
 
 
+def adopt_imported(c):
+  """`c`, with the architecture and tokenizer settings of its init_from run
+  when that is an imported Hugging Face checkpoint (lm.convert from-hf),
+  whose shape the checkpoint fixes; what changed is printed."""
+  if not c.init_from or not os.path.exists(os.path.join(c.init_from,
+                                                         IMPORTED_FILE)):
+    return c
+  old, c = saved_config(c.init_from), c.copy_and_resolve_references()
+  keys = [f'model.{k}' for k in config_lib.ARCHITECTURE_KEYS + (
+      'norm_eps', 'causal') if k != 'num_classes' or old.task == c.task]
+  keys += [f'data.{k}' for k in ('tokenizer', 'vocab_size', 'spm_model_type',
+                                 'lowercase', 'normalize')]
+  changed = []
+  for key in keys:
+    section, field = key.split('.')
+    if c[section][field] != old[section][field]:
+      changed.append(f'{key}={old[section][field]}')
+      c[section][field] = old[section][field]
+  if changed:
+    print(f'init_from={c.init_from} is an imported Hugging Face model; '
+          f'taking its {", ".join(changed)}', flush=True)
+  config_lib.validate(c)
+  return c
+
+
 def train_and_evaluate(config, workdir: str) -> Summary:
   """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
-  c = config
+  if os.path.exists(os.path.join(workdir, IMPORTED_FILE)):
+    raise RunError(f'{workdir} is an imported Hugging Face checkpoint; train '
+                   f'from it in a new --workdir with '
+                   f'--config.init_from={workdir}')
+  c = adopt_imported(config)
   make_workdir(workdir)  # Before preparing data, which can take minutes.
   corpus = data_lib.load_corpus(
       c.data, c.model.max_len,

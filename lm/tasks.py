@@ -171,10 +171,24 @@ class Task:
 def evaluate_lm_splits(trainer, params, corpus, c, writer=None
                        ) -> dict[str, dict[str, float]]:
   """Loss, perplexity, word-level perplexity and bits per byte of each whole
-  evaluation split, read as one stream in windows of `eval.max_len` tokens
+  evaluation split (`evaluate_stream`)."""
+  results = {}
+  for split in ('validation', 'test'):
+    if split in corpus.texts:
+      results[split] = evaluate_stream(
+          trainer, params, corpus.streams[split],
+          ''.join(corpus.texts[split]), c,
+          writer.sub_progress(f'eval {split}') if writer else None)
+  return results
+
+
+def evaluate_stream(trainer, params, stream, text: str, c, progress=None
+                    ) -> dict[str, float]:
+  """Loss, perplexity, word-level perplexity and bits per byte of token
+  `stream` (the tokens of `text`), read in windows of `eval.max_len` tokens
   (default model.max_len) `eval.stride` apart. With `eval.max_tokens`, only
-  the split's first that many tokens, and only token loss and perplexity
-  (the per-word and per-byte figures are defined over whole splits)."""
+  the first that many tokens, and only token loss and perplexity (the
+  per-word and per-byte figures are defined over the whole text)."""
   batch_size = c.eval.batch_size or c.data.batch_size
   rows = data_lib.local_rows(batch_size)
 
@@ -183,24 +197,17 @@ def evaluate_lm_splits(trainer, params, corpus, c, writer=None
              'weights': weights[rows]}
     return trainer.nll_step(params, trainer.global_batch(local))
 
-  results = {}
-  for split in ('validation', 'test'):
-    if split not in corpus.texts:
-      continue
-    text = ''.join(corpus.texts[split])
-    progress = writer.sub_progress(f'eval {split}') if writer else None
-    eval_len = c.eval.max_len or c.model.max_len
-    stream = corpus.streams[split]
-    limited = 0 < c.eval.max_tokens < len(stream)
-    totals = metrics_lib.sliding_window_nll(
-        nll_fn, stream[:c.eval.max_tokens] if limited else stream,
-        max_len=eval_len, stride=c.eval.stride or eval_len,
-        batch_size=batch_size, progress=progress)
-    results[split] = (metrics_lib.summarize(totals) if limited else
-                      metrics_lib.summarize(
-                          totals, words=metrics_lib.count_words(text),
-                          num_bytes=metrics_lib.count_bytes(text)))
-    results[split]['tokens'] = totals.tokens
+  eval_len = c.eval.max_len or c.model.max_len
+  limited = 0 < c.eval.max_tokens < len(stream)
+  totals = metrics_lib.sliding_window_nll(
+      nll_fn, stream[:c.eval.max_tokens] if limited else stream,
+      max_len=eval_len, stride=c.eval.stride or eval_len,
+      batch_size=batch_size, progress=progress)
+  results = (metrics_lib.summarize(totals) if limited else
+             metrics_lib.summarize(
+                 totals, words=metrics_lib.count_words(text),
+                 num_bytes=metrics_lib.count_bytes(text)))
+  results['tokens'] = totals.tokens
   return results
 
 

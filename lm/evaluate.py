@@ -1,0 +1,60 @@
+"""Evaluate a language-model run: python -m lm.evaluate --workdir=RUN.
+
+Scores the run's latest parameters (or --step's): with --text=FILE, the
+perplexity of that UTF-8 text file read as one document in the run's
+tokenizer (e.g. an imported GPT-2 on WikiText-2 raw); without it, the run's
+own final evaluation of its validation and test splits. Windows of --max_len
+tokens (default: the model's context) start --stride tokens apart (default:
+--max_len, no overlap); every token after the first is scored once, with the
+context its window gives it. Prints loss, perplexity, word-level perplexity
+and bits per byte, and writes them as JSON with --out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+from absl import app, flags, logging
+
+from lm import cli
+from lm import run
+from lm import tasks
+
+flags.DEFINE_string('workdir', None, 'A causal_lm run (trained, or imported '
+                    'with lm.convert from-hf).')
+flags.DEFINE_string('text', '', 'A UTF-8 text file to score (default: the '
+                    'run\'s own validation and test splits).')
+flags.DEFINE_integer('max_len', 0, 'Window length in tokens; 0: the model\'s '
+                     'context.')
+flags.DEFINE_integer('stride', 0, 'Tokens between window starts; 0: '
+                     '--max_len.')
+flags.DEFINE_integer('batch_size', 8, 'Windows per forward pass.')
+flags.DEFINE_integer('step', None, 'The checkpoint step (default: latest).')
+flags.DEFINE_string('out', '', 'Also write the results to this JSON file.')
+flags.mark_flag_as_required('workdir')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  cli.start(argv, logging.ERROR)
+  if FLAGS.text:
+    results = {'text': cli.exit_on_user_error(
+        run.text_perplexity, FLAGS.workdir, FLAGS.text, FLAGS.max_len,
+        FLAGS.stride, FLAGS.batch_size, FLAGS.step)}
+  else:
+    c = cli.exit_on_user_error(run.eval_config, FLAGS.workdir, FLAGS.max_len,
+                               FLAGS.stride, FLAGS.batch_size)
+    results = cli.exit_on_user_error(run.evaluate_saved, c, FLAGS.workdir,
+                                     FLAGS.step)
+  for line in tasks.format_results(results):
+    print(line)
+  if FLAGS.out and jax.process_index() == 0:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)
