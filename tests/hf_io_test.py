@@ -232,3 +232,37 @@ def test_finetune_from_an_imported_bert_takes_its_architecture(tmp_path,
   assert (tuned.model.embed_dim, tuned.data.tokenizer) == (64, 'hf')
   assert np.isfinite(summary.final_eval_loss)
   assert 'accuracy' in summary.final['validation']
+
+
+def test_training_from_an_imported_gpt2_starts_at_its_loss(tmp_path, capsys):
+  model, _, folder = hf_fixtures.gpt2(tmp_path / 'hf')
+  imported = str(tmp_path / 'gpt2')
+  hf_io.from_hf(folder, imported)
+  c = load_config('shakespeare_char', 'test')
+  c.init_from = imported
+  c.train.update(num_steps=2, eval_every=2)
+  c.optim.update(lr=1e-9, min_lr=0.0)  # Steps that barely move the model.
+  summary = run.train_and_evaluate(c, str(tmp_path / 'tuned'))
+  assert 'taking its' in capsys.readouterr().out
+  tuned = run.saved_config(str(tmp_path / 'tuned'))
+  assert (tuned.model.max_len, tuned.data.tokenizer) == (64, 'hf')
+  # The final validation loss, recomputed with transformers on its windows.
+  import torch  # pylint: disable=g-import-not-at-top
+  from lm import data as data_lib  # pylint: disable=g-import-not-at-top
+  corpus = data_lib.load_corpus(tuned.data, 64, tokenizer_lib.load(imported))
+  stream = corpus.streams['validation']
+  n = (len(stream) - 1) // 64 * 64
+  windows = torch.tensor(stream[:n + 1][:-1].reshape(-1, 64), dtype=torch.long)
+  targets = torch.tensor(stream[1:n + 1].reshape(-1, 64), dtype=torch.long)
+  with torch.no_grad():
+    logits = model(windows).logits
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+        reduction='sum').item()
+  last = np.asarray(stream[n:], np.int64)  # The short final window.
+  with torch.no_grad():
+    tail = model(torch.tensor(last[:-1])[None]).logits[0]
+    nll += torch.nn.functional.cross_entropy(
+        tail, torch.tensor(last[1:]), reduction='sum').item()
+  np.testing.assert_allclose(summary.final['validation']['loss'],
+                             nll / (len(stream) - 1), rtol=1e-5)
