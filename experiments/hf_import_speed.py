@@ -44,7 +44,7 @@ from lm import heads, hf_io, model as model_lib
 c, params = hf_io.load_run_params(sys.argv[1])
 cfg = model_lib.GPTConfig.from_config(c.model)
 graphdef, _ = heads.abstract(cfg, c.task)
-ids = np.load(sys.argv[2])
+ids = np.load(sys.argv[2], allow_pickle=False)
 logits = np.asarray(nnx.merge(graphdef, params)(jnp.asarray(ids))[0])
 np.save(sys.argv[3], logits)
 print(time.perf_counter() - t0)
@@ -102,7 +102,7 @@ def main():
     model = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
     with torch.no_grad():
       theirs = model(torch.tensor(ids)).logits.numpy()
-    diff = float(np.abs(np.load(os.path.join(tmp, 'ours.npy')) - theirs).max())
+    diff = float(np.abs(np.load(os.path.join(tmp, 'ours.npy'), allow_pickle=False) - theirs).max())
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   result = {

@@ -188,6 +188,6 @@ def test_bad_input_is_one_line_and_exit_2(bad_input_files, name):
 
 
 def test_help(tmp_path):
-  for module in ('lm.main', 'lm.sample'):
+  for module in ('lm.main', 'lm.sample', 'lm.evaluate', 'lm.convert'):
     p = run_cli(module, '--help')
     assert p.returncode == 0 and '--workdir' in p.stdout

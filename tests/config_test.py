@@ -80,8 +80,8 @@ def test_default_and_shipped_variants_validate(name, variant):
      'data.length_bucket batches labelled sentences by length '
      '(task=classification), a multiple >= 1; got 16 for task=causal_lm'),
     (lambda c: c.model.__setattr__('activation', 'swish'),
-     "'model.activation' is 'swish'; valid choices: gelu, relu, relu2, "
-     'swiglu'),
+     "'model.activation' is 'swish'; valid choices: gelu, gelu_tanh, relu, "
+     'relu2, swiglu'),
 ])
 def test_bad_values_are_named(test_config, mutate, message):
   mutate(test_config)

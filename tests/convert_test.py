@@ -1,5 +1,5 @@
 """lm.convert's command line: import a Hugging Face GPT-2, sample from it
-greedily (as transformers generates), export it, and one-line errors."""
+greedily (as transformers generates), export it, and a one-line error."""
 
 import os
 
@@ -30,16 +30,8 @@ def test_import_sample_export_from_the_command_line(tmp_path):
   assert done.returncode == 0, done.stderr
   assert sorted(os.listdir(out)) == ['config.json', 'model.safetensors',
                                      'tokenizer.json', 'tokenizer_config.json']
-
-
-def test_command_line_mistakes_are_one_line(tmp_path):
   done = run_cli('lm.convert', 'from-hf', f'--model_dir={tmp_path}/nope',
-                 f'--workdir={tmp_path}/run')
+                 f'--workdir={tmp_path}/run2')
   assert done.returncode == 2
   assert done.stderr.strip().splitlines() == [
       f'error: --model_dir={tmp_path}/nope: no such folder']
-  done = run_cli('lm.convert', 'to-hf', f'--workdir={tmp_path}')
-  assert done.returncode == 2
-  assert 'to-hf needs --workdir=RUN and --out_dir=HF_DIR' in done.stderr
-  done = run_cli('lm.convert', '--help')
-  assert done.returncode == 0 and 'from-hf' in done.stdout
