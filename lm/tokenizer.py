@@ -60,6 +60,21 @@ def _write_atomic(path: str, data: bytes) -> None:
   os.replace(path + '.tmp', path)  # Never a half-written file.
 
 
+def _read_checked(directory: str, name: str, sha256: str, fix: str) -> bytes:
+  """The bytes of file `name` that tokenizer.json refers to, checked against
+  the sha256 it recorded; `fix` says what to do when the file is missing."""
+  # Only a file name: tokenizer.json cannot point outside its directory.
+  path = os.path.join(directory, os.path.basename(str(name)))
+  if not os.path.exists(path):
+    raise TokenizerError(f'{path} is missing; tokenizer.json needs it: {fix}')
+  with open(path, 'rb') as f:
+    data = f.read()
+  if _sha256(data) != sha256:
+    raise TokenizerError(f'{path} differs from the file tokenizer.json was '
+                         'saved with (sha256); restore the original file')
+  return data
+
+
 def _checked_ids(ids, vocab_size: int) -> list[int]:
   """`ids` as a list of ints, each a valid id of a `vocab_size` vocabulary."""
   ids = np.asarray(ids, np.int64).reshape(-1)
@@ -379,17 +394,8 @@ class SentencePieceTokenizer(Tokenizer):
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'SentencePieceTokenizer':
-    # Only a file name: tokenizer.json cannot point outside its directory.
-    path = os.path.join(directory, os.path.basename(str(spec['model_file'])))
-    if not os.path.exists(path):
-      raise TokenizerError(f'{path} is missing; tokenizer.json needs it: copy '
-                           'it back from where the run was trained')
-    with open(path, 'rb') as f:
-      model = f.read()
-    if _sha256(model) != spec['sha256']:
-      raise TokenizerError(f'{path} differs from the model tokenizer.json was '
-                           'saved with (sha256); restore the original file')
-    return cls(model)
+    return cls(_read_checked(directory, spec['model_file'], spec['sha256'],
+                             'copy it back from where the run was trained'))
 
 
 class ByteTokenizer(Tokenizer):
@@ -481,16 +487,9 @@ class HFTokenizer(Tokenizer):
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'HFTokenizer':
-    path = os.path.join(directory, os.path.basename(str(spec['file'])))
-    if not os.path.exists(path):
-      raise TokenizerError(f'{path} is missing; tokenizer.json needs it: '
-                           'import the checkpoint again (lm.convert from-hf)')
-    with open(path, 'rb') as f:
-      content = f.read()
-    if _sha256(content) != spec['sha256']:
-      raise TokenizerError(f'{path} differs from the file tokenizer.json was '
-                           'saved with (sha256); restore the original file')
-    return cls(content, dict(spec['specials']))
+    return cls(_read_checked(directory, spec['file'], spec['sha256'],
+                             'import the checkpoint again (lm.convert '
+                             'from-hf)'), dict(spec['specials']))
 
 
 _CLASSES = {'char': CharTokenizer, 'word': WordTokenizer,

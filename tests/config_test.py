@@ -79,6 +79,8 @@ def test_default_and_shipped_variants_validate(name, variant):
     (lambda c: c.data.__setattr__('length_bucket', 16),
      'data.length_bucket batches labelled sentences by length '
      '(task=classification), a multiple >= 1; got 16 for task=causal_lm'),
+    (lambda c: c.model.__setattr__('norm_eps', 0.0),
+     'model.norm_eps must be > 0, got 0.0'),
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, gelu_tanh, relu, "
      'relu2, swiglu'),

@@ -254,3 +254,42 @@ def test_train_errors():
   for message, kwargs in errors.items():
     with pytest.raises(tokenizer_lib.TokenizerError, match=message):
       tokenizer_lib.train(**{'texts': corpus(20), **kwargs})
+
+
+def hf_wordpiece(texts):
+  """A small BERT WordPiece tokenizer trained with the `tokenizers` library."""
+  import tokenizers as hf  # pylint: disable=g-import-not-at-top
+  tok = hf.BertWordPieceTokenizer(lowercase=True)
+  tok.train_from_iterator(texts, vocab_size=200, show_progress=False,
+                          special_tokens=['[PAD]', '[UNK]', '[CLS]', '[SEP]',
+                                          '[MASK]'])
+  return tok.to_str().encode()
+
+
+def test_hf_tokenizer_round_trip_specials_and_checks(tmp_path):
+  content = hf_wordpiece(corpus())
+  specials = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]',
+              'pad': '[PAD]', 'unk': '[UNK]', 'eos': '<absent>'}
+  tok = tokenizer_lib.HFTokenizer(content, specials)
+  # A named token the vocabulary lacks is dropped, not given a bad id.
+  assert tok.special_ids == {'cls': 2, 'sep': 3, 'mask': 4, 'pad': 0,
+                             'unk': 1} and tok.eos_id is None
+  text = corpus(3, seed=1)[0]
+  ids = tok.encode(text)
+  assert ids.dtype == np.int32 and 2 not in ids  # No [CLS] added.
+  assert tok.decode(np.concatenate([[2], ids, [3]])) == text.lower()
+  tok.save(tmp_path)
+  loaded = tokenizer_lib.load(tmp_path)
+  assert loaded.kind == 'hf' and loaded.fingerprint() == tok.fingerprint()
+  assert loaded.encode(text).tolist() == ids.tolist()
+  other = tokenizer_lib.HFTokenizer(hf_wordpiece(corpus(seed=2)), specials)
+  assert other.fingerprint() != tok.fingerprint()
+  with pytest.raises(tokenizer_lib.TokenizerError, match='not trained'):
+    tokenizer_lib.train('hf', corpus())
+  with pytest.raises(tokenizer_lib.TokenizerError,
+                     match='not a Hugging Face tokenizer.json'):
+    tokenizer_lib.HFTokenizer(b'{"version": 1}', {})
+  stored = tmp_path / tokenizer_lib.HF_TOKENIZER_FILE
+  stored.write_bytes(stored.read_bytes() + b' ')
+  with pytest.raises(tokenizer_lib.TokenizerError, match='differs'):
+    tokenizer_lib.load(tmp_path)
