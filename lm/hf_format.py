@@ -103,6 +103,8 @@ def model_fields(hf_config: dict) -> tuple[str, dict]:
   _require(hf_config, 'hidden_act', ('gelu',), 'gelu')
   _require(hf_config, 'position_embedding_type', ('absolute',), 'absolute')
   _require(hf_config, 'is_decoder', (False,), False)
+  # The masked-LM head's decoder is the token embedding here.
+  _require(hf_config, 'tie_word_embeddings', (True,), True)
   _require(hf_config, 'add_cross_attention', (False,), False)
   fields = dict(
       vocab_size=_field(hf_config, 'vocab_size'),

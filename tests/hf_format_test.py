@@ -110,6 +110,8 @@ def test_import_maps_the_config_fields():
     (dict(GPT2, activation_function='silu'),
      "activation_function='silu' is not supported"),
     (dict(BERT, hidden_act='relu'), "hidden_act='relu' is not supported"),
+    (dict(BERT, tie_word_embeddings=False),
+     'tie_word_embeddings=False is not supported'),
     (dict(BERT, position_embedding_type='relative_key'),
      "position_embedding_type='relative_key' is not supported"),
     ({k: v for k, v in GPT2.items() if k != 'n_embd'},

@@ -234,13 +234,14 @@ def test_finetune_from_an_imported_bert_takes_its_architecture(tmp_path,
   assert 'accuracy' in summary.final['validation']
 
 
-def test_training_from_an_imported_gpt2_starts_at_its_loss(tmp_path, capsys):
+def test_sharded_training_from_an_imported_gpt2_starts_at_its_loss(tmp_path, capsys):
   model, _, folder = hf_fixtures.gpt2(tmp_path / 'hf')
   imported = str(tmp_path / 'gpt2')
   hf_io.from_hf(folder, imported)
   c = load_config('shakespeare_char', 'test')
   c.init_from = imported
   c.train.update(num_steps=2, eval_every=2)
+  c.mesh.update(data=2, fsdp=2, tensor=2)  # Sharded like any other run.
   c.optim.update(lr=1e-9, min_lr=0.0)  # Steps that barely move the model.
   summary = run.train_and_evaluate(c, str(tmp_path / 'tuned'))
   assert 'taking its' in capsys.readouterr().out
