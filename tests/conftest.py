@@ -4,6 +4,7 @@ import contextlib
 import importlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,14 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Prepared TFDS datasets go to a directory of this test process (xdist
 # workers never race on one), which CLI subprocesses inherit.
 os.environ['TFDS_DATA_DIR'] = tempfile.mkdtemp(prefix='lm_tfds_')
+# One persistent compilation cache for the test session, shared by the xdist
+# workers and the CLI subprocesses they start: the many tests that train the
+# same tiny models compile each step once. (Tests of the cache itself set
+# their own compile.cache_dir.)
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.join(
+    tempfile.gettempdir(), f'lm_jax_cache_{os.getpid()}'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 import pytest  # pylint: disable=g-import-not-at-top
 
@@ -72,3 +81,12 @@ def unwritable(path):
       os.chmod(path, 0o755)
     else:
       subprocess.run(['chattr', '-i', path], check=True)
+
+
+def pytest_unconfigure(config):
+  """The session's compilation cache goes with it (removed by the process
+  that created it: the xdist controller, or a run without workers)."""
+  cache = os.environ.get('JAX_COMPILATION_CACHE_DIR', '')
+  if (not hasattr(config, 'workerinput') and
+      os.path.basename(cache) == f'lm_jax_cache_{os.getpid()}'):
+    shutil.rmtree(cache, ignore_errors=True)
