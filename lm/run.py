@@ -193,8 +193,8 @@ def eval_config(workdir: str, max_len: int = 0, stride: int = 0,
   c = saved_config(workdir)
   if c.task != 'causal_lm':
     raise RunError(f'{workdir} is a task={c.task} run; perplexity is for '
-                       'causal_lm runs (a classifier: python -m lm.finetune '
-                       'evaluate)')
+                   'causal_lm runs (a classifier: python -m lm.finetune '
+                   'evaluate)')
   c.eval.update(max_len=max_len, stride=stride, batch_size=batch_size)
   c.data.batch_size = batch_size
   c.mesh.data, c.mesh.fsdp, c.mesh.tensor = -1, 1, 1
