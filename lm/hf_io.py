@@ -16,11 +16,9 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from lm import checkpoint as checkpoint_lib
 from lm import config as config_lib
-from lm import heads
 from lm import hf_format
 from lm import model as model_lib
 from lm import run
@@ -115,16 +113,6 @@ def read_tokenizer(model_dir: str) -> tokenizer_lib.HFTokenizer:
   return tokenizer_lib.HFTokenizer(content, specials)
 
 
-def _abstract_params(c):
-  """The parameter shapes of run config `c`, on one device."""
-  cfg = model_lib.GPTConfig.from_config(c.model)
-  _, abstract = heads.abstract(cfg, c.task, c.model.num_classes)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      nnx.to_pure_dict(abstract))
-
-
 def _check_tree(params, abstract) -> None:
   """Same keys and shapes as the model's (a mapping bug, not user input)."""
   got = {jax.tree_util.keystr(p): x.shape
@@ -168,7 +156,7 @@ def from_hf(model_dir: str, workdir: str) -> str:
   c = run.resolve(c, tok.vocab_size)
   tensors = read_tensors(model_dir)
   params = hf_format.to_params(task, fields, tensors)
-  abstract = _abstract_params(c)
+  abstract = run.single_device_params(c)
   _check_tree(params, abstract)
   params = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params,
                         abstract)
@@ -194,7 +182,7 @@ def from_hf(model_dir: str, workdir: str) -> str:
 def load_run_params(workdir: str, step: int | None = None):
   """(config, parameters in the per-layer layout) of a run."""
   c = run.saved_config(workdir)
-  params = run.load_params(_abstract_params(c), workdir, step)
+  params = run.load_params(run.single_device_params(c), workdir, step)
   if c.model.scan_layers:
     if c.task == 'causal_lm':
       params = model_lib.unstack_layers(params)

@@ -19,6 +19,7 @@ import os
 import time
 
 import jax
+from flax import nnx
 import numpy as np
 
 from lm import checkpoint as checkpoint_lib
@@ -26,6 +27,7 @@ from lm import config as config_lib
 from lm import data as data_lib
 from lm import embeddings as embeddings_lib
 from lm import flops
+from lm import heads
 from lm import metrics as metrics_lib
 from lm import model as model_lib
 from lm import preprocess
@@ -235,6 +237,17 @@ def init_embeddings(state, trainer, tok, path: str):
       table.astype(state['params']['wte'].dtype),
       trainer.state_shardings['params']['wte'])
   return coverage
+
+
+def single_device_params(c):
+  """The parameter shapes of run config `c` (any task), placed on the first
+  device: what a one-device tool (sampling, conversion) restores into."""
+  cfg = model_lib.GPTConfig.from_config(c.model)
+  _, abstract = heads.abstract(cfg, c.task, c.model.num_classes)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      nnx.to_pure_dict(abstract))
 
 
 def load_params(abstract_params, run_dir: str, step: int | None = None):

@@ -6,9 +6,7 @@ KV cache in a jitted decode loop.
 
 import sys
 
-import jax
 from absl import app, flags, logging
-from flax import nnx
 
 from lm import config as config_lib
 from lm import decode
@@ -56,12 +54,8 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
                        '; the tokenizer files are not this run\'s')
   prompt_ids = tok.encode(prompt)
   cfg = model_lib.GPTConfig.from_config(config.model)
-  graphdef, abstract = heads.abstract(cfg, 'causal_lm')
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      nnx.to_pure_dict(abstract))
-  params = run.load_params(abstract, workdir)
+  graphdef, _ = heads.abstract(cfg, 'causal_lm')
+  params = run.load_params(run.single_device_params(config), workdir)
   sampler = decode.Sampler(graphdef, cfg, valid_vocab=tok.vocab_size)
   ids = sampler.generate(params, prompt_ids, max_new_tokens,
                          num_samples=num_samples, temperature=temperature,
