@@ -329,14 +329,16 @@ class Checkpointer:
     self._manager.reload()
     return target
 
-  def restore_params(self, step: int, abstract_params: Any) -> Any:
-    """Only the parameters at `step` (no optimizer state), as laid out."""
+  def restore_params(self, step: int, abstract_params: Any,
+                     key: str = 'params') -> Any:
+    """Only the parameters at `step` (no optimizer state), as laid out;
+    `key='ema'`: their moving average."""
     self.check(step)
-    args = _restore_args({'params': abstract_params}, partial=True)
+    args = _restore_args({key: abstract_params}, partial=True)
     try:
       out = self._manager.restore(step, args=ocp.args.Composite(state=args))
     except (ValueError, KeyError) as e:
       raise CheckpointError(
           f'parameters at step {step} in {self.directory} do not '
           f'match this model: {str(e).splitlines()[0][:300]}') from None
-    return out['state']['params']
+    return out['state'][key]

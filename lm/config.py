@@ -187,6 +187,10 @@ def default() -> ml_collections.ConfigDict:
   # > 0: stop after this many evaluations without a better eval metric
   # (classification: accuracy; else loss); the best step is then evaluated.
   c.train.early_stopping = 0
+  # > 0: also keep an exponential moving average of the parameters,
+  # ema <- d * ema + (1 - d) * params after every step (Polyak averaging).
+  # Evaluations, the best step, sampling, exports and init_from then use it.
+  c.train.ema_decay = 0.0
 
   c.eval = ml_collections.ConfigDict()
   c.eval.final = True  # Whole validation and test splits after training.
@@ -314,6 +318,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'model.norm_eps must be > 0, got {m.norm_eps}')
   if not 0.0 <= m.dropout < 1.0:
     raise ConfigError(f'model.dropout must be in [0, 1), got {m.dropout}')
+  if not 0.0 <= t.ema_decay < 1.0:
+    raise ConfigError(f'train.ema_decay must be in [0, 1) (0: no average), '
+                      f'got {t.ema_decay}')
   if not 0.0 < d.val_fraction < 1.0:
     raise ConfigError(f'data.val_fraction must be in (0, 1), got '
                       f'{d.val_fraction}')

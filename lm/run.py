@@ -124,6 +124,11 @@ def prepare_workdir(workdir: str, config) -> None:
       raise RunError(f'workdir {workdir} holds a run of another model '
                      f'({"; ".join(changes)}); use a new --workdir (or '
                      'init_from to start from its parameters)')
+    if (old.train.ema_decay > 0) != (config.train.ema_decay > 0):
+      raise RunError(f'workdir {workdir} holds a run '
+                     f'{"with" if old.train.ema_decay else "without"} a moving '
+                     'average of its parameters; keep train.ema_decay='
+                     f'{old.train.ema_decay} or use a new --workdir')
     changes = config_lib.config_changes(old, config)
     if changes and not config.allow_config_change:
       raise RunError(f'workdir {workdir} holds a run of another config '
@@ -252,7 +257,8 @@ def single_device_params(c):
 
 def load_params(abstract_params, run_dir: str, step: int | None = None):
   """Parameters of a run's latest checkpoint (or `step`'s), laid out as
-  `abstract_params` (which may be a subtree: {'encoder': ...})."""
+  `abstract_params` (which may be a subtree: {'encoder': ...}): their moving
+  average when the run keeps one (`train.ema_decay`)."""
   if not checkpoint_lib.saved_steps(run_dir):
     raise RunError(f'{run_dir} holds no checkpoint; give a workdir that '
                    'python -m lm.main has trained')
@@ -262,7 +268,9 @@ def load_params(abstract_params, run_dir: str, step: int | None = None):
   elif step not in ckpt.all_steps():
     raise RunError(f'{run_dir} holds no checkpoint of step {step}; it has '
                    f'{", ".join(map(str, ckpt.all_steps()))}')
-  return ckpt.restore_params(step, abstract_params)
+  ema = (os.path.exists(os.path.join(run_dir, CONFIG_FILE)) and
+         saved_config(run_dir).train.ema_decay > 0)
+  return ckpt.restore_params(step, abstract_params, 'ema' if ema else 'params')
 
 
 def check_init_from(c, tok) -> str:
@@ -431,6 +439,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       coverage = init_embeddings(state, trainer, corpus.tokenizer,
                                  c.model.init_embeddings)
       print(coverage, flush=True)
+    state = trainer.restart_ema(state)
 
   eval_set = task.eval_batches()
   num_params = model_lib.count_params(state['params'])
@@ -473,7 +482,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
                        f'(recent mean {spikes.mean:.4f})')
       early = improved = False
       if step % c.train.eval_every == 0 or final:
-        scalars.update(evaluate(state['params']))
+        scalars.update(evaluate(train_lib.model_params(state)))
         eval_loss = scalars['eval/loss']
         writer.print(f'step {step}: eval loss {eval_loss:.4f}' + (
             f', accuracy {scalars["eval/accuracy"]:.4f}'
@@ -524,8 +533,8 @@ def train_and_evaluate(config, workdir: str) -> Summary:
     writer.print(f'stopped at step {step} ({stopped}); checkpoint saved: run '
                  'the same command again to resume')
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
-    eval_loss = evaluate(state['params'])['eval/loss']
-  final, params, evaluated = {}, state['params'], step
+    eval_loss = evaluate(train_lib.model_params(state))['eval/loss']
+  final, params, evaluated = {}, train_lib.model_params(state), step
   if c.train.early_stopping and best_step not in (None, step):
     evaluated = best_step
     params = load_params(trainer.abstract_state['params'], workdir, best_step)

@@ -3,7 +3,8 @@
 The model is split once into a static graph definition and a pytree of
 parameters; every step is a pure function of pytrees, jitted with explicit
 in/out shardings (what pjit became) and a donated train state. The train
-state is a plain dict: {'step', 'params', 'opt_state', 'rng'}.
+state is a plain dict: {'step', 'params', 'opt_state', 'rng', 'nonfinite'},
+plus 'ema' (a moving average of 'params') when `train.ema_decay` > 0.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def _like_params(opt_state, param_shardings, other):
   return jax.tree_util.tree_map_with_path(sharding_of, opt_state)
 
 
+def model_params(state: State):
+  """The parameters a run is evaluated and used with: the moving average
+  when the state keeps one (`train.ema_decay` > 0), else its parameters."""
+  return state.get('ema', state['params'])
+
+
 class Trainer:
   """Builds the sharded state and the jitted steps for one model and mesh."""
 
@@ -109,23 +116,38 @@ class Trainer:
     model = heads.build(self.model_cfg, self.task, self.num_classes,
                         rngs=nnx.Rngs(params=params_rng))
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return {'step': jnp.zeros((), jnp.int32), 'params': params,
-            'opt_state': self.tx.init(params), 'rng': dropout_rng,
-            # Skipped non-finite updates: how many, the first one's step
-            # (-1: none) and its first non-finite gradient leaf.
-            'nonfinite': {'count': jnp.zeros((), jnp.int32),
-                          'first_step': -jnp.ones((), jnp.int32),
-                          'first_leaf': jnp.zeros((), jnp.int32)}}
+    state = {'step': jnp.zeros((), jnp.int32), 'params': params,
+             'opt_state': self.tx.init(params), 'rng': dropout_rng,
+             # Skipped non-finite updates: how many, the first one's step
+             # (-1: none) and its first non-finite gradient leaf.
+             'nonfinite': {'count': jnp.zeros((), jnp.int32),
+                           'first_step': -jnp.ones((), jnp.int32),
+                           'first_leaf': jnp.zeros((), jnp.int32)}}
+    if self.config.train.ema_decay > 0:
+      state['ema'] = jax.tree.map(jnp.copy, params)
+    return state
 
   def _state_shardings(self, abstract_state: State):
     params = sharding.tree_shardings(abstract_state['params'],
                                      self.param_names, self.mesh, self.rules)
     replicated = NamedSharding(self.mesh, P())
     opt_state = _like_params(abstract_state['opt_state'], params, replicated)
-    return {'step': replicated, 'params': params, 'opt_state': opt_state,
-            'rng': replicated,
-            'nonfinite': jax.tree.map(lambda _: replicated,
-                                      abstract_state['nonfinite'])}
+    shardings = {'step': replicated, 'params': params, 'opt_state': opt_state,
+                 'rng': replicated,
+                 'nonfinite': jax.tree.map(lambda _: replicated,
+                                           abstract_state['nonfinite'])}
+    if 'ema' in abstract_state:
+      shardings['ema'] = params
+    return shardings
+
+  def restart_ema(self, state: State) -> State:
+    """`state` with its moving average restarted at its parameters (a fresh
+    run, after any init_from); unchanged when it keeps none."""
+    if 'ema' in state:
+      state['ema'] = jax.jit(
+          lambda p: jax.tree.map(jnp.copy, p),
+          out_shardings=self.state_shardings['params'])(state['params'])
+    return state
 
   def merge(self, params):
     """The model with these parameters (used inside jitted functions)."""
@@ -226,6 +248,11 @@ class Trainer:
     new_state = {'step': state['step'] + 1, 'params': params,
                  'opt_state': opt_state, 'rng': state['rng'],
                  'nonfinite': nonfinite}
+    if 'ema' in state:
+      d = self.config.train.ema_decay
+      new_state['ema'] = jax.tree.map(
+          lambda e, p: (d * e.astype(jnp.float32) + (1 - d) * p.astype(
+              jnp.float32)).astype(e.dtype), state['ema'], params)
     return new_state, metrics
 
   def nonfinite_leaf(self, index: int) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 
 import chex
+import jax
 import numpy as np
 import pytest
 
@@ -75,6 +76,47 @@ def test_finetuning_resumes_exactly(pretrained, tmp_path):
       r.get('eval/accuracy') for r in b]
   chex.assert_trees_all_equal(params_at(tmp_path / 'a', 6),
                               params_at(tmp_path / 'b', 6))
+
+
+def test_a_moving_average_is_evaluated_kept_and_resumed(pretrained,
+                                                       tmp_path):
+  c = sst2(pretrained, num_steps=4, eval_every=2)
+  c.train.ema_decay = 0.5
+  # Parameters far from the average; a schedule that does not depend on
+  # num_steps.
+  c.optim.update(lr=1e-2, warmup_steps=0, decay_steps=4)
+  c.checkpoint.every = 2
+  c.eval.final = True
+  half = c.copy_and_resolve_references()
+  half.train.num_steps = 2
+  run.train_and_evaluate(half, str(tmp_path / 'a'))
+  run.train_and_evaluate(c, str(tmp_path / 'a'))  # Resumed at step 2.
+  run.train_and_evaluate(c, str(tmp_path / 'b'))
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path / 'a'), read_only=True)
+  state, _ = ckpt.restore(4, None, with_data=False)
+  chex.assert_trees_all_equal(state, params_state(tmp_path / 'b'))
+  # The average is what the run evaluates and hands on.
+  assert not np.allclose(state['ema']['head']['out']['kernel'],
+                         state['params']['head']['out']['kernel'])
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  loaded = run.load_params(jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+      state['ema']), str(tmp_path / 'a'))
+  chex.assert_trees_all_equal(loaded, state['ema'])
+  final = json.loads((tmp_path / 'a' / 'eval_results.json').read_text())
+  again = run.evaluate_saved(c, str(tmp_path / 'a'))
+  assert final['validation'] == again['validation']
+  # Turning the average on or off is refused on resume.
+  c.train.ema_decay = 0.0
+  c.train.num_steps = 6
+  with pytest.raises(run.RunError, match=r'holds a run with a moving '
+                     r'average of its parameters; keep train.ema_decay=0.5'):
+    run.train_and_evaluate(c, str(tmp_path / 'a'))
+
+
+def params_state(workdir):
+  ckpt = checkpoint_lib.Checkpointer(str(workdir), read_only=True)
+  return ckpt.restore(ckpt.latest_step(), None, with_data=False)[0]
 
 
 def test_early_stopping_evaluates_the_best_step(pretrained, tmp_path):

@@ -152,6 +152,31 @@ def test_every_parameter_and_optimizer_leaf_follows_the_rules(test_config,
   assert moments == 2 * len(flat_params)
 
 
+def test_the_moving_average_follows_the_parameters(test_config):
+  c = test_config.copy_and_resolve_references()
+  c.train.ema_decay = 0.75
+  c = configure(c)
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  ema = jax.device_get(state['params'])
+  chex.assert_trees_all_equal(jax.device_get(state['ema']), ema)
+  for seed in range(3):
+    state, _ = t.train_step(state, t.global_batch(random_batch(c, seed)))
+    params = jax.device_get(state['params'])
+    ema = jax.tree.map(lambda e, p: 0.75 * e + 0.25 * p, ema, params)
+    chex.assert_trees_all_close(jax.device_get(state['ema']), ema,
+                                rtol=1e-6, atol=1e-7)
+  assert not np.allclose(ema['wte'], params['wte'])
+  assert train_lib.model_params(state) is state['ema']
+  assert train_lib.model_params({'params': 1}) == 1
+  # A fresh run (e.g. after init_from) restarts the average at its
+  # parameters, laid out as they are.
+  state = t.restart_ema(state)
+  chex.assert_trees_all_equal(jax.device_get(state['ema']), params)
+  assert state['ema']['wte'].sharding == state['params']['wte'].sharding
+  state, _ = t.train_step(state, t.global_batch(random_batch(c)))  # Donated.
+
+
 def test_a_nonfinite_step_is_skipped_and_recorded(test_config):
   c = configure(test_config.copy_and_resolve_references())
   t = make_trainer(c, jax.devices()[:1])
