@@ -190,6 +190,7 @@ def default() -> ml_collections.ConfigDict:
   # > 0: also keep an exponential moving average of the parameters,
   # ema <- d * ema + (1 - d) * params after every step (Polyak averaging).
   # Evaluations, the best step, sampling, exports and init_from then use it.
+  # It is kept in float32, sharded as the parameters (one more copy of them).
   c.train.ema_decay = 0.0
 
   c.eval = ml_collections.ConfigDict()

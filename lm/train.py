@@ -61,8 +61,18 @@ def _like_params(opt_state, param_shardings, other):
 
 def model_params(state: State):
   """The parameters a run is evaluated and used with: the moving average
-  when the state keeps one (`train.ema_decay` > 0), else its parameters."""
-  return state.get('ema', state['params'])
+  (kept in float32) in the parameters' dtypes when the state keeps one
+  (`train.ema_decay` > 0), else its parameters."""
+  if 'ema' not in state:
+    return state['params']
+  return jax.tree.map(lambda e, p: e.astype(p.dtype), state['ema'],
+                      state['params'])
+
+
+def _float32_copy(params):
+  """The moving average's start: a float32 copy of the parameters (in
+  bfloat16, 0.2% of a step's change would round away)."""
+  return jax.tree.map(lambda p: jnp.copy(p).astype(jnp.float32), params)
 
 
 class Trainer:
@@ -124,7 +134,7 @@ class Trainer:
                            'first_step': -jnp.ones((), jnp.int32),
                            'first_leaf': jnp.zeros((), jnp.int32)}}
     if self.config.train.ema_decay > 0:
-      state['ema'] = jax.tree.map(jnp.copy, params)
+      state['ema'] = _float32_copy(params)
     return state
 
   def _state_shardings(self, abstract_state: State):
@@ -145,7 +155,7 @@ class Trainer:
     run, after any init_from); unchanged when it keeps none."""
     if 'ema' in state:
       state['ema'] = jax.jit(
-          lambda p: jax.tree.map(jnp.copy, p),
+          _float32_copy,
           out_shardings=self.state_shardings['params'])(state['params'])
     return state
 
@@ -251,8 +261,8 @@ class Trainer:
     if 'ema' in state:
       d = self.config.train.ema_decay
       new_state['ema'] = jax.tree.map(
-          lambda e, p: (d * e.astype(jnp.float32) + (1 - d) * p.astype(
-              jnp.float32)).astype(e.dtype), state['ema'], params)
+          lambda e, p: d * e + (1 - d) * p.astype(jnp.float32),
+          state['ema'], params)
     return new_state, metrics
 
   def nonfinite_leaf(self, index: int) -> str:

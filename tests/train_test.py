@@ -167,7 +167,8 @@ def test_the_moving_average_follows_the_parameters(test_config):
     chex.assert_trees_all_close(jax.device_get(state['ema']), ema,
                                 rtol=1e-6, atol=1e-7)
   assert not np.allclose(ema['wte'], params['wte'])
-  assert train_lib.model_params(state) is state['ema']
+  chex.assert_trees_all_equal(jax.device_get(train_lib.model_params(state)),
+                              jax.device_get(state['ema']))
   assert train_lib.model_params({'params': 1}) == 1
   # A fresh run (e.g. after init_from) restarts the average at its
   # parameters, laid out as they are.
@@ -175,6 +176,13 @@ def test_the_moving_average_follows_the_parameters(test_config):
   chex.assert_trees_all_equal(jax.device_get(state['ema']), params)
   assert state['ema']['wte'].sharding == state['params']['wte'].sharding
   state, _ = t.train_step(state, t.global_batch(random_batch(c)))  # Donated.
+  # bfloat16 parameters: the average is kept in float32, used in bfloat16.
+  c.model.param_dtype = 'bfloat16'
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  state, _ = t.train_step(state, t.global_batch(random_batch(c)))
+  assert state['ema']['wte'].dtype == jnp.float32
+  assert train_lib.model_params(state)['wte'].dtype == jnp.bfloat16
 
 
 def test_a_nonfinite_step_is_skipped_and_recorded(test_config):
