@@ -28,6 +28,7 @@ CHOICES = {
     'model.activation': ('gelu', 'gelu_tanh', 'relu', 'relu2', 'swiglu'),
     'model.attention_impl': ('reference', 'xla', 'cudnn', 'splash'),
     'model.remat': ('none', 'full', 'dots'),
+    'model.pooling': ('cls', 'mean'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
     'optim.state_dtype': ('float32', 'bfloat16'),
@@ -154,6 +155,10 @@ def default() -> ml_collections.ConfigDict:
   c.model.remat = 'none'  # full or dots: recompute activations (less memory).
   c.model.type_vocab_size = 0  # > 0: token-type embeddings (BERT: 2).
   c.model.num_classes = 2  # classification: the classifier's outputs.
+  # classification: what the classifier reads: the [CLS] state (BERT) or the
+  # mean of the real tokens' states (no padding), which an encoder
+  # pretrained by masked-LM alone has trained at every position.
+  c.model.pooling = 'cls'
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'

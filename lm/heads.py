@@ -3,7 +3,8 @@
 `MLMHead`: BERT's masked-token prediction: a dense + GELU + LayerNorm
 transform, then logits over the vocabulary through the token embedding (tied)
 plus an output bias. `Classifier`: the pooled `[CLS]` state (dense + tanh, as
-BERT's pooler) with dropout, then a dense layer to the classes. The body is
+BERT's pooler; or, with `pooling='mean'`, the same on the mean of the real
+tokens' states) with dropout, then a dense layer to the classes. The body is
 `lm.model.GPT` with `causal=False`; its `hidden(...)` feeds these heads.
 `MaskedLM` and `SequenceClassifier` put body and head together (the body's
 parameters under 'encoder', so a pretrained encoder moves between them), and
@@ -38,7 +39,8 @@ class MLMHead(nnx.Module):
 
 
 class Classifier(nnx.Module):
-  """Hidden states [B, L, D] -> class logits [B, C] from position 0 ([CLS])."""
+  """Hidden states [B, L, D] -> class logits [B, C] from position 0 ([CLS]),
+  or from the mean over the real tokens (`real_BxL` nonzero) with 'mean'."""
 
   def __init__(self, cfg: model_lib.GPTConfig, num_classes: int, *,
                rngs: nnx.Rngs, dropout: float = 0.1):
@@ -46,11 +48,23 @@ class Classifier(nnx.Module):
     self.pooler = model_lib.Dense((d,), (d,), ('embed', 'mlp'), cfg,
                                   rngs=rngs)
     self.dropout = nnx.Dropout(dropout)
+    self.pooling = cfg.pooling
     self.out = model_lib.Dense((d,), (num_classes,), ('embed', None), cfg,
                                rngs=rngs)
 
-  def __call__(self, hidden_BxLxD, deterministic=True, rngs=None):
-    pooled_BxD = jnp.tanh(self.pooler(hidden_BxLxD[:, 0]))
+  def __call__(self, hidden_BxLxD, real_BxL=None, deterministic=True,
+               rngs=None):
+    if self.pooling == 'mean':
+      if real_BxL is None:
+        real_BxL = jnp.ones(hidden_BxLxD.shape[:2], jnp.int32)
+      weight_BxL = (real_BxL != 0).astype(jnp.float32)
+      total_BxD = jnp.einsum('BLD,BL->BD', hidden_BxLxD.astype(jnp.float32),
+                             weight_BxL)
+      count_Bx1 = jnp.maximum(weight_BxL.sum(axis=1, keepdims=True), 1.0)
+      summary_BxD = (total_BxD / count_Bx1).astype(hidden_BxLxD.dtype)
+    else:
+      summary_BxD = hidden_BxLxD[:, 0]
+    pooled_BxD = jnp.tanh(self.pooler(summary_BxD))
     pooled_BxD = self.dropout(pooled_BxD, deterministic=deterministic,
                               rngs=rngs)
     return self.out(pooled_BxD).astype(jnp.float32)
@@ -77,7 +91,7 @@ class MaskedLM(nnx.Module):
 
 
 class SequenceClassifier(nnx.Module):
-  """BERT for classification: the encoder and a pooled [CLS] classifier."""
+  """BERT for classification: the encoder and a pooled classifier."""
 
   def __init__(self, cfg: model_lib.GPTConfig, num_classes: int, *,
                rngs: nnx.Rngs):
@@ -89,7 +103,8 @@ class SequenceClassifier(nnx.Module):
     """Class logits [B, C] of each row, and None (no cache)."""
     hidden_BxLxD, _ = self.encoder.hidden(
         tokens_BxL, deterministic=deterministic, rngs=rngs, **inputs)
-    return self.head(hidden_BxLxD, deterministic, rngs), None
+    return self.head(hidden_BxLxD, inputs.get('segment_ids_BxL'),
+                     deterministic, rngs), None
 
 
 def build(cfg: model_lib.GPTConfig, task: str, num_classes: int, *,

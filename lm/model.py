@@ -71,6 +71,7 @@ class GPTConfig:
   type_vocab_size: int = 0  # > 0: token-type (segment A/B) embeddings, BERT.
   norm_eps: float = 1e-5  # Every LayerNorm's epsilon (BERT: 1e-12).
   embed_norm: bool = False  # A LayerNorm on the summed embeddings (BERT).
+  pooling: str = 'cls'  # Classifier input: cls | mean (of real tokens).
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':

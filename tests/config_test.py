@@ -28,6 +28,8 @@ def test_default_and_shipped_variants_validate(name, variant):
     (lambda c: c.mesh.__setattr__('tensor', 0), 'mesh.tensor must be'),
     (lambda c: c.model.__setattr__('mlp_dim', -3), "'model.mlp_dim' must be >= 0"),
     (lambda c: c.__setattr__('seed', -1), 'seed must be in [0, 2**32)'),
+    (lambda c: c.model.__setattr__('pooling', 'max'),
+     "'model.pooling' is 'max'; valid choices: cls, mean"),
     (lambda c: c.train.__setattr__('ema_decay', 1.0),
      'train.ema_decay must be in [0, 1) (0: no average), got 1.0'),
     (lambda c: c.optim.__setattr__('warmup_steps', -5),

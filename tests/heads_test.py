@@ -1,8 +1,11 @@
 """Tests of lm.heads on a bidirectional lm.model.GPT body (BERT-style)."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from lm import heads
@@ -15,25 +18,40 @@ PAD, CLS, SEP = 0, 1, 2
 
 
 class Encoder(nnx.Module):
-  def __init__(self, rngs):
-    self.body = model_lib.GPT(CFG, rngs=rngs)
-    self.mlm = heads.MLMHead(CFG, rngs=rngs)
-    self.cls = heads.Classifier(CFG, 2, rngs=rngs, dropout=0.0)
+  def __init__(self, rngs, cfg=CFG):
+    self.body = model_lib.GPT(cfg, rngs=rngs)
+    self.mlm = heads.MLMHead(cfg, rngs=rngs)
+    self.cls = heads.Classifier(cfg, 2, rngs=rngs, dropout=0.0)
 
   def __call__(self, tokens_BxL):
     segments_BxL = (tokens_BxL != PAD).astype(jnp.int32)  # Padding apart.
     hidden, _ = self.body.hidden(tokens_BxL, segment_ids_BxL=segments_BxL)
-    return self.cls(hidden), self.mlm(hidden, self.body.wte[...])
+    return self.cls(hidden, segments_BxL), self.mlm(hidden, self.body.wte[...])
 
 
-def test_padding_never_changes_the_cls_output():
-  enc = Encoder(nnx.Rngs(0))
+@pytest.mark.parametrize('pooling', ['cls', 'mean'])
+def test_padding_never_changes_the_cls_output(pooling):
+  enc = Encoder(nnx.Rngs(0), dataclasses.replace(CFG, pooling=pooling))
   short = jnp.array([[CLS, 5, 6, 7, SEP]])
   padded = jnp.concatenate([short, jnp.full((1, 11), PAD)], axis=1)
   (c1, m1), (c2, m2) = enc(short), enc(padded)
   np.testing.assert_allclose(c1, c2, atol=1e-6)
   np.testing.assert_allclose(m1, m2[:, :5], atol=1e-5)
   assert m2.shape == (1, 16, 50) and c2.shape == (1, 2)
+
+
+def test_mean_pooling_reads_the_mean_of_the_real_tokens():
+  cfg = dataclasses.replace(CFG, pooling='mean')
+  head = heads.Classifier(cfg, 2, rngs=nnx.Rngs(0), dropout=0.0)
+  hidden_BxLxD = jnp.asarray(
+      np.random.default_rng(0).normal(size=(2, 6, 32)), jnp.float32)
+  real_BxL = jnp.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+  want_BxD = jnp.stack([hidden_BxLxD[0, :3].mean(0), hidden_BxLxD[1].mean(0)])
+  want_BxC = head.out(jnp.tanh(head.pooler(want_BxD)))
+  np.testing.assert_allclose(head(hidden_BxLxD, real_BxL), want_BxC,
+                             atol=1e-5)
+  cls = heads.Classifier(CFG, 2, rngs=nnx.Rngs(0), dropout=0.0)
+  assert not np.allclose(cls(hidden_BxLxD, real_BxL), want_BxC, atol=1e-3)
 
 
 def test_token_types_change_the_output():

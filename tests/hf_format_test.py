@@ -134,6 +134,9 @@ def test_import_refuses_unsupported_configs(hf, message):
                    'type_vocab_size': 2}, 'model.embed_norm=False'),
     ('classification', {'norm_position': 'post', 'embed_norm': True},
      'model.type_vocab_size=0'),
+    ('classification', {'norm_position': 'post', 'embed_norm': True,
+                        'type_vocab_size': 2, 'pooling': 'mean'},
+     "model.pooling='mean'"),
 ])
 def test_export_names_the_unsupported_option(task, change, message):
   m = dict(config_lib.default().model.to_dict(), mlp_dim=512, **change)
