@@ -55,9 +55,8 @@ class Classifier(nnx.Module):
   def __call__(self, hidden_BxLxD, real_BxL=None, deterministic=True,
                rngs=None):
     if self.pooling == 'mean':
-      if real_BxL is None:
-        real_BxL = jnp.ones(hidden_BxLxD.shape[:2], jnp.int32)
-      weight_BxL = (real_BxL != 0).astype(jnp.float32)
+      weight_BxL = (jnp.ones(hidden_BxLxD.shape[:2]) if real_BxL is None
+                    else (real_BxL != 0).astype(jnp.float32))
       total_BxD = jnp.einsum('BLD,BL->BD', hidden_BxLxD.astype(jnp.float32),
                              weight_BxL)
       count_Bx1 = jnp.maximum(weight_BxL.sum(axis=1, keepdims=True), 1.0)

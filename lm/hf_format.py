@@ -181,10 +181,8 @@ def hf_config(task: str, m) -> dict:
       'attention_probs_dropout_prob': m['dropout'],
       'position_embedding_type': 'absolute', 'tie_word_embeddings': True}
   if task == 'classification':
-    if m.get('pooling', 'cls') != 'cls':
-      raise FormatError(f'model.pooling={m["pooling"]!r} has no Hugging Face '
-                        'equivalent (BertForSequenceClassification reads '
-                        'the [CLS] state)')
+    need('pooling', ('cls',), 'BertForSequenceClassification reads the '
+         '[CLS] state')
     n = m['num_classes']
     out.update(num_labels=n, id2label={str(i): f'LABEL_{i}' for i in range(n)},
                label2id={f'LABEL_{i}': i for i in range(n)})
