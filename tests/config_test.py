@@ -16,6 +16,20 @@ def test_default_and_shipped_variants_validate(name, variant):
   config_lib.validate(load_config(name, variant))
 
 
+
+@pytest.mark.parametrize('variant', ['tiny', 'mini', 'base', 'cpu', 'test'])
+def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
+  # configs/sst2.py:V must accept configs/bert_wikitext2.py:V's run as its
+  # init_from: the same shape and text preprocessing (run.check_init_from).
+  pretrain = load_config('bert_wikitext2', variant)
+  finetune = load_config('sst2', variant)
+  config_lib.validate(pretrain)
+  config_lib.validate(finetune)
+  assert [x for x in config_lib.architecture_changes(pretrain, finetune)
+          if not x.startswith('model.num_classes')] == []
+  for key in ('vocab_size', 'spm_model_type', 'lowercase', 'normalize'):
+    assert pretrain.data[key] == finetune.data[key], key
+
 @pytest.mark.parametrize('mutate, message', [
     (lambda c: c.optim.__setattr__('name', 'adamx'),
      "'optim.name' is 'adamx'; valid choices: adamw, adam, sgd"),
