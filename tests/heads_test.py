@@ -29,9 +29,12 @@ class Encoder(nnx.Module):
     return self.cls(hidden, segments_BxL), self.mlm(hidden, self.body.wte[...])
 
 
-@pytest.mark.parametrize('pooling', ['cls', 'mean'])
-def test_padding_never_changes_the_cls_output(pooling):
-  enc = Encoder(nnx.Rngs(0), dataclasses.replace(CFG, pooling=pooling))
+@pytest.mark.parametrize('pooling, position', [
+    ('cls', 'learned'), ('mean', 'learned'),
+    ('cls', 'rope')])  # configs/bert_wikitext2.py:cpu's positions.
+def test_padding_never_changes_the_cls_output(pooling, position):
+  enc = Encoder(nnx.Rngs(0), dataclasses.replace(CFG, pooling=pooling,
+                                                 position=position))
   short = jnp.array([[CLS, 5, 6, 7, SEP]])
   padded = jnp.concatenate([short, jnp.full((1, 11), PAD)], axis=1)
   (c1, m1), (c2, m2) = enc(short), enc(padded)
