@@ -16,7 +16,6 @@ def test_default_and_shipped_variants_validate(name, variant):
   config_lib.validate(load_config(name, variant))
 
 
-
 @pytest.mark.parametrize('variant', ['tiny', 'mini', 'base', 'cpu', 'test'])
 def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
   # configs/sst2.py:V must accept configs/bert_wikitext2.py:V's run as its
@@ -29,6 +28,7 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
           if not x.startswith('model.num_classes')] == []
   for key in ('vocab_size', 'spm_model_type', 'lowercase', 'normalize'):
     assert pretrain.data[key] == finetune.data[key], key
+
 
 @pytest.mark.parametrize('mutate, message', [
     (lambda c: c.optim.__setattr__('name', 'adamx'),
