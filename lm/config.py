@@ -107,6 +107,9 @@ def default() -> ml_collections.ConfigDict:
   # rows to its longest, rounded up to a multiple of this (fewer [PAD]
   # positions computed); 0: every row data.seq_len long.
   c.data.length_bucket = 0
+  # classification: word dropout, the share of training pieces read as
+  # [MASK] (each independently; [CLS], [SEP] and [PAD] never); 0: off.
+  c.data.token_dropout = 0.0
   c.data.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.data.prefetch = 2  # Batches prepared ahead by grain's threads.
 
@@ -441,6 +444,11 @@ def _validate_task(c: ml_collections.ConfigDict) -> None:
     raise ConfigError('data.length_bucket batches labelled sentences by '
                       'length (task=classification), a multiple >= 1; got '
                       f'{d.length_bucket} for task={c.task}')
+  if not 0.0 <= d.token_dropout < 1.0 or (d.token_dropout and
+                                          c.task != 'classification'):
+    raise ConfigError('data.token_dropout masks fine-tuning pieces '
+                      '(task=classification), a share in [0, 1); got '
+                      f'{d.token_dropout} for task={c.task}')
   if c.task == 'causal_lm' and not m.causal:
     raise ConfigError('model.causal=False (bidirectional) is for encoders; '
                       'set task=masked_lm or task=classification')

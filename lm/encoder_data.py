@@ -208,19 +208,25 @@ class LengthGroupedBatches:
 
 
 def sentence_train_dataset(sentences: Sentences, global_batch: int, seed: int,
-                           prefetch: int = 2, bucket: int = 0
-                           ) -> grain.IterDataset:
+                           prefetch: int = 2, bucket: int = 0, tok=None,
+                           token_dropout: float = 0.0) -> grain.IterDataset:
   """Shuffled sentences, endless (reshuffled each epoch), in local batches;
-  with `bucket`, batched by length and cut short (LengthGroupedBatches)."""
+  with `bucket`, batched by length and cut short (LengthGroupedBatches);
+  with `token_dropout`, that share of the pieces (never [CLS], [SEP] or
+  [PAD]) read as `tok`'s [MASK] (`masking.DropTokens`, seeded)."""
   if bucket:
-    return grain.MapDataset.source(LengthGroupedBatches(
-        sentences, global_batch, seed, bucket)).to_iter_dataset(
-            data_lib.read_options(prefetch))
-  ds = grain.MapDataset.source(sentences).shuffle(seed=seed).repeat()
-  ds = ds[jax.process_index()::jax.process_count()]
-  return ds.batch(data_lib.local_batch_size(global_batch),
-                  drop_remainder=True).to_iter_dataset(
-                      data_lib.read_options(prefetch))
+    ds = grain.MapDataset.source(LengthGroupedBatches(
+        sentences, global_batch, seed, bucket))
+  else:
+    ds = grain.MapDataset.source(sentences).shuffle(seed=seed).repeat()
+    ds = ds[jax.process_index()::jax.process_count()]
+    ds = ds.batch(data_lib.local_batch_size(global_batch),
+                  drop_remainder=True)
+  if token_dropout:
+    ids = tok.special_ids
+    ds = ds.random_map(masking.DropTokens(
+        ids['mask'], sorted(set(ids.values())), token_dropout), seed=seed)
+  return ds.to_iter_dataset(data_lib.read_options(prefetch))
 
 
 def sentence_batches(sentences: Sentences, batch_size: int):

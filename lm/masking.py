@@ -10,6 +10,11 @@ only, so the loss counts nothing else.
 `MaskTokens` applies it in a grain pipeline (`MapDataset.random_map`): grain
 draws each row's generator from the pipeline's seed and the row's index, so
 the masking is deterministic and a resumed pipeline masks every row as before.
+
+`drop_tokens` is the fine-tuning regulariser "word dropout" (Iyyer et al.,
+2015): each ordinary piece of a batch becomes [MASK] with probability `rate`,
+independently; the labels are untouched. `DropTokens` applies it in grain the
+same way, so a resumed fine-tune drops the same pieces.
 """
 
 from __future__ import annotations
@@ -83,4 +88,27 @@ class MaskTokens(grain.transforms.RandomMap):
   def random_map(self, element, rng: np.random.Generator):
     out = dict(element)
     out.update(mask_tokens(np.asarray(element[self.key]), rng, self.spec))
+    return out
+
+
+def drop_tokens(ids: np.ndarray, rng: np.random.Generator, mask_id: int,
+                special_ids, rate: float) -> np.ndarray:
+  """`ids` (any shape) with each ordinary (non-special) id replaced by
+  `mask_id` with probability `rate`."""
+  drop = (rng.random(ids.shape) < rate) & ~np.isin(ids, special_ids)
+  return np.where(drop, mask_id, ids).astype(ids.dtype)
+
+
+class DropTokens(grain.transforms.RandomMap):
+  """Word dropout on `element['inputs']` (a row or a batch of rows)."""
+
+  def __init__(self, mask_id: int, special_ids, rate: float):
+    self.mask_id = mask_id
+    self.special_ids = tuple(special_ids)
+    self.rate = rate
+
+  def random_map(self, element, rng: np.random.Generator):
+    out = dict(element)
+    out['inputs'] = drop_tokens(np.asarray(element['inputs']), rng,
+                                self.mask_id, self.special_ids, self.rate)
     return out

@@ -84,7 +84,8 @@ class Task:
     if self.name == 'classification':
       return iter(encoder_data.sentence_train_dataset(
           self.sentences('train'), c.data.batch_size, c.seed,
-          c.data.prefetch, c.data.length_bucket))
+          c.data.prefetch, c.data.length_bucket, self.tok,
+          c.data.token_dropout))
     if c.data.pack == 'segments':
       return iter(data_lib.packed_dataset(
           data_lib.process_documents(self.corpus), c.model.max_len,

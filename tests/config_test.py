@@ -97,6 +97,13 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.data.__setattr__('length_bucket', 16),
      'data.length_bucket batches labelled sentences by length '
      '(task=classification), a multiple >= 1; got 16 for task=causal_lm'),
+    (lambda c: c.data.__setattr__('token_dropout', 0.1),
+     'data.token_dropout masks fine-tuning pieces (task=classification), a '
+     'share in [0, 1); got 0.1 for task=causal_lm'),
+    (lambda c: c.update(task='classification') or c.data.update(
+        token_dropout=1.0),
+     'data.token_dropout masks fine-tuning pieces (task=classification), a '
+     'share in [0, 1); got 1.0 for task=classification'),
     (lambda c: c.model.__setattr__('norm_eps', 0.0),
      'model.norm_eps must be > 0, got 0.0'),
     (lambda c: c.model.__setattr__('activation', 'swish'),

@@ -137,3 +137,27 @@ def test_length_grouped_iterator_resumes_exactly(tok):
   for _ in range(30):  # Into the second epoch.
     next(it)
   assert_resumes_exactly(ds, it, 5)
+
+
+@pytest.mark.parametrize('bucket', [0, 8])
+def test_token_dropout_masks_training_pieces_and_resumes_exactly(tok, bucket):
+  s = varied_sentences(tok)
+  ids = tok.special_ids
+  plain = iter(encoder_data.sentence_train_dataset(s, 8, seed=2,
+                                                   bucket=bucket))
+  ds = encoder_data.sentence_train_dataset(s, 8, seed=2, bucket=bucket,
+                                           tok=tok, token_dropout=0.3)
+  it = iter(ds)
+  dropped = ordinary = 0
+  for _ in range(30):
+    a, b = next(plain), next(it)
+    np.testing.assert_array_equal(a['targets'], b['targets'])  # Same order.
+    np.testing.assert_array_equal(a['segment_ids'], b['segment_ids'])
+    changed = a['inputs'] != b['inputs']
+    assert (b['inputs'][changed] == ids['mask']).all()
+    special = np.isin(a['inputs'], list(ids.values()))
+    assert not changed[special].any()  # [CLS], [SEP], [PAD] kept.
+    dropped += changed.sum()
+    ordinary += (~special).sum()
+  assert 0.25 < dropped / ordinary < 0.35
+  assert_resumes_exactly(ds, it, 5)

@@ -96,6 +96,25 @@ def test_masking_in_grain_is_seeded_and_resumes_exactly():
   assert not np.array_equal(other['inputs'], next(iter(pipeline(5)))['inputs'])
 
 
+def test_token_dropout_masks_its_share_of_ordinary_pieces_only():
+  ids = rows(2000)
+  specials = (PAD, CLS, SEP, MASK)
+  out = masking.drop_tokens(ids, np.random.default_rng(0), MASK, specials,
+                            0.1)
+  assert out.shape == ids.shape and out.dtype == ids.dtype
+  ordinary = ~np.isin(ids, specials)
+  dropped = out != ids
+  assert (out[dropped] == MASK).all()
+  assert not dropped[~ordinary].any()  # [CLS], [SEP], [PAD] never.
+  assert abs(dropped.sum() / ordinary.sum() - 0.1) < 0.005
+  again = masking.drop_tokens(ids, np.random.default_rng(0), MASK, specials,
+                              0.1)
+  np.testing.assert_array_equal(out, again)  # A function of the generator.
+  none = masking.drop_tokens(ids, np.random.default_rng(0), MASK, specials,
+                             0.0)
+  np.testing.assert_array_equal(none, ids)
+
+
 def test_bad_specs_are_refused():
   with pytest.raises(ValueError, match='rate'):
     masking.MaskSpec(mask_id=MASK, vocab_size=10, special_ids=(MASK,), rate=0)
