@@ -1,0 +1,89 @@
+"""Tests of experiments/sst2_diagnostics.py on the test-sized encoder: the
+zero-shot cloze probe and the ensemble of fine-tunes (the real runs are in
+BENCHMARKS.md)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lm import run
+from conftest import REPO, SHARED_DATA, load_config
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """(a 4-step masked-LM run, a 4-step SST-2 fine-tune of it)."""
+  mlm = load_config('bert_wikitext2', 'test')
+  mlm.eval.final = False
+  pretrained = str(tmp_path_factory.mktemp('mlm'))
+  run.train_and_evaluate(mlm, pretrained)
+  c = load_config('sst2', 'test')
+  c.init_from = pretrained
+  c.eval.final = False
+  finetuned = str(tmp_path_factory.mktemp('sst2'))
+  run.train_and_evaluate(c, finetuned)
+  return pretrained, finetuned
+
+
+def diagnostics(*args):
+  return subprocess.run([sys.executable, 'experiments/sst2_diagnostics.py',
+                         *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_prompt_scores_every_template_on_the_dev_split(runs, tmp_path):
+  out = tmp_path / 'prompt.json'
+  p = diagnostics('prompt', f'--pretrained={runs[0]}',
+                  f'--data={SHARED_DATA}/sst2', f'--out={out}',
+                  # Words a 1,000-piece vocabulary holds whole.
+                  '--pairs=the/a,great/terrible')
+  assert p.returncode == 0, p.stderr
+  r = json.loads(out.read_text())
+  assert r['sentences'] == 872 and r['positive'] == 444
+  assert len(r['templates']) == 4
+  for pairs in r['templates'].values():
+    assert set(pairs) == {'the/a', 'great/terrible'}
+  scored = [pairs['the/a'] for pairs in r['templates'].values()]
+  for s in scored:
+    assert 0 <= s['accuracy'] <= 1
+    # The median threshold splits the sentences in half: near 50% when the
+    # model knows nothing, never degenerate.
+    assert 0.2 < s['calibrated_accuracy'] < 0.8
+
+
+def test_an_ensemble_of_a_run_with_itself_is_the_run(runs, tmp_path):
+  out = tmp_path / 'ensemble.json'
+  finetuned = runs[1]
+  p = diagnostics('ensemble', f'--runs={finetuned},{finetuned}', '--size=2',
+                  f'--out={out}')
+  assert p.returncode == 0, p.stderr
+  r = json.loads(out.read_text())
+  with open(f'{finetuned}/metrics.jsonl') as f:
+    logged = [json.loads(line) for line in f]
+  best = max(m['eval/accuracy'] for m in logged if 'eval/accuracy' in m)
+  assert r['accuracies'][finetuned] == pytest.approx(best, abs=1e-4)
+  assert r['ensemble_of_all'] == r['mean_of_runs'] == r['accuracies'][
+      finetuned]
+  assert r['ensembles_of_2']['count'] == 1
+
+
+@pytest.mark.parametrize('args, message', [
+    (('ensemble', '--runs=a,b', '--size=3'), '--size=3 must be in [2, 2]'),
+    (('ensemble', '--runs=a'), 'give at least two fine-tuned workdirs'),
+    (('prompt', '--pretrained=nowhere', '--data=nowhere'),
+     '--data=nowhere: no such folder'),
+    (('prompt', '--pretrained=nowhere', f'--data={SHARED_DATA}/sst2',
+      '--pairs=good'), '--pairs=good: give POSITIVE/NEGATIVE word pairs'),
+])
+def test_bad_input_is_one_line(args, message):
+  p = diagnostics(*args)
+  assert p.returncode == 2 and message in p.stderr.splitlines()[-1]
+
+
+def test_a_classifier_is_not_a_masked_lm(runs):
+  p = diagnostics('prompt', f'--pretrained={runs[1]}',
+                  f'--data={SHARED_DATA}/sst2')
+  assert p.returncode == 2
+  assert 'is a task=classification run; give a masked-LM run' in p.stderr
