@@ -191,10 +191,20 @@ def ensemble(args) -> dict:
                  'mean': round(statistics.mean(subsets), 4),
                  'min': round(min(subsets), 4), 'max': round(max(subsets), 4)},
              'ensemble_of_all': round(accuracy(range(len(runs))), 4)}
+  wrong_RxN = np.array([p.argmax(-1) != labels for p in probs])
+  results.update(
+      sentences=len(labels),
+      wrong_by_every_run=int(wrong_RxN.all(0).sum()),
+      right_by_every_run=int((~wrong_RxN).all(0).sum()),
+      pairwise_agreement=round(statistics.mean(
+          float((probs[i].argmax(-1) == probs[j].argmax(-1)).mean())
+          for i, j in itertools.combinations(range(len(runs)), 2)), 4))
   print(f'runs: mean {results["mean_of_runs"]:.4f}; ensembles of '
         f'{args.size}: mean {results[f"ensembles_of_{args.size}"]["mean"]:.4f}'
         f' over {len(subsets)}; all {len(runs)}: '
-        f'{results["ensemble_of_all"]:.4f}')
+        f'{results["ensemble_of_all"]:.4f}; {results["wrong_by_every_run"]} '
+        f'of {len(labels)} sentences wrong in every run, '
+        f'{results["right_by_every_run"]} right in every run')
   return results
 
 

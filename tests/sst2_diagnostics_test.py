@@ -67,6 +67,10 @@ def test_an_ensemble_of_a_run_with_itself_is_the_run(runs, tmp_path):
   assert r['ensemble_of_all'] == r['mean_of_runs'] == r['accuracies'][
       finetuned]
   assert r['ensembles_of_2']['count'] == 1
+  assert r['pairwise_agreement'] == 1.0
+  wrong = round((1 - r['ensemble_of_all']) * r['sentences'])
+  assert r['wrong_by_every_run'] == wrong
+  assert r['right_by_every_run'] == r['sentences'] - wrong
 
 
 @pytest.mark.parametrize('args, message', [
