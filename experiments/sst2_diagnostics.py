@@ -108,13 +108,19 @@ def single_piece(tok, word: str):
   return int(ids[-1]) if len(ids) == 1 else None
 
 
+def word_pairs(text: str) -> list[list[str]]:
+  """[[positive, negative], ...] of --pairs."""
+  pairs = [p.split('/') for p in text.split(',') if p]
+  if not pairs or any(len(p) != 2 or not all(p) for p in pairs):
+    raise ValueError(f'--pairs={text}: give POSITIVE/NEGATIVE word pairs, '
+                     'comma-separated')
+  return pairs
+
+
 def prompt(args) -> dict:
   import jax
   import numpy as np
-  pairs = [p.split('/') for p in args.pairs.split(',') if p]
-  if not pairs or any(len(p) != 2 or not all(p) for p in pairs):
-    raise ValueError(f'--pairs={args.pairs}: give POSITIVE/NEGATIVE word '
-                     'pairs, comma-separated')
+  pairs = word_pairs(args.pairs)
   model, tok, transform, max_len = load_masked_lm(args.pretrained)
   texts, labels = dev_sentences(args.data, transform)
 
@@ -151,17 +157,23 @@ def prompt(args) -> dict:
   return results
 
 
+def check_ensemble(args) -> None:
+  """Refuses too few runs or a bad --size before anything is loaded."""
+  runs = [w for w in args.runs.split(',') if w]
+  if len(runs) < 2:
+    raise ValueError('--runs: give at least two fine-tuned workdirs, '
+                     'comma-separated')
+  args.size = args.size or min(3, len(runs))
+  if not 2 <= args.size <= len(runs):
+    raise ValueError(f'--size={args.size} must be in [2, {len(runs)}] '
+                     '(the number of --runs)')
+
+
 def ensemble(args) -> dict:
   import numpy as np
   from lm import checkpoint as checkpoint_lib
   from lm import finetune
   runs = [w for w in args.runs.split(',') if w]
-  if len(runs) < 2:
-    raise ValueError('--runs: give at least two fine-tuned workdirs, '
-                     'comma-separated')
-  if not 2 <= args.size <= len(runs):
-    raise ValueError(f'--size={args.size} must be in [2, {len(runs)}] '
-                     '(the number of --runs)')
   probs, accuracies, steps, labels = [], {}, {}, None
   for n, w in enumerate(runs, 1):
     step = (checkpoint_lib.Checkpointer(w, read_only=True).latest_step()
@@ -224,8 +236,9 @@ def main():
                  help='fine-tuned workdirs, comma-separated')
   e.add_argument('--step', choices=('best', 'last'), default='best',
                  help="each run's best step by dev accuracy, or its last")
-  e.add_argument('--size', type=int, default=3,
-                 help='ensembles of this many runs are averaged over')
+  e.add_argument('--size', type=int, default=0,
+                 help='ensembles of this many runs are averaged over '
+                 '(default: 3, or 2 of two runs)')
   for q in (p, e):
     q.add_argument('--out', default='', help='results JSON file')
   args = parser.parse_args()
@@ -233,6 +246,10 @@ def main():
     parser.error(f'--data={args.data}: no such folder; point it at the GLUE '
                  'SST-2 folder')
   try:
+    if args.command == 'prompt':
+      word_pairs(args.pairs)
+    else:
+      check_ensemble(args)
     results = prompt(args) if args.command == 'prompt' else ensemble(args)
   except ValueError as err:  # RunError, ConfigError, DataError among them.
     parser.error(str(err))
