@@ -42,7 +42,7 @@ DEFAULT_DATA = REPO.parent / 'shared' / 'data' / 'sst2'
 TEMPLATES = ('{} it was [MASK] .', '{} it is [MASK] .', '{} a [MASK] movie .',
              '[MASK] : {}')
 PAIRS = 'great/terrible,good/bad,best/worst,excellent/awful,fun/boring'
-SENTENCE_PIECES = 50  # Sentences cut to this, so the template always fits.
+SENTENCE_PIECES = 50  # Sentences cut to this (dev's longest is 67 pieces).
 
 
 def dev_sentences(path: str, transform):
@@ -76,14 +76,11 @@ def load_masked_lm(workdir: str):
 
 
 def cloze_rows(tok, texts, template: str, max_len: int):
-  """[N, max_len] rows `[CLS] template(sentence) [SEP]`, their segment ids and
-  the position of each row's [MASK]."""
+  """Rows `[CLS] template(sentence) [SEP]` no longer than `max_len`, each
+  sentence cut to what the template leaves (at most SENTENCE_PIECES), their
+  segment ids and the position of each row's [MASK]."""
   import numpy as np
   ids = tok.special_ids
-  before, after = template.split('{}')
-  inputs = np.full((len(texts), max_len), ids['pad'], np.int32)
-  segments = np.zeros_like(inputs)
-  where = np.zeros(len(texts), np.int32)
 
   def pieces(part):
     head, mask, tail = part.partition('[MASK]')
@@ -93,10 +90,18 @@ def cloze_rows(tok, texts, template: str, max_len: int):
       out += list(tok.encode(tail)) if tail.strip() else []
     return out
 
+  before, after = map(pieces, template.split('{}'))
+  room = min(SENTENCE_PIECES, max_len - 2 - len(before) - len(after))
+  if room < 1:
+    raise ValueError(f'the template {template!r} leaves no room for a '
+                     f'sentence in rows of model.max_len={max_len}')
+  width = 2 + len(before) + room + len(after)
+  inputs = np.full((len(texts), width), ids['pad'], np.int32)
+  segments = np.zeros_like(inputs)
+  where = np.zeros(len(texts), np.int32)
   for i, text in enumerate(texts):
-    row = [ids['cls'], *pieces(before),
-           *tok.encode(text)[:SENTENCE_PIECES], *pieces(after), ids['sep']]
-    inputs[i, :len(row)] = row[:max_len]
+    row = [ids['cls'], *before, *tok.encode(text)[:room], *after, ids['sep']]
+    inputs[i, :len(row)] = row
     segments[i, :len(row)] = 1
     where[i] = row.index(ids['mask'])
   return inputs, segments, where
@@ -133,8 +138,7 @@ def prompt(args) -> dict:
   results = {'sentences': len(texts), 'positive': int(labels.sum()),
              'templates': {}}
   for template in TEMPLATES:
-    inputs, segments, where = cloze_rows(tok, texts, template,
-                                         min(max_len, SENTENCE_PIECES + 14))
+    inputs, segments, where = cloze_rows(tok, texts, template, max_len)
     scores = np.concatenate([
         np.asarray(log_probs(inputs[i:i + 128], segments[i:i + 128],
                              where[i:i + 128]))
@@ -157,8 +161,9 @@ def prompt(args) -> dict:
   return results
 
 
-def check_ensemble(args) -> None:
-  """Refuses too few runs or a bad --size before anything is loaded."""
+def ensemble_runs(args) -> list[str]:
+  """The --runs workdirs; too few, or a bad --size, refused before anything
+  is loaded (--size defaults to 3, or 2 of two runs)."""
   runs = [w for w in args.runs.split(',') if w]
   if len(runs) < 2:
     raise ValueError('--runs: give at least two fine-tuned workdirs, '
@@ -167,13 +172,13 @@ def check_ensemble(args) -> None:
   if not 2 <= args.size <= len(runs):
     raise ValueError(f'--size={args.size} must be in [2, {len(runs)}] '
                      '(the number of --runs)')
+  return runs
 
 
-def ensemble(args) -> dict:
+def ensemble(args, runs: list[str]) -> dict:
   import numpy as np
   from lm import checkpoint as checkpoint_lib
   from lm import finetune
-  runs = [w for w in args.runs.split(',') if w]
   probs, accuracies, steps, labels = [], {}, {}, None
   for n, w in enumerate(runs, 1):
     step = (checkpoint_lib.Checkpointer(w, read_only=True).latest_step()
@@ -247,10 +252,10 @@ def main():
                  'SST-2 folder')
   try:
     if args.command == 'prompt':
-      word_pairs(args.pairs)
+      word_pairs(args.pairs)  # Refused before the model loads.
+      results = prompt(args)
     else:
-      check_ensemble(args)
-    results = prompt(args) if args.command == 'prompt' else ensemble(args)
+      results = ensemble(args, ensemble_runs(args))
   except ValueError as err:  # RunError, ConfigError, DataError among them.
     parser.error(str(err))
   results.update(date=datetime.date.today().isoformat(),
