@@ -93,6 +93,7 @@ def default() -> ml_collections.ConfigDict:
   c.data.lowercase = False
   c.data.remove_stopwords = False  # Classification only; refused for LMs.
   c.data.mask_rate = 0.15  # masked_lm: tokens chosen (80% [MASK], 10/10).
+  c.data.whole_word_mask = False  # masked_lm: every piece of a chosen word.
   # Language modelling: another corpus (a data.name) whose `extra_split`
   # texts, labels dropped, follow the training split's in the training
   # stream and train the tokenizer, e.g. sst2's training sentences for an
@@ -449,6 +450,9 @@ def _validate_task(c: ml_collections.ConfigDict) -> None:
     raise ConfigError('data.token_dropout masks fine-tuning pieces '
                       '(task=classification), a share in [0, 1); got '
                       f'{d.token_dropout} for task={c.task}')
+  if d.whole_word_mask and c.task != 'masked_lm':
+    raise ConfigError('data.whole_word_mask chooses the words a masked-LM '
+                      f'predicts (task=masked_lm), not task={c.task}')
   if c.task == 'causal_lm' and not m.causal:
     raise ConfigError('model.causal=False (bidirectional) is for encoders; '
                       'set task=masked_lm or task=classification')

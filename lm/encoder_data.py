@@ -24,14 +24,23 @@ import numpy as np
 
 from lm import data as data_lib
 from lm import masking
+from lm import tokenizer as tokenizer_lib
 
 
-def mask_spec(tok, rate: float) -> masking.MaskSpec:
-  """BERT's masking over the tokenizer's vocabulary: specials never chosen."""
-  ids = tok.special_ids
+def mask_spec(tok, rate: float, whole_word: bool = False
+              ) -> masking.MaskSpec:
+  """BERT's masking over the tokenizer's vocabulary: specials never chosen;
+  whole words chosen if `whole_word`."""
+  ids, kinds = tok.special_ids, None
+  if whole_word:
+    kinds = tok.word_kinds()
+    if kinds is None:
+      raise tokenizer_lib.TokenizerError(
+          'data.whole_word_mask needs pieces that mark words (sentencepiece, '
+          f'word or a WordPiece hf tokenizer), not this {tok.kind} one')
   return masking.MaskSpec(mask_id=ids['mask'], vocab_size=tok.vocab_size,
                           special_ids=tuple(sorted(set(ids.values()))),
-                          rate=rate)
+                          rate=rate, word_kinds=kinds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,32 +67,35 @@ def _stream_rows(tokens, max_len, tok) -> grain.MapDataset:
 
 
 def mlm_dataset(tokens: np.ndarray, max_len: int, global_batch: int,
-                seed: int, tok, rate: float, shard: bool = True
-                ) -> grain.MapDataset:
+                seed: int, tok, rate: float, shard: bool = True,
+                whole_word: bool = False) -> grain.MapDataset:
   """Masked stream rows at shuffled offsets, endless, this process's share
   in local batches (shard=False: all rows, in global batches)."""
   ds = _stream_rows(tokens, max_len, tok).shuffle(seed=seed).repeat()
   if shard:
     ds = ds[jax.process_index()::jax.process_count()]
     global_batch = data_lib.local_batch_size(global_batch)
-  ds = ds.random_map(masking.MaskTokens(mask_spec(tok, rate)), seed=seed)
+  ds = ds.random_map(masking.MaskTokens(mask_spec(tok, rate, whole_word)),
+                     seed=seed)
   return ds.batch(global_batch, drop_remainder=True)
 
 
 def mlm_train_dataset(tokens, max_len, global_batch, seed, tok, rate,
-                      prefetch: int = 2) -> grain.IterDataset:
+                      prefetch: int = 2, whole_word: bool = False
+                      ) -> grain.IterDataset:
   """`mlm_dataset` prepared ahead by a grain thread (its state checkpointed)."""
-  return mlm_dataset(tokens, max_len, global_batch, seed, tok,
-                     rate).to_iter_dataset(data_lib.read_options(prefetch))
+  return mlm_dataset(tokens, max_len, global_batch, seed, tok, rate,
+                     whole_word=whole_word).to_iter_dataset(
+                         data_lib.read_options(prefetch))
 
 
 def mlm_tiles(tokens: np.ndarray, max_len: int, batch_size: int, tok,
-              rate: float, seed: int):
+              rate: float, seed: int, whole_word: bool = False):
   """The whole split cut into consecutive rows of up to `max_len - 2`
   tokens, each masked with a generator seeded by (seed, row), in global
   batches; rows and the last batch are filled with weight 0. Every token is
   in exactly one row, so the masked-token figures cover the split."""
-  spec, ids = mask_spec(tok, rate), tok.special_ids
+  spec, ids = mask_spec(tok, rate, whole_word), tok.special_ids
   body = max_len - 2
   rows = []
   for i, start in enumerate(range(0, len(tokens), body)):

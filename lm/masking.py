@@ -7,6 +7,13 @@ become [MASK], 10% a random ordinary token and 10% stay as they are. The row's
 `targets` are the original ids and its `weights` are 1 at the chosen positions
 only, so the loss counts nothing else.
 
+Whole-word masking (`spec.word_kinds`, Google's BERT `--do_whole_word_mask`)
+chooses words instead of pieces: every piece of a chosen word is chosen, so
+the model cannot read a half-hidden word off its other pieces. Words are
+added in random order while they fit in the same round(rate x candidates)
+pieces (at least one word, cut to that count if even the first is longer);
+the 80/10/10 choice is still made piece by piece.
+
 `MaskTokens` applies it in a grain pipeline (`MapDataset.random_map`): grain
 draws each row's generator from the pipeline's seed and the row's index, so
 the masking is deterministic and a resumed pipeline masks every row as before.
@@ -21,9 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Optional
 
 import grain
 import numpy as np
+
+from lm import tokenizer as tokenizer_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +45,9 @@ class MaskSpec:
   rate: float = 0.15
   mask_fraction: float = 0.8
   random_fraction: float = 0.1
+  # Whole-word masking: each id's `Tokenizer.word_kinds` (None: pieces).
+  word_kinds: Optional[np.ndarray] = dataclasses.field(
+      default=None, compare=False, repr=False)
 
   def __post_init__(self):
     if not 0 < self.rate <= 1:
@@ -53,6 +66,16 @@ class MaskSpec:
     return np.setdiff1d(np.arange(self.vocab_size), self.special_ids)
 
 
+def word_starts(ids_L: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+  """True where a piece of `ids_L` begins a word (`kinds`: each id's
+  `Tokenizer.word_kinds`): it starts or stands alone, or follows a piece
+  that stands alone."""
+  kind_L = kinds[ids_L]
+  after_alone = np.concatenate([[True],
+                                kind_L[:-1] == tokenizer_lib.WORD_ALONE])
+  return (kind_L != tokenizer_lib.WORD_CONTINUES) | after_alone
+
+
 def chosen_count(candidates: int, rate: float) -> int:
   """How many of a row's `candidates` maskable positions are chosen:
   round(rate x candidates), at least one (none of none)."""
@@ -67,7 +90,11 @@ def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
   weights_L = np.zeros(ids_L.shape, np.float32)
   if len(candidates):
     count = chosen_count(len(candidates), spec.rate)
-    chosen = rng.choice(candidates, size=count, replace=False)
+    if spec.word_kinds is None:
+      chosen = rng.choice(candidates, size=count, replace=False)
+    else:
+      chosen = _whole_words(ids_L, candidates, count, rng, spec.word_kinds)
+      count = len(chosen)
     weights_L[chosen] = 1.0
     draw = rng.random(count)
     to_mask = chosen[draw < spec.mask_fraction]
@@ -76,6 +103,24 @@ def mask_tokens(ids_L: np.ndarray, rng: np.random.Generator,
     inputs_L[to_mask] = spec.mask_id
     inputs_L[to_random] = rng.choice(spec.ordinary_ids, size=len(to_random))
   return {'inputs': inputs_L, 'targets': ids_L, 'weights': weights_L}
+
+
+def _whole_words(ids_L, candidates, count, rng, kinds) -> np.ndarray:
+  """Positions of whole words of `candidates`, in random order, at most
+  `count` of them (a word also ends where the candidates skip a position)."""
+  starts = word_starts(ids_L[candidates], kinds)
+  starts[1:] |= np.diff(candidates) > 1
+  words = np.split(candidates, np.flatnonzero(starts[1:]) + 1)
+  chosen, room = [], count
+  for w in rng.permutation(len(words)):
+    if len(words[w]) <= room:
+      chosen.append(words[w])
+      room -= len(words[w])
+      if not room:
+        break
+  if not chosen:  # Every word is longer than `count`: part of one.
+    chosen = [words[rng.integers(len(words))][:count]]
+  return np.concatenate(chosen)
 
 
 class MaskTokens(grain.transforms.RandomMap):

@@ -80,7 +80,8 @@ class Task:
     if self.name == 'masked_lm':
       return iter(encoder_data.mlm_train_dataset(
           self.corpus.train, c.model.max_len, c.data.batch_size, c.seed,
-          self.tok, c.data.mask_rate, c.data.prefetch))
+          self.tok, c.data.mask_rate, c.data.prefetch,
+          c.data.whole_word_mask))
     if self.name == 'classification':
       return iter(encoder_data.sentence_train_dataset(
           self.sentences('train'), c.data.batch_size, c.seed,
@@ -106,7 +107,8 @@ class Task:
     if self.name == 'masked_lm':
       ds = encoder_data.mlm_dataset(self.corpus.val, c.model.max_len,
                                     c.data.batch_size, c.seed + 1, self.tok,
-                                    c.data.mask_rate, shard=False)
+                                    c.data.mask_rate, shard=False,
+                                    whole_word=c.data.whole_word_mask)
       return [ds[i] for i in range(c.train.eval_batches)]
     return data_lib.eval_batches(self.corpus.val, c.model.max_len,
                                  c.data.batch_size, c.train.eval_batches,
@@ -143,7 +145,7 @@ class Task:
         stream = stream[:c.eval.max_tokens]
       t = _sums(trainer, params, encoder_data.mlm_tiles(
           stream, c.model.max_len, batch_size, self.tok, c.data.mask_rate,
-          seed=c.seed + 2), batch_size)
+          seed=c.seed + 2, whole_word=c.data.whole_word_mask), batch_size)
       summary = metrics_lib.summarize(metrics_lib.Totals(t['nll'],
                                                          int(t['count'])))
       out[split] = {**summary, 'accuracy': t['correct'] / t['count'],

@@ -39,6 +39,10 @@ HF_TOKENIZER_FILE = 'hf_tokenizer.json'
 KINDS = ('char', 'word', 'sentencepiece', 'byte', 'hf')
 UNK, EOS = '<unk>', '<eos>'
 # BERT's special tokens, in id order after [UNK] and [PAD]: special_ids names.
+# A piece's place in a word (`Tokenizer.word_kinds`, for whole-word
+# masking): inside one (it joins the piece before it), beginning one, or a
+# word by itself that also ends the one before (a newline, a special piece).
+WORD_CONTINUES, WORD_STARTS, WORD_ALONE = 0, 1, 2
 BERT_CONTROLS = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]'}
 SPECIALS = ('', 'bert')
 # SentencePiece trains with a fixed thread count: the unigram trainer's
@@ -108,6 +112,11 @@ class Tokenizer:
   def spec(self) -> dict:
     """The JSON-able content of tokenizer.json."""
     raise NotImplementedError
+
+  def word_kinds(self) -> np.ndarray | None:
+    """Each id's place in a word (lm.masking.WORD_*), for whole-word
+    masking; None where the pieces do not mark words."""
+    return None
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'Tokenizer':
@@ -273,6 +282,9 @@ class WordTokenizer(Tokenizer):
   def spec(self) -> dict:
     return {'type': 'word', 'words': self.words}
 
+  def word_kinds(self) -> np.ndarray:
+    return np.full(self.vocab_size, WORD_STARTS, np.int8)
+
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'WordTokenizer':
     del directory  # Everything is in the spec.
@@ -389,6 +401,22 @@ class SentencePieceTokenizer(Tokenizer):
     return {'type': 'sentencepiece', 'model_file': SPM_MODEL_FILE,
             'sha256': _sha256(self.model)}
 
+  def word_kinds(self) -> np.ndarray:
+    """'\u2581' (a space) begins a word; a whitespace byte (newline: no
+    piece holds one) and a special piece stand alone; other pieces,
+    other bytes included, continue the word before them."""
+    sp, kinds = self._sp, np.zeros(self.vocab_size, np.int8)
+    for i in range(self.vocab_size):
+      piece = sp.id_to_piece(i)
+      if sp.is_byte(i):
+        kinds[i] = WORD_ALONE if chr(int(piece[3:-1], 16)).isspace() else (
+            WORD_CONTINUES)
+      elif sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+        kinds[i] = WORD_ALONE
+      elif piece.startswith('\u2581'):
+        kinds[i] = WORD_STARTS
+    return kinds
+
   def _save_files(self, directory: str) -> None:
     _write_atomic(os.path.join(directory, SPM_MODEL_FILE), self.model)
 
@@ -477,6 +505,19 @@ class HFTokenizer(Tokenizer):
   def decode(self, ids) -> str:
     return self._tok.decode(_checked_ids(ids, self.vocab_size),
                             skip_special_tokens=True)
+
+  def word_kinds(self) -> np.ndarray | None:
+    """WordPiece (BERT): '##' continues a word; other models: None."""
+    prefix = getattr(self._tok.model, 'continuing_subword_prefix', None)
+    if type(self._tok.model).__name__ != 'WordPiece' or not prefix:
+      return None
+    kinds = np.full(self.vocab_size, WORD_STARTS, np.int8)
+    for piece, i in self._tok.get_vocab(with_added_tokens=True).items():
+      if piece.startswith(prefix):
+        kinds[i] = WORD_CONTINUES
+    for i in self.special_ids.values():
+      kinds[i] = WORD_ALONE
+    return kinds
 
   def spec(self) -> dict:
     return {'type': 'hf', 'file': HF_TOKENIZER_FILE,

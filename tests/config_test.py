@@ -104,6 +104,9 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
         token_dropout=1.0),
      'data.token_dropout masks fine-tuning pieces (task=classification), a '
      'share in [0, 1); got 1.0 for task=classification'),
+    (lambda c: c.data.__setattr__('whole_word_mask', True),
+     'data.whole_word_mask chooses the words a masked-LM predicts '
+     '(task=masked_lm), not task=causal_lm'),
     (lambda c: c.model.__setattr__('norm_eps', 0.0),
      'model.norm_eps must be > 0, got 0.0'),
     (lambda c: c.model.__setattr__('activation', 'swish'),

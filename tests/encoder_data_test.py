@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lm import encoder_data
+from lm import masking
 from lm import tokenizer as tokenizer_lib
 
 TEXTS = ['the cat sat on the mat .', 'a dog ran in the park !',
@@ -41,6 +42,30 @@ def test_mlm_batches_are_masked_seeded_and_resume_exactly(tok):
   assert (first['inputs'] != first['targets'])[~chosen].sum() == 0
   assert not chosen[:, 0].any() and not chosen[:, -1].any()
   assert_resumes_exactly(ds, it)
+
+
+def test_whole_word_masking_in_both_pipelines(tok):
+  tokens = tok.encode(' '.join(TEXTS))
+  ds = encoder_data.mlm_train_dataset(tokens, 16, 8, seed=3, tok=tok,
+                                      rate=0.4, whole_word=True)
+  it = iter(ds)
+  batches = [next(it) for _ in range(5)]
+  batches += list(encoder_data.mlm_tiles(tokens, 16, 4, tok, 0.4, seed=0,
+                                         whole_word=True))
+  split_words = 0
+  for batch in batches:
+    for row, weights in zip(batch['targets'], batch['weights']):
+      starts = np.flatnonzero(masking.word_starts(row, tok.word_kinds()))
+      for word in np.split(weights, starts[1:]):  # Each word all or none.
+        split_words += 0 < word.sum() < len(word)
+  assert split_words == 0
+  assert_resumes_exactly(ds, it)
+  pieces = encoder_data.mlm_dataset(tokens, 16, 8, seed=3, tok=tok, rate=0.4)
+  assert not np.array_equal(pieces[0]['weights'], batches[0]['weights'])
+  char = tokenizer_lib.train('char', TEXTS)
+  with pytest.raises(tokenizer_lib.TokenizerError,
+                     match='whole_word_mask needs pieces that mark words'):
+    encoder_data.mask_spec(char, 0.4, whole_word=True)
 
 
 def assert_resumes_exactly(ds, it, n=3):

@@ -1,4 +1,7 @@
-"""Tests of lm.masking: BERT's 15% and 80/10/10, loss weights, determinism."""
+"""Tests of lm.masking: BERT's 15% and 80/10/10, loss weights, determinism,
+whole words, word dropout."""
+
+import dataclasses
 
 import grain
 import jax.numpy as jnp
@@ -6,6 +9,7 @@ import numpy as np
 import pytest
 
 from lm import masking
+from lm import tokenizer
 from lm import train
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
@@ -113,6 +117,76 @@ def test_token_dropout_masks_its_share_of_ordinary_pieces_only():
   none = masking.drop_tokens(ids, np.random.default_rng(0), MASK, specials,
                              0.0)
   np.testing.assert_array_equal(none, ids)
+
+
+# Whole-word masking: ids 4-499 begin a word, 500-997 continue one, 998
+# stands alone (a newline).
+KINDS = np.array([tokenizer.WORD_ALONE] * 4 + [tokenizer.WORD_STARTS] * 496 +
+                 [tokenizer.WORD_CONTINUES] * 498 + [tokenizer.WORD_ALONE] * 2,
+                 np.int8)
+WORD_SPEC = dataclasses.replace(SPEC, rate=0.4, word_kinds=KINDS)
+
+
+def word_rows(n, length=128, seed=0):
+  """`rows` of words of 1-4 pieces, some rows starting inside a word, and
+  newlines (998) between some of them."""
+  rng = np.random.default_rng(seed)
+  out = rows(n, length, seed)
+  ordinary = out > SEP
+  out[ordinary] = np.where(rng.random(ordinary.sum()) < 0.45,
+                           rng.integers(4, 500, ordinary.sum()),
+                           rng.integers(500, 998, ordinary.sum()))
+  out[ordinary & (rng.random(out.shape) < 0.03)] = 998
+  return out
+
+
+def words_of(row):
+  """The word index of each ordinary position of `row` (-1 elsewhere)."""
+  ordinary = row > SEP
+  starts = masking.word_starts(row, KINDS) | ~np.roll(ordinary, 1)
+  return np.where(ordinary, np.cumsum(starts & ordinary) - 1, -1)
+
+
+def test_word_starts_follow_the_kinds():
+  row = np.array([CLS, 600, 5, 600, 601, 998, 700, 6, SEP])
+  np.testing.assert_array_equal(
+      masking.word_starts(row, KINDS),
+      [True, True, True, False, False, True, True, True, True])
+
+
+def test_whole_words_are_chosen_whole_at_the_rate():
+  ids = word_rows(2000)
+  rng = np.random.default_rng(3)
+  out = [masking.mask_tokens(r, rng, WORD_SPEC) for r in ids]
+  chosen = np.stack([o['weights'] for o in out]) > 0
+  inputs = np.stack([o['inputs'] for o in out])
+  maskable = ids > SEP
+  for row, picked in zip(ids, chosen):
+    words = words_of(row)
+    assert picked.sum() <= masking.chosen_count((row > SEP).sum(), 0.4)
+    for w in np.unique(words[picked]):  # All of a word, or none of it.
+      assert picked[words == w].all()
+  assert not chosen[~maskable].any()
+  # Words are skipped only when they would overflow a row's count: close to
+  # 40% of pieces, a little under.
+  assert 0.385 < chosen.sum() / maskable.sum() <= 0.4
+  n = chosen.sum()  # 80/10/10 piece by piece, as before.
+  assert abs(((inputs == MASK) & chosen).sum() / n - 0.8) < 0.01
+  assert abs(((inputs == ids) & chosen).sum() / n - 0.1) < 0.01
+  # A piece-level spec on the same rows splits words.
+  pieces = [masking.mask_tokens(r, np.random.default_rng(3),
+                                dataclasses.replace(SPEC, rate=0.4))
+            for r in ids[:20]]
+  assert any(not (p['weights'][words_of(r) == w] > 0).all()
+             for r, p in zip(ids[:20], pieces)
+             for w in np.unique(words_of(r)[p['weights'] > 0]))
+
+
+def test_a_word_longer_than_the_count_is_cut():
+  row = np.array([CLS, 5] + [600] * 9 + [SEP])  # One word of 10 pieces.
+  out = masking.mask_tokens(row, np.random.default_rng(0), WORD_SPEC)
+  np.testing.assert_array_equal(np.flatnonzero(out['weights']),
+                                np.arange(1, 5))  # round(0.4 x 10) = 4.
 
 
 def test_bad_specs_are_refused():

@@ -187,6 +187,44 @@ def test_bert_specials_are_control_tokens_text_never_makes(tmp_path):
                         specials='gpt')
 
 
+def words_by_kinds(tok, text):
+  """`text`'s pieces grouped into words by `tok.word_kinds()`."""
+  from lm import masking  # pylint: disable=g-import-not-at-top
+  ids = tok.encode(text)
+  starts = masking.word_starts(ids, tok.word_kinds())
+  return [tok.decode(w) for w in np.split(ids, np.flatnonzero(starts)[1:])]
+
+
+@pytest.mark.parametrize('name', ['bpe', 'unigram', 'word'])
+def test_word_kinds_group_pieces_into_the_texts_words(tokenizers, name):
+  tok = tokenizers[name]
+  text = '\n'.join(corpus(40))
+  words = words_by_kinds(tok, text)
+  if name == 'word':  # One id a word, <eos> between lines.
+    assert [w.strip() for w in words if w.strip()] == text.split()
+  else:  # A word keeps its space; a newline stands alone.
+    assert words == [w for line in text.split('\n')
+                     for w in [line.split(' ')[0]] +
+                     [' ' + x for x in line.split(' ')[1:]] + ['\n']][:-1]
+  kinds = tok.word_kinds()
+  assert kinds.shape == (tok.vocab_size,)
+  assert (kinds[list(tok.special_ids.values())] == (
+      tokenizer_lib.WORD_STARTS if name == 'word' else
+      tokenizer_lib.WORD_ALONE)).all()
+
+
+def test_word_kinds_of_wordpiece_and_of_tokenizers_without_words(
+    tokenizers):
+  specials = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]',
+              'pad': '[PAD]', 'unk': '[UNK]'}
+  tok = tokenizer_lib.HFTokenizer(hf_wordpiece(corpus()), specials)
+  text = corpus(3, seed=1)[0]  # WordPiece splits off the final '.'.
+  assert [w.replace(' ', '') for w in words_by_kinds(tok, text)
+          ] == text[:-1].split() + [text[-1]]
+  assert tokenizers['char'].word_kinds() is None
+  assert tokenizers['byte'].word_kinds() is None
+
+
 def test_sentencepiece_training_is_deterministic(tokenizers):
   again = tokenizer_lib.train('sentencepiece', corpus(), vocab_size=400,
                               model_type='unigram')
