@@ -1,5 +1,6 @@
-"""BERT step times on this machine: masked-LM pretraining and SST-2
-fine-tuning with and without length-grouped batches, one after another.
+"""BERT step times on this machine: masked-LM pretraining (pieces or whole
+words masked) and SST-2 fine-tuning with and without length-grouped
+batches, one after another (--probes picks some).
 
 Each probe is a short ordinary run (its own workdir under --runs, no
 checkpoints, no final evaluation); the figure is the median of its logged
@@ -28,6 +29,8 @@ import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PROBES = {
     'pretrain': ('lm.main', 'configs/bert_wikitext2.py', []),
+    'pretrain_whole_word': ('lm.main', 'configs/bert_wikitext2.py',
+                            ['--config.data.whole_word_mask=true']),
     'finetune_rows_64': ('lm.finetune', 'configs/sst2.py',
                          ['--config.data.length_bucket=0']),
     'finetune_length_grouped': ('lm.finetune', 'configs/sst2.py', []),
@@ -65,15 +68,22 @@ def main():
   parser.add_argument('--variant', default='mini')
   parser.add_argument('--steps', type=int, default=60,
                       help='steps per probe (logged every 10)')
+  parser.add_argument('--probes', default=','.join(PROBES),
+                      help=f'comma-separated, of {", ".join(PROBES)}')
   parser.add_argument('--runs', default='runs/bert_speed')
   parser.add_argument('--out', required=True, help='results JSON file')
   args = parser.parse_args()
   if args.steps < 40:
     parser.error('--steps must be at least 40 (2 logs past the first)')
+  probes = [p for p in args.probes.split(',') if p]
+  unknown = [p for p in probes if p not in PROBES]
+  if unknown or not probes:
+    parser.error(f'unknown --probes {",".join(unknown)!r}; choose from '
+                 f'{", ".join(PROBES)}')
   results = {'date': datetime.date.today().isoformat(),
              'cpu': machine.cpu_model(), 'cores': os.cpu_count(),
              'variant': args.variant, 'steps': args.steps}
-  for name in PROBES:
+  for name in probes:
     results[name] = probe(name, args.variant, args.steps, args.runs)
     print(f'{name}: {results[name]["steps_per_sec"]:.3f} steps/s, '
           f'{results[name]["tokens_per_sec"]:,.0f} row positions/s',
