@@ -184,6 +184,9 @@ def default() -> ml_collections.ConfigDict:
   # pretrained encoder's learning rate as a fraction of the head's.
   c.optim.freeze_embeddings = False
   c.optim.encoder_lr_scale = 1.0
+  # Layer-wise decay (ELECTRA's 0.8): each encoder block at this times the
+  # rate of the one above it, the embeddings one step below the lowest.
+  c.optim.layer_lr_decay = 1.0
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 2000
@@ -456,9 +459,16 @@ def _validate_task(c: ml_collections.ConfigDict) -> None:
   if c.task == 'causal_lm' and not m.causal:
     raise ConfigError('model.causal=False (bidirectional) is for encoders; '
                       'set task=masked_lm or task=classification')
-  if c.task == 'causal_lm' and o.encoder_lr_scale != 1.0:
-    raise ConfigError('optim.encoder_lr_scale is for fine-tuning an encoder '
-                      '(task=classification); a GPT has no encoder')
+  for key in ('encoder_lr_scale', 'layer_lr_decay'):
+    if c.task == 'causal_lm' and o[key] != 1.0:
+      raise ConfigError(f'optim.{key} is for fine-tuning an encoder '
+                        '(task=classification); a GPT has no encoder')
+  if not 0.0 < o.layer_lr_decay <= 1.0:
+    raise ConfigError('optim.layer_lr_decay must be in (0, 1] (1: off), got '
+                      f'{o.layer_lr_decay}')
+  if o.layer_lr_decay != 1.0 and m.scan_layers:
+    raise ConfigError('optim.layer_lr_decay scales each block on its own; '
+                      'set model.scan_layers=false (stacked blocks)')
   if c.task == 'causal_lm':
     return
   if m.causal:

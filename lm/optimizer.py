@@ -3,7 +3,10 @@
 Fine-tuning options (`optim.freeze_embeddings`, `optim.encoder_lr_scale`)
 split the parameters into groups: the embedding tables (frozen: never
 updated), the pretrained encoder (its learning rate scaled) and the rest
-(the new head, at the full rate).
+(the new head, at the full rate). `optim.layer_lr_decay` (ELECTRA's
+layer-wise learning-rate decay, Clark et al. 2020) then scales the encoder
+by depth: block i of L by decay^(L - i), the embeddings by decay^(L + 1);
+the head and what sits above the blocks (the final norm) keep the rate.
 """
 
 from __future__ import annotations
@@ -50,6 +53,35 @@ def param_group(path, _=None) -> str:
   return 'encoder' if in_encoder else 'head'
 
 
+def depth_scale(path, num_layers: int, decay: float) -> float:
+  """`layer_lr_decay`'s factor for the parameter at `path` (see above)."""
+  keys = [getattr(k, 'key', None) for k in path]
+  group = param_group(path)
+  if group == 'embeddings':
+    return decay ** (num_layers + 1)
+  if group == 'encoder' and len(keys) > 2 and keys[1] == 'blocks':
+    return decay ** (num_layers - int(keys[2]))
+  return 1.0
+
+
+def scale_by_depth(decay: float) -> optax.GradientTransformation:
+  """Each encoder update times its `depth_scale` (the number of blocks read
+  off the tree). Adam's, AdamW's and SGD's updates are linear in the
+  learning rate, so this is the learning rate scaled by depth."""
+  def scaled(updates):
+    paths = [[getattr(k, 'key', None) for k in path] for path, _ in
+             jax.tree_util.tree_flatten_with_path(updates)[0]]
+    num_layers = len({keys[2] for keys in paths if len(keys) > 2 and
+                      keys[:2] == ['encoder', 'blocks']})
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * depth_scale(path, num_layers, decay), updates)
+
+  def update(updates, state, params=None):
+    del params
+    return scaled(updates), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
 def _embeddings(params):
   return jax.tree_util.tree_map_with_path(
       lambda path, _: param_group(path) == 'embeddings', params)
@@ -68,6 +100,8 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
         {'head': _base(c_optim, lr), 'encoder': scaled,
          'embeddings': optax.set_to_zero() if freeze else scaled},
         lambda params: jax.tree_util.tree_map_with_path(param_group, params))
+  if c_optim.layer_lr_decay != 1.0:
+    tx = optax.chain(tx, scale_by_depth(c_optim.layer_lr_decay))
   if c_optim.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
   if freeze:  # Frozen gradients never count towards the clipping norm.

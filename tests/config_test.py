@@ -107,6 +107,20 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.data.__setattr__('whole_word_mask', True),
      'data.whole_word_mask chooses the words a masked-LM predicts '
      '(task=masked_lm), not task=causal_lm'),
+    (lambda c: c.optim.__setattr__('layer_lr_decay', 0.8),
+     'optim.layer_lr_decay is for fine-tuning an encoder '
+     '(task=classification); a GPT has no encoder'),
+    (lambda c: c.update(task='classification', model=dict(
+        causal=False, scan_layers=True), data=dict(
+            name='sst2', tokenizer='sentencepiece', vocab_size=100),
+                        optim=dict(layer_lr_decay=0.8)),
+     'optim.layer_lr_decay scales each block on its own; set '
+     'model.scan_layers=false (stacked blocks)'),
+    (lambda c: c.update(task='classification', model=dict(causal=False),
+                        data=dict(name='sst2', tokenizer='sentencepiece',
+                                  vocab_size=100),
+                        optim=dict(layer_lr_decay=0.0)),
+     'optim.layer_lr_decay must be in (0, 1] (1: off), got 0.0'),
     (lambda c: c.model.__setattr__('norm_eps', 0.0),
      'model.norm_eps must be > 0, got 0.0'),
     (lambda c: c.model.__setattr__('activation', 'swish'),

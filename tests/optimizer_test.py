@@ -135,6 +135,34 @@ def test_frozen_embeddings_and_a_lower_encoder_rate():
   assert float(scaled['encoder']['wte'][0, 0]) == pytest.approx(-0.05)
 
 
+def test_layer_wise_decay_scales_each_block_by_depth():
+  params = encoder_params()
+  blocks = params['encoder']['blocks']
+  blocks[1] = blocks[2] = blocks[0]
+  params['encoder']['ln_f'] = {'scale': jnp.ones(2)}
+  c = config_lib.default().optim
+  c.update(warmup_steps=0, lr=0.1, min_lr=0.1, grad_clip=0.0,
+           layer_lr_decay=0.5, encoder_lr_scale=0.5)
+  for name in ('adamw', 'sgd'):
+    c.name = name
+    tx = optimizer_lib.make(c, 10)
+    grads = jax.tree.map(jnp.ones_like, params)
+    u = tx.update(grads, tx.init(params), params)[0]
+    c.layer_lr_decay = 1.0
+    flat = optimizer_lib.make(c, 10)
+    c.layer_lr_decay = 0.5
+    v = flat.update(grads, flat.init(params), params)[0]
+    ratio = jax.tree.map(lambda a, b: float(a.ravel()[0] / b.ravel()[0]), u, v)
+    # 3 blocks: block i at 0.5^(3 - i), embeddings at 0.5^4; the final norm
+    # and the head at the (encoder's) rate.
+    assert [ratio['encoder']['blocks'][i]['mlp']['up']['kernel']
+            for i in range(3)] == pytest.approx([0.125, 0.25, 0.5])
+    assert ratio['encoder']['wte'] == ratio['encoder']['wtt'] == (
+        pytest.approx(0.0625))
+    assert ratio['encoder']['ln_f']['scale'] == pytest.approx(1.0)
+    assert ratio['head']['out']['kernel'] == pytest.approx(1.0)
+
+
 def test_frozen_gradients_do_not_count_towards_clipping():
   grads = jax.tree.map(jnp.ones_like, encoder_params())
   grads['encoder']['wte'] = grads['encoder']['wte'] * 1e6  # Huge, frozen.
