@@ -29,12 +29,17 @@ def rows(n, length=128, seed=0):
   return out
 
 
+def mask_all(ids, seed, spec):
+  """(chosen, inputs) of every row of `ids` masked with one generator."""
+  rng = np.random.default_rng(seed)
+  out = [masking.mask_tokens(r, rng, spec) for r in ids]
+  return (np.stack([o['weights'] for o in out]) > 0,
+          np.stack([o['inputs'] for o in out]))
+
+
 def test_rates_are_berts_on_a_large_sample():
   ids = rows(3000)
-  rng = np.random.default_rng(1)
-  out = [masking.mask_tokens(r, rng, SPEC) for r in ids]
-  chosen = np.stack([o['weights'] for o in out]) > 0
-  inputs = np.stack([o['inputs'] for o in out])
+  chosen, inputs = mask_all(ids, 1, SPEC)
   maskable = ids > SEP
   assert abs(chosen.sum() / maskable.sum() - 0.15) < 0.002
   as_mask = (inputs == MASK) & chosen
@@ -156,10 +161,7 @@ def test_word_starts_follow_the_kinds():
 
 def test_whole_words_are_chosen_whole_at_the_rate():
   ids = word_rows(2000)
-  rng = np.random.default_rng(3)
-  out = [masking.mask_tokens(r, rng, WORD_SPEC) for r in ids]
-  chosen = np.stack([o['weights'] for o in out]) > 0
-  inputs = np.stack([o['inputs'] for o in out])
+  chosen, inputs = mask_all(ids, 3, WORD_SPEC)
   maskable = ids > SEP
   for row, picked in zip(ids, chosen):
     words = words_of(row)
