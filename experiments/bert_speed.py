@@ -88,9 +88,7 @@ def main():
     print(f'{name}: {results[name]["steps_per_sec"]:.3f} steps/s, '
           f'{results[name]["tokens_per_sec"]:,.0f} row positions/s',
           flush=True)
-  with open(args.out, 'w') as f:
-    json.dump(results, f, indent=2)
-  print(f'written to {args.out}')
+  machine.write_results(results, args.out)
 
 
 if __name__ == '__main__':

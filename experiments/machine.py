@@ -1,7 +1,8 @@
-"""What machine a benchmark ran on, for its results file."""
+"""What machine a benchmark ran on, and writing its results file."""
 
 from __future__ import annotations
 
+import json
 import platform
 
 
@@ -15,3 +16,10 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or 'unknown'
+
+
+def write_results(results: dict, path: str) -> None:
+  """`results` as indented JSON at `path`, and a line saying so."""
+  with open(path, 'w') as f:
+    json.dump(results, f, indent=2)
+  print(f'written to {path}')

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import sys
@@ -96,9 +95,7 @@ def main():
           f'(C={r["C"]}, {r["features"]:,} features, {r["seconds"]} s)',
           flush=True)
   if args.out:
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=2)
-    print(f'written to {args.out}')
+    machine.write_results(results, args.out)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import json
 import os
 import pathlib
 import statistics
@@ -261,9 +260,7 @@ def main():
   results.update(date=datetime.date.today().isoformat(),
                  cpu=machine.cpu_model(), command=' '.join(sys.argv[1:]))
   if args.out:
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=2)
-    print(f'written to {args.out}')
+    machine.write_results(results, args.out)
 
 
 if __name__ == '__main__':

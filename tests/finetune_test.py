@@ -12,7 +12,7 @@ import pytest
 
 from lm import checkpoint as checkpoint_lib
 from lm import run
-from conftest import load_config, run_cli
+from conftest import load_config, run_cli, train_test_run
 
 
 def params_at(workdir, step=None):
@@ -29,11 +29,7 @@ def read_metrics(workdir):
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
   """A 4-step masked-LM run of the test encoder on WikiText-2."""
-  c = load_config('bert_wikitext2', 'test')
-  c.eval.final = False
-  workdir = str(tmp_path_factory.mktemp('mlm'))
-  run.train_and_evaluate(c, workdir)
-  return workdir
+  return train_test_run('bert_wikitext2', str(tmp_path_factory.mktemp('mlm')))
 
 
 def sst2(init_from='', **train):

@@ -8,23 +8,16 @@ import sys
 
 import pytest
 
-from lm import run
-from conftest import REPO, SHARED_DATA, load_config
+from conftest import REPO, SHARED_DATA, train_test_run
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   """(a 4-step masked-LM run, a 4-step SST-2 fine-tune of it)."""
-  mlm = load_config('bert_wikitext2', 'test')
-  mlm.eval.final = False
-  pretrained = str(tmp_path_factory.mktemp('mlm'))
-  run.train_and_evaluate(mlm, pretrained)
-  c = load_config('sst2', 'test')
-  c.init_from = pretrained
-  c.eval.final = False
-  finetuned = str(tmp_path_factory.mktemp('sst2'))
-  run.train_and_evaluate(c, finetuned)
-  return pretrained, finetuned
+  pretrained = train_test_run('bert_wikitext2',
+                              str(tmp_path_factory.mktemp('mlm')))
+  return pretrained, train_test_run('sst2', str(tmp_path_factory.mktemp(
+      'sst2')), init_from=pretrained)
 
 
 def diagnostics(*args):
