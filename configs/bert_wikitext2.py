@@ -21,6 +21,11 @@ Variants (`--config=configs/bert_wikitext2.py:VARIANT`), BERT's shapes:
           rotary positions the masked-LM predicts 29% of masked tokens after
           300 steps, where learned positions reach 17% after 600.
           configs/sst2.py:cpu fine-tunes it.
+  electra the cpu encoder pretrained as ELECTRA's discriminator
+          (task=replaced_token, Clark et al., 2020): a generator a quarter
+          as wide (one head) fills 25% of the tokens with its samples, and
+          the encoder learns from every token which were replaced.
+          configs/sst2.py:cpu fine-tunes it too.
   test    a very small model for the test suite.
 """
 
@@ -34,7 +39,7 @@ sys.path.pop(0)
 # Variant -> (layers, width, heads): the BERT miniatures of Turc et al.
 # (2019) and BERT-base.
 SHAPES = {'tiny': (2, 128, 2), 'mini': (4, 256, 4), 'base': (12, 768, 12),
-          'cpu': (4, 256, 4), 'test': (1, 32, 2)}
+          'cpu': (4, 256, 4), 'electra': (4, 256, 4), 'test': (1, 32, 2)}
 
 
 def encoder(c, arg):
@@ -47,7 +52,7 @@ def encoder(c, arg):
                  causal=False, norm_position='pre', type_vocab_size=2,
                  activation='gelu', position='learned', max_len=128,
                  dropout=0.1, dropout_sites='embed,attention,residual')
-  if arg == 'cpu':  # Relative positions from the first step (see above).
+  if arg in ('cpu', 'electra'):  # Relative positions from the first step.
     c.model.position = 'rope'
   # Uncased (BERT-uncased; SST-2's text is lowercase).
   c.data.update(tokenizer='sentencepiece', spm_model_type='bpe',
@@ -71,7 +76,7 @@ def get_config(arg=None):
     c.train.update(num_steps=40000, eval_every=2000, eval_batches=50,
                    log_every=100)
     c.checkpoint.every = 2000
-  elif arg in ('mini', 'tiny', 'cpu'):
+  elif arg in ('mini', 'tiny', 'cpu', 'electra'):
     # The SST-2 training sentences (no labels, never dev) in the stream
     # after WikiText-2's: in-domain text for the fine-tune.
     c.data.update(extra_name='sst2',
@@ -83,9 +88,14 @@ def get_config(arg=None):
     c.train.update(num_steps=1800, eval_every=300, eval_batches=10,
                    log_every=10)
     c.checkpoint.every = 300
-  if arg == 'cpu':
+  if arg in ('cpu', 'electra'):
     # Wettig et al. (2023): more masked positions, more signal per step. Each
     # token is seen about twice, so dropout only slows learning.
     c.data.mask_rate = 0.4
     c.model.dropout = 0.0
+  if arg == 'electra':
+    # Every token teaches the discriminator; the generator's masked share is
+    # ELECTRA-small++'s 25% (15% in the paper's other models).
+    c.task = 'replaced_token'
+    c.data.mask_rate = 0.25
   return c

@@ -12,9 +12,9 @@ are cut, and counted); the best step by dev accuracy is kept, and training
 stops after `train.early_stopping` evaluations without a better one. GLUE's
 test labels are hidden, so dev accuracy is the reported figure.
 
-Variants: tiny, mini (default), base, cpu, test, as in
-configs/bert_wikitext2.py. `cpu` fine-tunes that variant's encoder (rotary
-positions) with the measured recipe: a moving average of the parameters
+Variants: tiny, mini (default), base, cpu, electra, test, as in
+configs/bert_wikitext2.py. `cpu` (or `electra`, the same) fine-tunes those
+variants' encoders (rotary positions) with the measured recipe: a moving average of the parameters
 (`train.ema_decay=0.998`, evaluated and kept) and the schedule compressed
 into 3,000 steps; the final evaluation is of the best step (patience 6).
 """
@@ -45,7 +45,7 @@ def get_config(arg=None):
   c.train.update(num_steps=5000, eval_every=250, log_every=25,
                  early_stopping=4)
   c.checkpoint.update(every=250, max_to_keep=1)
-  if arg == 'cpu':
+  if arg in ('cpu', 'electra'):
     c.train.update(ema_decay=0.998, num_steps=3000, early_stopping=6)
   if arg == 'test':  # Part of the splits: a few seconds to prepare.
     c.data.update(seq_len=12, batch_size=8, length_bucket=0,

@@ -1,5 +1,6 @@
 """BERT step times on this machine: masked-LM pretraining (pieces or whole
-words masked) and SST-2 fine-tuning with and without length-grouped
+words masked), ELECTRA pretraining (with --variant=cpu, the electra
+variant) and SST-2 fine-tuning with and without length-grouped
 batches, one after another (--probes picks some).
 
 Each probe is a short ordinary run (its own workdir under --runs, no
@@ -31,6 +32,9 @@ PROBES = {
     'pretrain': ('lm.main', 'configs/bert_wikitext2.py', []),
     'pretrain_whole_word': ('lm.main', 'configs/bert_wikitext2.py',
                             ['--config.data.whole_word_mask=true']),
+    'pretrain_electra': ('lm.main', 'configs/bert_wikitext2.py',
+                         ['--config.task=replaced_token',
+                          '--config.data.mask_rate=0.25']),
     'finetune_rows_64': ('lm.finetune', 'configs/sst2.py',
                          ['--config.data.length_bucket=0']),
     'finetune_length_grouped': ('lm.finetune', 'configs/sst2.py', []),

@@ -14,7 +14,7 @@ import ml_collections
 
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
-    'task': ('causal_lm', 'masked_lm', 'classification'),
+    'task': ('causal_lm', 'masked_lm', 'replaced_token', 'classification'),
     'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2'),
     'data.pack': ('stream', 'segments'),
     'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte', 'hf'),
@@ -51,6 +51,9 @@ RESUMABLE_CHANGES = ('init_from', 'allow_config_change', 'data.prefetch',
                      'optim.grad_accum_steps', 'train.*', 'eval.*',
                      'checkpoint.*', 'compile.*', 'mesh.*')
 
+# Tasks that pretrain an encoder on masked rows (lm.masking).
+MASKED_TASKS = ('masked_lm', 'replaced_token')
+
 DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
 
 
@@ -63,11 +66,13 @@ def default() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   # causal_lm: a GPT predicting the next token. masked_lm: a bidirectional
-  # encoder predicting masked tokens (BERT pretraining). classification: the
-  # encoder with a [CLS] classifier, on a labelled corpus (sst2).
+  # encoder predicting masked tokens (BERT pretraining). replaced_token: the
+  # encoder telling which tokens a small masked-LM generator replaced
+  # (ELECTRA pretraining). classification: the encoder with a [CLS]
+  # classifier, on a labelled corpus (sst2).
   c.task = 'causal_lm'
   # A run directory whose latest parameters start this run (classification:
-  # a masked_lm run's encoder).
+  # a masked_lm or replaced_token run's encoder).
   c.init_from = ''
   # Resume a workdir's run under a config that differs in more than
   # RESUMABLE_CHANGES (recorded in WORKDIR/config_changes.jsonl).
@@ -92,8 +97,9 @@ def default() -> ml_collections.ConfigDict:
   c.data.normalize = 'none'  # Unicode normalisation of every text.
   c.data.lowercase = False
   c.data.remove_stopwords = False  # Classification only; refused for LMs.
-  c.data.mask_rate = 0.15  # masked_lm: tokens chosen (80% [MASK], 10/10).
-  c.data.whole_word_mask = False  # masked_lm: every piece of a chosen word.
+  # masked_lm, replaced_token: tokens chosen (80% [MASK], 10/10).
+  c.data.mask_rate = 0.15
+  c.data.whole_word_mask = False  # Masking every piece of a chosen word.
   # Language modelling: another corpus (a data.name) whose `extra_split`
   # texts, labels dropped, follow the training split's in the training
   # stream and train the tokenizer, e.g. sst2's training sentences for an
@@ -163,6 +169,9 @@ def default() -> ml_collections.ConfigDict:
   # mean of the real tokens' states (padding excluded). On SST-2 mean pooling
   # learned faster and then overfitted, ending below [CLS] (BENCHMARKS.md).
   c.model.pooling = 'cls'
+  # replaced_token: the generator's heads (so width and MLP) as a share of
+  # the encoder's, same depth (ELECTRA: 1/4 to 1/2 works best).
+  c.model.generator_fraction = 0.25
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adamw'
@@ -187,6 +196,9 @@ def default() -> ml_collections.ConfigDict:
   # Layer-wise decay (ELECTRA's 0.8): each encoder block at this times the
   # rate of the one above it, the embeddings one step below the lowest.
   c.optim.layer_lr_decay = 1.0
+  # replaced_token: loss = generator masked-LM loss + this x the
+  # discriminator's mean binary cross-entropy over the tokens (ELECTRA: 50).
+  c.optim.detection_weight = 50.0
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 2000
@@ -453,9 +465,17 @@ def _validate_task(c: ml_collections.ConfigDict) -> None:
     raise ConfigError('data.token_dropout masks fine-tuning pieces '
                       '(task=classification), a share in [0, 1); got '
                       f'{d.token_dropout} for task={c.task}')
-  if d.whole_word_mask and c.task != 'masked_lm':
+  if d.whole_word_mask and c.task not in MASKED_TASKS:
     raise ConfigError('data.whole_word_mask chooses the words a masked-LM '
-                      f'predicts (task=masked_lm), not task={c.task}')
+                      'predicts (task=masked_lm or replaced_token), not '
+                      f'task={c.task}')
+  if not 0.0 < m.generator_fraction <= 1.0:
+    raise ConfigError('model.generator_fraction is the generator\'s share of '
+                      'the encoder\'s heads, in (0, 1]; got '
+                      f'{m.generator_fraction}')
+  if o.detection_weight < 0:
+    raise ConfigError('optim.detection_weight must be >= 0, got '
+                      f'{o.detection_weight}')
   if c.task == 'causal_lm' and not m.causal:
     raise ConfigError('model.causal=False (bidirectional) is for encoders; '
                       'set task=masked_lm or task=classification')

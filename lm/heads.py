@@ -9,10 +9,20 @@ tokens' states) with dropout, then a dense layer to the classes. The body is
 `MaskedLM` and `SequenceClassifier` put body and head together (the body's
 parameters under 'encoder', so a pretrained encoder moves between them), and
 `build` gives the model of each training task.
+
+`ReplacedTokenDetector` is ELECTRA (Clark et al., 2020): a small masked-LM
+`generator` (the encoder's depth, `generator_fraction` of its width and
+heads) fills the masked positions with tokens sampled from its predictions,
+and the encoder, the discriminator, tells each token of the result original
+or replaced through `DetectorHead`. Every position teaches the encoder, not
+only the masked ones; the fine-tune keeps the encoder and drops the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -106,12 +116,76 @@ class SequenceClassifier(nnx.Module):
                      deterministic, rngs), None
 
 
+class DetectorHead(nnx.Module):
+  """Hidden states [B, L, D] -> replaced-token logits [B, L] (float32):
+  ELECTRA's discriminator head, a dense + GELU layer and one logit."""
+
+  def __init__(self, cfg: model_lib.GPTConfig, *, rngs: nnx.Rngs):
+    d = cfg.embed_dim
+    self.transform = model_lib.Dense((d,), (d,), ('embed', 'mlp'), cfg,
+                                     rngs=rngs)
+    self.out = model_lib.Dense((d,), (1,), ('embed', None), cfg, rngs=rngs)
+
+  def __call__(self, hidden_BxLxD):
+    x_BxLxD = model_lib.gelu(self.transform(hidden_BxLxD))
+    return self.out(x_BxLxD)[..., 0].astype(jnp.float32)
+
+
+def generator_config(cfg: model_lib.GPTConfig,
+                     fraction: float) -> model_lib.GPTConfig:
+  """ELECTRA's generator: the encoder's depth and head width, `fraction` of
+  its heads (at least one) and so of its width and MLP; no dropout."""
+  heads = max(1, round(cfg.num_heads * fraction))
+  width = heads * cfg.head_dim
+  return dataclasses.replace(
+      cfg, num_heads=heads, num_kv_heads=0, embed_dim=width,
+      mlp_dim=max(1, cfg.mlp_dim * width // cfg.embed_dim), dropout=0.0)
+
+
+class ReplacedTokenDetector(nnx.Module):
+  """ELECTRA for pretraining: a masked-LM generator and the encoder as a
+  discriminator of replaced tokens."""
+
+  def __init__(self, cfg: model_lib.GPTConfig, *, rngs: nnx.Rngs):
+    self.encoder = model_lib.GPT(cfg, rngs=rngs)
+    self.head = DetectorHead(cfg, rngs=rngs)
+    self.generator = MaskedLM(generator_config(cfg, cfg.generator_fraction),
+                              rngs=rngs)
+
+  def __call__(self, tokens_BxL, *, originals_BxL, predict_at_BxK,
+               chosen_BxK, sample_key, deterministic=True, rngs=None,
+               **inputs):
+    """(generator logits [B, K, V] at the masked positions `predict_at_BxK`,
+    replaced-token logits [B, L], replaced [B, L] (1.0 where the
+    discriminator's input differs from `originals_BxL`)). The generator
+    reads the masked `tokens_BxL`; at each chosen position (`chosen_BxK`
+    nonzero) the discriminator reads a token sampled from the generator's
+    distribution there (no gradient flows through the sample)."""
+    generated_BxKxV, _ = self.generator(
+        tokens_BxL, predict_at_BxK=predict_at_BxK, **inputs)
+    sampled_BxK = jax.random.categorical(
+        sample_key, jax.lax.stop_gradient(generated_BxKxV))
+    tokens_BxL = jnp.asarray(tokens_BxL)
+    kept_BxK = jnp.take_along_axis(tokens_BxL, predict_at_BxK, axis=1)
+    sampled_BxK = jnp.where(chosen_BxK > 0, sampled_BxK, kept_BxK)
+    rows_Bx1 = jnp.arange(tokens_BxL.shape[0])[:, None]
+    corrupted_BxL = tokens_BxL.at[rows_Bx1, predict_at_BxK].set(
+        sampled_BxK.astype(tokens_BxL.dtype))
+    hidden_BxLxD, _ = self.encoder.hidden(
+        corrupted_BxL, deterministic=deterministic, rngs=rngs, **inputs)
+    replaced_BxL = (corrupted_BxL != originals_BxL).astype(jnp.float32)
+    return generated_BxKxV, self.head(hidden_BxLxD), replaced_BxL
+
+
 def build(cfg: model_lib.GPTConfig, task: str, num_classes: int, *,
           rngs: nnx.Rngs) -> nnx.Module:
-  """The model a task trains: 'causal_lm' the GPT itself, 'masked_lm' and
-  'classification' the encoder (its parameters under 'encoder') with a head."""
+  """The model a task trains: 'causal_lm' the GPT itself; 'masked_lm',
+  'replaced_token' and 'classification' the encoder (its parameters under
+  'encoder') with a head."""
   if task == 'masked_lm':
     return MaskedLM(cfg, rngs=rngs)
+  if task == 'replaced_token':
+    return ReplacedTokenDetector(cfg, rngs=rngs)
   if task == 'classification':
     return SequenceClassifier(cfg, num_classes, rngs=rngs)
   return model_lib.GPT(cfg, rngs=rngs)

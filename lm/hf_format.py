@@ -136,6 +136,10 @@ def hf_config(task: str, m) -> dict:
     if m[key] not in allowed:
       raise FormatError(f'model.{key}={m[key]!r} has no Hugging Face '
                         f'equivalent ({why})')
+  if task == 'replaced_token':
+    raise FormatError('a task=replaced_token (ELECTRA) run is exported '
+                      'through its fine-tune: export the task=classification '
+                      'run that starts from it')
   need('position', ('learned',), 'GPT-2 and BERT learn absolute positions')
   need('norm', ('layernorm',), 'they use LayerNorm')
   need('use_bias', (True,), 'their layers have biases')

@@ -49,10 +49,11 @@ def train(config, workdir):
   if s.preempted:  # Stopped by a signal, checkpoint written: exit 0.
     return
   if jax.process_index() == 0:
+    finetune = ('fine-tune: python -m lm.finetune '
+                '--config=configs/sst2.py:VARIANT '
+                f'--config.init_from={s.workdir} --workdir=DIR')
     then = {'causal_lm': f'sample: python -m lm.sample --workdir={s.workdir}',
-            'masked_lm': 'fine-tune: python -m lm.finetune '
-                         '--config=configs/sst2.py:VARIANT '
-                         f'--config.init_from={s.workdir} --workdir=DIR',
+            'masked_lm': finetune, 'replaced_token': finetune,
             'classification': 'evaluate: python -m lm.finetune evaluate '
                               f'--workdir={s.workdir}'}[config.task]
     print(f'done: {s.steps} steps, final eval loss {s.final_eval_loss:.4f}, '

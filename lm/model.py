@@ -72,6 +72,8 @@ class GPTConfig:
   norm_eps: float = 1e-5  # Every LayerNorm's epsilon (BERT: 1e-12).
   embed_norm: bool = False  # A LayerNorm on the summed embeddings (BERT).
   pooling: str = 'cls'  # Classifier input: cls | mean (of real tokens).
+  # replaced_token (ELECTRA): the generator's share of the heads and width.
+  generator_fraction: float = 0.25
 
   @classmethod
   def from_config(cls, m) -> 'GPTConfig':

@@ -273,6 +273,9 @@ def load_params(abstract_params, run_dir: str, step: int | None = None):
   return ckpt.restore_params(step, abstract_params, 'ema' if ema else 'params')
 
 
+MASKED_OR = ' or '.join(config_lib.MASKED_TASKS)
+
+
 def check_init_from(c, tok) -> str:
   """Why the run in `c.init_from` cannot start this one ('' if it can):
   another vocabulary or model shape. Returns the part of the parameters to
@@ -285,7 +288,7 @@ def check_init_from(c, tok) -> str:
       tok.special_ids):
     raise RunError(f'init_from={c.init_from} has a tokenizer without [CLS], '
                    f'[SEP] and [MASK] (a {old.task} run); start task={c.task} '
-                   'from a task=masked_lm run')
+                   f'from a task={MASKED_OR} run')
   for key in ('vocab_size', 'spm_model_type', 'lowercase', 'normalize'):
     if old.data[key] != c.data[key]:
       raise RunError(f'init_from={c.init_from} was trained with '
@@ -300,12 +303,11 @@ def check_init_from(c, tok) -> str:
                    'with (e.g. the same :VARIANT)')
   if old.task == c.task:
     return ''
-  if (old.task, c.task) == ('masked_lm', 'classification'):
+  if old.task in config_lib.MASKED_TASKS and c.task == 'classification':
     return 'encoder'
   raise RunError(f'init_from={c.init_from} is a task={old.task} run; '
                  f'task={c.task} starts from a '
-                 f'{"masked_lm" if c.task == "classification" else c.task} '
-                 'run')
+                 f'{MASKED_OR if c.task == "classification" else c.task} run')
 
 
 def _nonfinite(c, trainer, state, step, count, seen, writer, ckpt) -> int:
@@ -486,7 +488,9 @@ def train_and_evaluate(config, workdir: str) -> Summary:
         eval_loss = scalars['eval/loss']
         writer.print(f'step {step}: eval loss {eval_loss:.4f}' + (
             f', accuracy {scalars["eval/accuracy"]:.4f}'
-            if 'eval/accuracy' in scalars else ''))
+            if 'eval/accuracy' in scalars else '') + (
+            f', detection accuracy {scalars["eval/detection_accuracy"]:.4f}'
+            if 'eval/detection_accuracy' in scalars else ''))
         improved = patience.update(scalars[best_key])
         early = patience.exhausted
         if early:

@@ -9,6 +9,9 @@ that picks the best step, and the final evaluation of whole splits:
 - masked_lm: masked `[CLS] ... [SEP]` stream rows (`lm.encoder_data`);
   masked-token loss, perplexity and accuracy of each split, every token in
   one row, masked with a fixed seed.
+- replaced_token (ELECTRA): the same rows; the generator's masked-token
+  figures, and the discriminator's loss and accuracy over every token (and
+  the share it had to find replaced).
 - classification: labelled sentences; accuracy (the best step's metric), F1
   and the confusion matrix of each labelled split.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from lm import config as config_lib
 from lm import data as data_lib
 from lm import encoder_data
 from lm import metrics as metrics_lib
@@ -38,12 +42,23 @@ def _sums(trainer, params, batches, batch_size: int) -> dict[str, float]:
   """Summed NLL, correct predictions and weight over global batches
   (batch_size 0: batches already this process's rows)."""
   rows = data_lib.local_rows(batch_size) if batch_size else slice(None)
-  totals = {'nll': 0.0, 'correct': 0.0, 'count': 0.0}
+  totals = {}
   for batch in batches:
     local = trainer.global_batch({k: v[rows] for k, v in batch.items()})
     for k, v in jax.device_get(trainer.sums_step(params, local)).items():
-      totals[k] += float(v)
+      totals[k] = totals.get(k, 0.0) + float(v)
   return totals
+
+
+def _detection(t: dict[str, float]) -> dict[str, float]:
+  """replaced_token: the discriminator's mean loss, accuracy and the share
+  of replaced tokens, from `_sums` totals ({} for other tasks)."""
+  if 'detection_count' not in t:
+    return {}
+  n = max(t['detection_count'], 1.0)
+  return {'detection_loss': t['detection_nll'] / n,
+          'detection_accuracy': t['detection_correct'] / n,
+          'replaced': t['replaced'] / n}
 
 
 class Task:
@@ -77,7 +92,7 @@ class Task:
   def train_dataset(self):
     """The endless training iterator (its state is checkpointed)."""
     c = self.c
-    if self.name == 'masked_lm':
+    if self.name in config_lib.MASKED_TASKS:
       return iter(encoder_data.mlm_train_dataset(
           self.corpus.train, c.model.max_len, c.data.batch_size, c.seed,
           self.tok, c.data.mask_rate, c.data.prefetch,
@@ -104,7 +119,7 @@ class Task:
       return list(encoder_data.sentence_batches(
           self.sentences('validation'), c.eval.batch_size or
           c.data.batch_size))
-    if self.name == 'masked_lm':
+    if self.name in config_lib.MASKED_TASKS:
       ds = encoder_data.mlm_dataset(self.corpus.val, c.model.max_len,
                                     c.data.batch_size, c.seed + 1, self.tok,
                                     c.data.mask_rate, shard=False,
@@ -121,13 +136,14 @@ class Task:
     out = {'eval/loss': t['nll'] / max(t['count'], 1.0)}
     if self.name != 'causal_lm':
       out['eval/accuracy'] = t['correct'] / max(t['count'], 1.0)
+    out.update({f'eval/{k}': v for k, v in _detection(t).items()})
     return out
 
   def final(self, trainer, params, writer=None) -> dict[str, dict]:
     """The final evaluation of each whole evaluation split."""
     if self.name == 'causal_lm':
       return evaluate_lm_splits(trainer, params, self.corpus, self.c, writer)
-    if self.name == 'masked_lm':
+    if self.name in config_lib.MASKED_TASKS:
       return self._masked_lm_splits(trainer, params)
     return {split: self.classify_split(trainer, params, split)
             for split in ('validation', 'test')
@@ -149,7 +165,7 @@ class Task:
       summary = metrics_lib.summarize(metrics_lib.Totals(t['nll'],
                                                          int(t['count'])))
       out[split] = {**summary, 'accuracy': t['correct'] / t['count'],
-                    'masked_tokens': int(t['count'])}
+                    'masked_tokens': int(t['count']), **_detection(t)}
     return out
 
   def predict(self, trainer, params, sentences) -> np.ndarray:

@@ -18,6 +18,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lm import config as config_lib
 from lm import heads
 from lm import masking
 from lm import model as model_lib
@@ -182,23 +183,69 @@ class Trainer:
                       rngs=nnx.Rngs(dropout=rng) if train else None, **kw)
     return logits
 
+  def _masked_at(self, batch):
+    """Masked-LM rows: the positions [B, K] that may be chosen, at most
+    round(mask_rate x (L - 2)) a row (lm.masking), every chosen one first."""
+    # A row's [CLS] and [SEP] are never candidates.
+    k = masking.chosen_count(batch['targets'].shape[1] - 2,
+                             self.config.data.mask_rate)
+    return jax.lax.top_k(batch['weights'], k)[1]
+
   def scored(self, params, batch, rng=None):
     """(logits, targets, weights) of the positions the loss counts. A
-    masked-LM batch chooses at most round(mask_rate x (L - 2)) positions a
-    row (lm.masking): only those are sent through the output layer."""
+    masked-LM batch sends only its chosen positions through the output layer
+    (for replaced_token: the generator's)."""
     targets, weights = batch['targets'], batch.get('weights')
-    if self.task != 'masked_lm':
+    if self.task not in config_lib.MASKED_TASKS:
       return self.logits(params, batch, rng), targets, weights
-    # A row's [CLS] and [SEP] are never candidates.
-    k = masking.chosen_count(targets.shape[1] - 2, self.config.data.mask_rate)
-    _, at_BxK = jax.lax.top_k(weights, k)  # Every chosen position, first.
+    if self.task == 'replaced_token':
+      return self.detect(params, batch, rng)[:3]
+    at_BxK = self._masked_at(batch)
     gather = lambda x: jnp.take_along_axis(x, at_BxK, axis=1)
     return (self.logits(params, batch, rng, predict_at_BxK=at_BxK),
             gather(targets), gather(weights))
 
+  def detect(self, params, batch, rng=None):
+    """replaced_token (ELECTRA): the generator's (logits [B, K, V], targets,
+    weights [B, K]) at the chosen positions, and the discriminator's binary
+    cross-entropy [B, L], correct [B, L] and weights [B, L] (every token of
+    a row with a chosen position; padding rows count nothing). The sample
+    is drawn from `rng` (a fixed key when None: evaluations repeat)."""
+    at_BxK = self._masked_at(batch)
+    gather = lambda x: jnp.take_along_axis(x, at_BxK, axis=1)
+    train = rng is not None and self.model_cfg.dropout > 0
+    sample_key = (jax.random.PRNGKey(0) if rng is None
+                  else jax.random.fold_in(rng, 1))
+    generated_BxKxV, detect_BxL, replaced_BxL = self.merge(params)(
+        batch['inputs'], originals_BxL=batch['targets'],
+        predict_at_BxK=at_BxK, chosen_BxK=gather(batch['weights']),
+        sample_key=sample_key, positions=batch.get('positions'),
+        segment_ids_BxL=batch.get('segment_ids'),
+        token_types_BxL=batch.get('token_types'), deterministic=not train,
+        rngs=nnx.Rngs(dropout=rng) if train else None)
+    real_BxL = jnp.broadcast_to(
+        (batch['weights'].sum(1, keepdims=True) > 0).astype(jnp.float32),
+        detect_BxL.shape)
+    if 'segment_ids' in batch:
+      real_BxL = real_BxL * (batch['segment_ids'] > 0)
+    bce_BxL = optax.sigmoid_binary_cross_entropy(detect_BxL, replaced_BxL)
+    correct_BxL = ((detect_BxL > 0) == (replaced_BxL > 0)).astype(
+        jnp.float32)
+    return (generated_BxKxV, gather(batch['targets']),
+            gather(batch['weights']), bce_BxL, correct_BxL, real_BxL,
+            replaced_BxL)
+
   def loss(self, params, batch, rng=None):
-    """Mean cross-entropy of the batch; dropout is on when `rng` is given."""
-    return cross_entropy(*self.scored(params, batch, rng))
+    """Mean cross-entropy of the batch; dropout is on when `rng` is given.
+    replaced_token: the generator's plus optim.detection_weight times the
+    discriminator's mean binary cross-entropy."""
+    if self.task != 'replaced_token':
+      return cross_entropy(*self.scored(params, batch, rng))
+    logits, targets, weights, bce, _, real, _ = self.detect(params, batch,
+                                                            rng)
+    detection = (bce * real).sum() / jnp.maximum(real.sum(), 1.0)
+    return (cross_entropy(logits, targets, weights) +
+            self.config.optim.detection_weight * detection)
 
   def _grads(self, params, batch, rng):
     """Loss and gradients, averaged over `grad_accum_steps` micro-batches."""
@@ -278,15 +325,26 @@ class Trainer:
 
   def _sums_step(self, params, batch):
     """Summed NLL, correct predictions and weight of the batch's weighted
-    targets (every target when the batch has no weights)."""
+    targets (every target when the batch has no weights); replaced_token
+    also the discriminator's summed binary cross-entropy ('detection_nll'),
+    correct calls, tokens and replaced tokens among them."""
     with sharding.activation_rules(self.mesh, self.rules):
-      logits, targets, weights = self.scored(params, batch)
+      out = (self.detect(params, batch) if self.task == 'replaced_token'
+             else self.scored(params, batch))
+      logits, targets, weights = out[:3]
       if weights is None:
         weights = jnp.ones(targets.shape, jnp.float32)
       nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
       correct = (logits.argmax(-1) == targets).astype(jnp.float32)
-      return {'nll': (nll * weights).sum(),
+      sums = {'nll': (nll * weights).sum(),
               'correct': (correct * weights).sum(), 'count': weights.sum()}
+      if self.task == 'replaced_token':
+        bce, right, real, replaced = out[3:]
+        sums.update(detection_nll=(bce * real).sum(),
+                    detection_correct=(right * real).sum(),
+                    detection_count=real.sum(),
+                    replaced=(replaced * real).sum())
+      return sums
 
   def _nll_step(self, params, batch):
     """Summed NLL (nats, float32) over the batch's weighted positions."""

@@ -106,7 +106,12 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
      'share in [0, 1); got 1.0 for task=classification'),
     (lambda c: c.data.__setattr__('whole_word_mask', True),
      'data.whole_word_mask chooses the words a masked-LM predicts '
-     '(task=masked_lm), not task=causal_lm'),
+     '(task=masked_lm or replaced_token), not task=causal_lm'),
+    (lambda c: c.model.__setattr__('generator_fraction', 0.0),
+     "model.generator_fraction is the generator's share of the encoder's "
+     'heads, in (0, 1]; got 0.0'),
+    (lambda c: c.optim.__setattr__('detection_weight', -1.0),
+     'optim.detection_weight must be >= 0, got -1.0'),
     (lambda c: c.optim.__setattr__('layer_lr_decay', 0.8),
      'optim.layer_lr_decay is for fine-tuning an encoder '
      '(task=classification); a GPT has no encoder'),

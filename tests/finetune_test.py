@@ -192,3 +192,25 @@ def test_a_pretrained_run_that_does_not_fit_is_refused(pretrained, tmp_path):
   with pytest.raises(run.RunError, match=r'was trained with a char '
                      r'tokenizer, not data.tokenizer=sentencepiece'):
     run.train_and_evaluate(sst2(str(tmp_path / 'gpt')), str(tmp_path / 'c'))
+
+
+def test_an_electra_discriminator_starts_the_classifier(tmp_path):
+  c = load_config('bert_wikitext2', 'test')
+  c.update(task='replaced_token', init_from='')
+  c.eval.max_tokens = 500  # The final evaluation of a little of each split.
+  s = run.train_and_evaluate(c, str(tmp_path / 'rtd'))
+  assert set(s.final['validation']) >= {'accuracy', 'detection_accuracy',
+                                        'detection_loss', 'replaced'}
+  # Only the chosen 15% of a row's pieces ([CLS] and [SEP] never) are
+  # sampled, and a sample can equal the original.
+  assert 0 < s.final['validation']['replaced'] < 0.15
+  before = params_at(tmp_path / 'rtd')
+  assert set(before) == {'encoder', 'head', 'generator'}
+  c = sst2(str(tmp_path / 'rtd'), num_steps=2)
+  c.optim.freeze_embeddings = True
+  run.train_and_evaluate(c, str(tmp_path / 'ft'))
+  after = params_at(tmp_path / 'ft')
+  assert set(after) == {'encoder', 'head'} and set(after['head']) == {
+      'pooler', 'out'}
+  np.testing.assert_array_equal(after['encoder']['wte'],
+                                before['encoder']['wte'])

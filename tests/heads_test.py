@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -90,3 +91,42 @@ def test_the_classifier_overfits_a_tiny_batch():
   logits, _ = enc(tokens)
   assert float(loss) < 0.05
   assert (jnp.argmax(logits, -1) == labels).all()
+
+
+def test_the_generator_is_a_fraction_of_the_encoder():
+  g = heads.generator_config(CFG, 0.5)
+  assert (g.num_heads, g.embed_dim, g.mlp_dim, g.num_layers) == (1, 16, 32, 2)
+  assert heads.generator_config(CFG, 0.1).num_heads == 1  # At least one.
+
+
+def test_the_detector_reads_generator_samples_at_chosen_positions_only():
+  model = heads.ReplacedTokenDetector(
+      dataclasses.replace(CFG, generator_fraction=0.5), rngs=nnx.Rngs(0))
+  assert model.generator.encoder.cfg.embed_dim == 16
+  mask = 3
+  originals_BxL = np.random.default_rng(0).integers(4, 50, (2, 8))
+  at_BxK = np.array([[1, 2, 3], [4, 5, 6]])
+  chosen_BxK = np.array([[1, 1, 0], [1, 0, 0]])
+  originals_BxL[0, [1, 2]] = 7  # The generator will say 7 here ...
+  originals_BxL[1, 4] = 9  # ... and here, replacing the 9.
+  tokens_BxL = originals_BxL.copy()
+  for b in range(2):
+    tokens_BxL[b, at_BxK[b][chosen_BxK[b] > 0]] = mask
+  # A generator sure of token 7 everywhere: its samples are 7.
+  model.generator.head.bias[...] = jnp.zeros(50).at[7].set(100.0)
+  generated_BxKxV, logits_BxL, replaced_BxL = model(
+      jnp.asarray(tokens_BxL), originals_BxL=jnp.asarray(originals_BxL),
+      predict_at_BxK=jnp.asarray(at_BxK),
+      chosen_BxK=jnp.asarray(chosen_BxK),
+      sample_key=jax.random.PRNGKey(0))
+  assert generated_BxKxV.shape == (2, 3, 50) and logits_BxL.shape == (2, 8)
+  expected = np.zeros((2, 8))
+  expected[1, 4] = 1.0  # 7 where a 9 was; the 7s for 7s are originals.
+  np.testing.assert_array_equal(replaced_BxL, expected)
+  # The encoder reads the samples, not the [MASK]s: unmasking changes it.
+  _, unmasked_BxL, _ = model(
+      jnp.asarray(originals_BxL), originals_BxL=jnp.asarray(originals_BxL),
+      predict_at_BxK=jnp.asarray(at_BxK), chosen_BxK=jnp.zeros((2, 3)),
+      sample_key=jax.random.PRNGKey(0))
+  np.testing.assert_allclose(unmasked_BxL[0], logits_BxL[0], rtol=1e-5)
+  assert not np.allclose(unmasked_BxL[1], logits_BxL[1])

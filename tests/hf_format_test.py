@@ -137,6 +137,10 @@ def test_import_refuses_unsupported_configs(hf, message):
     ('classification', {'norm_position': 'post', 'embed_norm': True,
                         'type_vocab_size': 2, 'pooling': 'mean'},
      "model.pooling='mean'"),
+    ('replaced_token', {'norm_position': 'post', 'embed_norm': True,
+                        'type_vocab_size': 2},
+     'a task=replaced_token .ELECTRA. run is exported through its '
+     'fine-tune'),
 ])
 def test_export_names_the_unsupported_option(task, change, message):
   m = dict(config_lib.default().model.to_dict(), mlp_dim=512, **change)

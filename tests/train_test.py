@@ -240,3 +240,44 @@ def test_masked_lm_scores_only_the_chosen_positions():
   assert float(t.loss(params, other)) == float(t.loss(params, batch))
   sums = t.sums_step(params, t.global_batch(batch))
   assert float(sums['count']) == 8
+
+
+def test_replaced_token_loss_is_the_generators_plus_the_weighted_detection():
+  from lm import masking  # pylint: disable=g-import-not-at-top
+  from conftest import load_config  # pylint: disable=g-import-not-at-top
+  c = load_config('bert_wikitext2', 'test')
+  c.task = 'replaced_token'
+  c.data.batch_size = 4
+  c = configure(c)
+  t = make_trainer(c, jax.devices()[:1])
+  state = t.init(jax.random.PRNGKey(0))
+  params = state['params']
+  assert set(params) == {'encoder', 'head', 'generator'}
+  spec = masking.MaskSpec(mask_id=3, vocab_size=65, special_ids=(0, 1, 2, 3))
+  rng = np.random.default_rng(0)
+  rows = [masking.mask_tokens(np.concatenate(
+      [[1], rng.integers(4, 65, 14), [2]]).astype(np.int32), rng, spec)
+          for _ in range(4)]
+  batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  (generated, targets, weights, bce, correct, real,
+   replaced) = t.detect(params, batch)
+  assert generated.shape == (4, 2, 65) and float(weights.sum()) == 8
+  assert float(real.sum()) == 64  # Every token of every row.
+  assert float((replaced * (batch['weights'] == 0)).sum()) == 0
+  assert float(replaced.sum()) > 0  # An untrained generator rarely agrees.
+  np.testing.assert_allclose(
+      t.loss(params, batch),
+      train_lib.cross_entropy(generated, targets, weights) +
+      c.optim.detection_weight * bce.mean(), rtol=1e-5)
+  # A row with nothing chosen (evaluation filler) counts no token.
+  filler = dict(batch, weights=batch['weights'] * np.array([[1], [1], [1],
+                                                            [0]]))
+  sums = jax.device_get(t.sums_step(params, t.global_batch(filler)))
+  assert float(sums['detection_count']) == 48
+  assert float(sums['detection_correct']) == float(
+      (correct * real)[:3].sum())
+  assert float(sums['count']) == float(batch['weights'][:3].sum())
+  first = float(t.loss(params, batch))
+  for _ in range(15):
+    state, _ = t.train_step(state, t.global_batch(batch))
+  assert float(t.loss(state['params'], batch)) < first
