@@ -211,20 +211,27 @@ def test_a_nonfinite_step_is_skipped_and_recorded(test_config):
                          before['params']['wte'])
 
 
-def test_masked_lm_scores_only_the_chosen_positions():
+def encoder_trainer(task):
+  """(trainer, config) of the test encoder for `task`, 65 tokens, and a
+  batch of 4 masked rows of 16 ([CLS] 14 pieces [SEP])."""
   from lm import masking  # pylint: disable=g-import-not-at-top
   from conftest import load_config  # pylint: disable=g-import-not-at-top
   c = load_config('bert_wikitext2', 'test')
+  c.task = task
   c.data.batch_size = 4
-  c = configure(c)  # 65 tokens.
-  t = make_trainer(c, jax.devices()[:1])
-  params = t.init(jax.random.PRNGKey(0))['params']
+  c = configure(c)
   spec = masking.MaskSpec(mask_id=3, vocab_size=65, special_ids=(0, 1, 2, 3))
   rng = np.random.default_rng(0)
   rows = [masking.mask_tokens(np.concatenate(
       [[1], rng.integers(4, 65, 14), [2]]).astype(np.int32), rng, spec)
           for _ in range(4)]
   batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+  return make_trainer(c, jax.devices()[:1]), c, batch
+
+
+def test_masked_lm_scores_only_the_chosen_positions():
+  t, _, batch = encoder_trainer('masked_lm')
+  params = t.init(jax.random.PRNGKey(0))['params']
   # round(15% of 14) = 2 chosen a row: only those reach the output layer.
   logits, targets, weights = t.scored(params, batch)
   assert logits.shape == (4, 2, 65) and weights.sum() == 8
@@ -243,22 +250,10 @@ def test_masked_lm_scores_only_the_chosen_positions():
 
 
 def test_replaced_token_loss_is_the_generators_plus_the_weighted_detection():
-  from lm import masking  # pylint: disable=g-import-not-at-top
-  from conftest import load_config  # pylint: disable=g-import-not-at-top
-  c = load_config('bert_wikitext2', 'test')
-  c.task = 'replaced_token'
-  c.data.batch_size = 4
-  c = configure(c)
-  t = make_trainer(c, jax.devices()[:1])
+  t, c, batch = encoder_trainer('replaced_token')
   state = t.init(jax.random.PRNGKey(0))
   params = state['params']
   assert set(params) == {'encoder', 'head', 'generator'}
-  spec = masking.MaskSpec(mask_id=3, vocab_size=65, special_ids=(0, 1, 2, 3))
-  rng = np.random.default_rng(0)
-  rows = [masking.mask_tokens(np.concatenate(
-      [[1], rng.integers(4, 65, 14), [2]]).astype(np.int32), rng, spec)
-          for _ in range(4)]
-  batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
   (generated, targets, weights, bce, correct, real,
    replaced) = t.detect(params, batch)
   assert generated.shape == (4, 2, 65) and float(weights.sum()) == 8
