@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from lm import config as config_lib
 from lm import flops
 from lm import model as model_lib
 from lm import sharding
@@ -90,14 +91,24 @@ def per_device_bytes(tree, shardings) -> int:
 
 
 def abstract_batch(c, trainer) -> dict[str, jax.ShapeDtypeStruct]:
-  """The shapes a batch of `c.data.pack` layout has."""
-  shape = (c.data.batch_size, c.model.max_len)
-  keys = {'inputs': np.int32, 'targets': np.int32}
-  if c.data.pack == 'segments':
-    keys.update(segment_ids=np.int32, positions=np.int32, weights=np.float32)
+  """The shapes of a training batch of `c.task` (a GPT's: of its
+  `c.data.pack` layout)."""
+  B, L = c.data.batch_size, c.model.max_len
+  i32, f32 = np.int32, np.float32
+  if c.task == 'classification':  # Sentences and their labels.
+    L = c.data.seq_len or L
+    shapes = {'inputs': ((B, L), i32), 'segment_ids': ((B, L), i32),
+              'targets': ((B,), i32), 'weights': ((B,), f32)}
+  else:
+    shapes = {'inputs': ((B, L), i32), 'targets': ((B, L), i32)}
+    if c.task in config_lib.MASKED_TASKS:  # The chosen positions.
+      shapes['weights'] = ((B, L), f32)
+    elif c.data.pack == 'segments':
+      shapes.update(segment_ids=((B, L), i32), positions=((B, L), i32),
+                    weights=((B, L), f32))
   return {k: jax.ShapeDtypeStruct(shape, dtype,
                                   sharding=trainer.batch_sharding)
-          for k, dtype in keys.items()}
+          for k, (shape, dtype) in shapes.items()}
 
 
 def analyse(c, device_kind: str | None = None, devices=None,

@@ -114,3 +114,18 @@ def test_cli_dry_run_on_simulated_devices_and_out_of_memory():
   assert len(big.stderr.strip().splitlines()) == 1
   usage = run_cli('lm.main', '--config=configs/shakespeare_char.py:cpu')
   assert usage.returncode != 0 and '--workdir is required' in usage.stderr
+
+
+@pytest.mark.parametrize('config, task, batch_bytes', [
+    # 4 rows of 16: inputs, targets and the chosen positions' weights.
+    ('bert_wikitext2', 'masked_lm', 3 * 4 * 16 * 4),
+    ('bert_wikitext2', 'replaced_token', 3 * 4 * 16 * 4),
+    # 8 sentences of 12: inputs and segments; a label and weight each.
+    ('sst2', 'classification', 2 * 8 * 12 * 4 + 2 * 8 * 4)])
+def test_encoder_tasks_compile_with_their_batches(config, task, batch_bytes):
+  c = load_config(config, 'test')
+  c.update(task=task)
+  c.data.batch_size = c.data.batch_size if task == 'classification' else 4
+  report = dryrun.analyse(run.resolve(c, 65), devices=jax.devices()[:1])
+  assert report.batch_bytes == batch_bytes
+  assert report.model_flops_per_device > 0
