@@ -3,8 +3,8 @@
   python -m lm.finetune --config=configs/sst2.py:mini
       --config.init_from=runs/bert_mini --workdir=runs/sst2_mini
 
-`init_from` is a masked-LM run (configs/bert_wikitext2.py, the same
-VARIANT): its encoder and tokenizer start this run under a new classifier.
+`init_from` is a masked-LM or ELECTRA run (configs/bert_wikitext2.py, the
+same VARIANT): its encoder and tokenizer start this run under a new classifier.
 Without it the same encoder is trained from scratch (its tokenizer trained on
 the SST-2 training sentences): the baseline that shows what pretraining is
 worth. Sentences are `[CLS] pieces [SEP]` rows of `data.seq_len` (longer ones
