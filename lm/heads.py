@@ -161,11 +161,11 @@ class ReplacedTokenDetector(nnx.Module):
     reads the masked `tokens_BxL`; at each chosen position (`chosen_BxK`
     nonzero) the discriminator reads a token sampled from the generator's
     distribution there (no gradient flows through the sample)."""
+    tokens_BxL = jnp.asarray(tokens_BxL)
     generated_BxKxV, _ = self.generator(
         tokens_BxL, predict_at_BxK=predict_at_BxK, **inputs)
     sampled_BxK = jax.random.categorical(
         sample_key, jax.lax.stop_gradient(generated_BxKxV))
-    tokens_BxL = jnp.asarray(tokens_BxL)
     kept_BxK = jnp.take_along_axis(tokens_BxL, predict_at_BxK, axis=1)
     sampled_BxK = jnp.where(chosen_BxK > 0, sampled_BxK, kept_BxK)
     rows_Bx1 = jnp.arange(tokens_BxL.shape[0])[:, None]

@@ -1,7 +1,8 @@
 """The training loop: train, evaluate, checkpoint, and resume a run's workdir.
 
 One loop for every task (`config.task`: a GPT, a masked-LM encoder, an
-ELECTRA encoder, a classifier); `lm.tasks` gives it each task's rows and evaluations.
+ELECTRA encoder, a classifier); `lm.tasks` gives it each task's rows and
+evaluations.
 
 A workdir holds `config.json` (the resolved config), the tokenizer
 (`tokenizer.json`, and `tokenizer.model` for SentencePiece), `checkpoints/`,

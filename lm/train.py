@@ -9,7 +9,7 @@ plus 'ema' (a moving average of 'params') when `train.ema_decay` > 0.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,17 @@ from lm import optimizer as optimizer_lib
 from lm import sharding
 
 State = dict[str, Any]
+
+
+class Detection(NamedTuple):
+  """replaced_token (ELECTRA): what one batch gives the loss and the sums."""
+  logits: Any  # [B, K, V] the generator's, at the chosen positions,
+  targets: Any  # [B, K] their original ids,
+  weights: Any  # [B, K] 1 where chosen.
+  bce: Any  # [B, L] the discriminator's binary cross-entropy,
+  correct: Any  # [B, L] 1 where it called original/replaced right,
+  real: Any  # [B, L] the tokens it is scored on,
+  replaced: Any  # [B, L] 1 where its input was replaced.
 BATCH_NAMES = ('batch',)  # Rows sharded; the rest of each array whole.
 
 
@@ -199,18 +210,17 @@ class Trainer:
     if self.task not in config_lib.MASKED_TASKS:
       return self.logits(params, batch, rng), targets, weights
     if self.task == 'replaced_token':
-      return self.detect(params, batch, rng)[:3]
+      return self.detect(params, batch, rng)[:3]  # The generator's.
     at_BxK = self._masked_at(batch)
     gather = lambda x: jnp.take_along_axis(x, at_BxK, axis=1)
     return (self.logits(params, batch, rng, predict_at_BxK=at_BxK),
             gather(targets), gather(weights))
 
-  def detect(self, params, batch, rng=None):
-    """replaced_token (ELECTRA): the generator's (logits [B, K, V], targets,
-    weights [B, K]) at the chosen positions, and the discriminator's binary
-    cross-entropy [B, L], correct [B, L] and weights [B, L] (every token of
-    a row with a chosen position; padding rows count nothing). The sample
-    is drawn from `rng` (a fixed key when None: evaluations repeat)."""
+  def detect(self, params, batch, rng=None) -> Detection:
+    """replaced_token (ELECTRA): the generator's and the discriminator's
+    outputs; the discriminator is scored on every token of a row with a
+    chosen position (filler rows count nothing). The sample is drawn from
+    `rng` (a fixed key when None: evaluations repeat)."""
     at_BxK = self._masked_at(batch)
     gather = lambda x: jnp.take_along_axis(x, at_BxK, axis=1)
     train = rng is not None and self.model_cfg.dropout > 0
@@ -231,9 +241,9 @@ class Trainer:
     bce_BxL = optax.sigmoid_binary_cross_entropy(detect_BxL, replaced_BxL)
     correct_BxL = ((detect_BxL > 0) == (replaced_BxL > 0)).astype(
         jnp.float32)
-    return (generated_BxKxV, gather(batch['targets']),
-            gather(batch['weights']), bce_BxL, correct_BxL, real_BxL,
-            replaced_BxL)
+    return Detection(generated_BxKxV, gather(batch['targets']),
+                     gather(batch['weights']), bce_BxL, correct_BxL,
+                     real_BxL, replaced_BxL)
 
   def loss(self, params, batch, rng=None):
     """Mean cross-entropy of the batch; dropout is on when `rng` is given.
@@ -241,10 +251,9 @@ class Trainer:
     discriminator's mean binary cross-entropy."""
     if self.task != 'replaced_token':
       return cross_entropy(*self.scored(params, batch, rng))
-    logits, targets, weights, bce, _, real, _ = self.detect(params, batch,
-                                                            rng)
-    detection = (bce * real).sum() / jnp.maximum(real.sum(), 1.0)
-    return (cross_entropy(logits, targets, weights) +
+    d = self.detect(params, batch, rng)
+    detection = (d.bce * d.real).sum() / jnp.maximum(d.real.sum(), 1.0)
+    return (cross_entropy(d.logits, d.targets, d.weights) +
             self.config.optim.detection_weight * detection)
 
   def _grads(self, params, batch, rng):
@@ -339,11 +348,10 @@ class Trainer:
       sums = {'nll': (nll * weights).sum(),
               'correct': (correct * weights).sum(), 'count': weights.sum()}
       if self.task == 'replaced_token':
-        bce, right, real, replaced = out[3:]
-        sums.update(detection_nll=(bce * real).sum(),
-                    detection_correct=(right * real).sum(),
-                    detection_count=real.sum(),
-                    replaced=(replaced * real).sum())
+        sums.update(detection_nll=(out.bce * out.real).sum(),
+                    detection_correct=(out.correct * out.real).sum(),
+                    detection_count=out.real.sum(),
+                    replaced=(out.replaced * out.real).sum())
       return sums
 
   def _nll_step(self, params, batch):

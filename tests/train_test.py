@@ -254,23 +254,22 @@ def test_replaced_token_loss_is_the_generators_plus_the_weighted_detection():
   state = t.init(jax.random.PRNGKey(0))
   params = state['params']
   assert set(params) == {'encoder', 'head', 'generator'}
-  (generated, targets, weights, bce, correct, real,
-   replaced) = t.detect(params, batch)
-  assert generated.shape == (4, 2, 65) and float(weights.sum()) == 8
-  assert float(real.sum()) == 64  # Every token of every row.
-  assert float((replaced * (batch['weights'] == 0)).sum()) == 0
-  assert float(replaced.sum()) > 0  # An untrained generator rarely agrees.
+  d = t.detect(params, batch)
+  assert d.logits.shape == (4, 2, 65) and float(d.weights.sum()) == 8
+  assert float(d.real.sum()) == 64  # Every token of every row.
+  assert float((d.replaced * (batch['weights'] == 0)).sum()) == 0
+  assert float(d.replaced.sum()) > 0  # An untrained generator rarely agrees.
   np.testing.assert_allclose(
       t.loss(params, batch),
-      train_lib.cross_entropy(generated, targets, weights) +
-      c.optim.detection_weight * bce.mean(), rtol=1e-5)
+      train_lib.cross_entropy(d.logits, d.targets, d.weights) +
+      c.optim.detection_weight * d.bce.mean(), rtol=1e-5)
   # A row with nothing chosen (evaluation filler) counts no token.
   filler = dict(batch, weights=batch['weights'] * np.array([[1], [1], [1],
                                                             [0]]))
   sums = jax.device_get(t.sums_step(params, t.global_batch(filler)))
   assert float(sums['detection_count']) == 48
   assert float(sums['detection_correct']) == float(
-      (correct * real)[:3].sum())
+      (d.correct * d.real)[:3].sum())
   assert float(sums['count']) == float(batch['weights'][:3].sum())
   first = float(t.loss(params, batch))
   for _ in range(15):
