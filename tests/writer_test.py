@@ -1,8 +1,11 @@
 """Tests of lm.writer."""
 
 import json
+import subprocess
+import sys
 import time
 
+from conftest import REPO
 import pytest
 
 from lm import writer as writer_lib
@@ -65,3 +68,24 @@ def test_loss_spikes_are_flagged_after_warmup():
   assert not spikes(2.70)  # Back to normal; the spike did not move the mean.
   fresh = writer_lib.LossSpikes(warmup=10)
   assert not fresh(100.0)  # Nothing is a spike before the warmup.
+
+
+def test_tensorboard_gets_the_scalars_without_importing_torch(tmp_path):
+  # A fresh interpreter: tensorboardX would import torch (a test extra here)
+  # on load; the writer hides it, and a later `import torch` still works.
+  code = f'''
+import glob, sys
+from lm import writer
+w = writer.MetricWriter({str(tmp_path)!r}, 0, 2)
+w.write(1, {{'train/loss': 2.5}})
+w.close()
+assert 'torch' not in sys.modules, 'tensorboardX imported torch'
+import torch
+print(glob.glob({str(tmp_path)!r} + '/tensorboard/events.out.tfevents*'))
+'''
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, cwd=REPO, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  (events,) = eval(out.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
+  with open(events, 'rb') as f:
+    assert b'train/loss' in f.read()
