@@ -36,6 +36,25 @@ MANIFEST = 'manifest.json'
 # Orbax rewrites this one when it commits, after the manifest is written.
 _UNCHECKED = (MANIFEST, '_CHECKPOINT_METADATA')
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'
+# Orbax splits the write of an array replicated over R devices into R slices,
+# one per device, and compiles a slice for each shape and device the first
+# time. Below 1 MiB a slice that saves nothing costs more than it saves.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+
+def _type_handlers() -> ocp.type_handlers.TypeHandlerRegistry:
+  """Orbax's standard handlers; jax.Arrays split across replicas only in
+  slices of MIN_REPLICA_SLICE_BYTES or more."""
+  handlers = []
+  for ty in ocp.type_handlers.supported_types():
+    handler = ocp.type_handlers.get_type_handler(ty)
+    if ty is jax.Array:
+      handler = ocp.type_handlers.ArrayHandler(
+          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+          # The standard handler's store of per-array metadata, if it has one.
+          array_metadata_store=getattr(handler, '_array_metadata_store', None))
+    handlers.append((ty, handler))
+  return ocp.type_handlers.create_type_handler_registry(*handlers)
 
 
 class CheckpointError(ValueError):
@@ -158,7 +177,8 @@ class Checkpointer:
             best_fn=lambda m: m[self.best_metric], best_mode=self.best_mode,
             read_only=read_only, create=not read_only,
             cleanup_tmp_directories=not read_only),
-        item_handlers={'state': ocp.PyTreeCheckpointHandler(),
+        item_handlers={'state': ocp.PyTreeCheckpointHandler(
+            type_handler_registry=_type_handlers()),
                        'data': ocp.JsonCheckpointHandler()})
 
   def _write_manifest(self) -> None:
