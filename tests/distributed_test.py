@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from lm import distributed
-from conftest import REPO, run_cli
+from conftest import REPO, cli_env, run_cli
 
 
 def free_port() -> int:
@@ -32,7 +32,7 @@ def test_two_processes_train_like_one_with_two_devices(tmp_path):
   # Two processes of one CPU device each, collectives over gloo (TCP); each
   # process is a 'slice' and the data axis spans the two (as over DCN).
   port = free_port()
-  env = dict(os.environ, XLA_FLAGS='')
+  env = cli_env()
   procs = [subprocess.Popen(
       [sys.executable, '-m', *TRAIN, '--config.mesh.dcn_data=2',
        f'--workdir={tmp_path / "two"}',
@@ -46,6 +46,7 @@ def test_two_processes_train_like_one_with_two_devices(tmp_path):
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-2000:]
   assert one.returncode == 0, one.stderr[-2000:]
+  assert "mesh {'data': 2," in one.stdout  # Two devices, data-parallel.
   # Process 0 alone writes the log and reports; each step once.
   steps, two_losses = losses(tmp_path / 'two')
   assert steps == list(range(1, 11))
