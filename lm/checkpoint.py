@@ -38,7 +38,7 @@ _UNCHECKED = (MANIFEST, '_CHECKPOINT_METADATA')
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'
 # Orbax splits the write of an array replicated over R devices into R slices,
 # one per device, and compiles a slice for each shape and device the first
-# time. Below 1 MiB a slice that saves nothing costs more than it saves.
+# time. Below 1 MiB a slice saves less write time than its compile costs.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
 
 

@@ -15,7 +15,7 @@ import tqdm
 def _summary_writer(logdir: str):
   """tensorboardX's SummaryWriter for `logdir`. tensorboardX imports torch,
   if it is installed, only to accept torch tensors, which this writer never
-  passes; that costs every run 1.5 s and 300 MB. Where nothing has imported
+  passes; that costs every run 1.5 s and 200 MB. Where nothing has imported
   torch yet, it is hidden while tensorboardX loads, then visible again."""
   if 'tensorboardX' not in sys.modules and 'torch' not in sys.modules:
     sys.modules['torch'] = None  # `import torch` raises ImportError.
