@@ -115,3 +115,8 @@ def pytest_unconfigure(config):
   if (not hasattr(config, 'workerinput') and
       os.path.basename(cache) == f'lm_jax_cache_{os.getpid()}'):
     shutil.rmtree(cache, ignore_errors=True)
+
+
+def pytest_addoption(parser):
+  parser.addoption('--golden-print', action='store_true',
+                   help='golden_test: print the numbers measured now')
