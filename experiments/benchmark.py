@@ -28,11 +28,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'experiments'))
 from lm import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import dryrun  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import flops  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import run  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import train as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import dryrun  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import flops  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.parallel import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import trainer as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # name: (layers, heads, width); GPT-2's vocabulary padded to 50,304.
@@ -58,7 +58,7 @@ def model_config(name, args):
   c.mesh.update(data=args.data, fsdp=args.fsdp, tensor=args.tensor)
   c.train.num_steps = args.warmup + args.steps
   config_lib.validate(c)
-  return run.resolve(c, c.model.vocab_size)
+  return workdir_lib.resolve(c, c.model.vocab_size)
 
 
 def measure(name, args) -> dict:

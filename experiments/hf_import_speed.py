@@ -40,10 +40,10 @@ import time, sys
 t0 = time.perf_counter()
 import numpy as np, jax.numpy as jnp
 from flax import nnx
-from lm import heads, hf_io, model as model_lib
+from lm import tasks
+from lm.interop import hf_io
 c, params = hf_io.load_run_params(sys.argv[1])
-cfg = model_lib.GPTConfig.from_config(c.model)
-graphdef, _ = heads.abstract(cfg, c.task)
+graphdef, _ = tasks.get(c).abstract()
 ids = np.load(sys.argv[2], allow_pickle=False)
 logits = np.asarray(nnx.merge(graphdef, params)(jnp.asarray(ids))[0])
 np.save(sys.argv[3], logits)

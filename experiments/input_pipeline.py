@@ -51,25 +51,26 @@ def main():
   args = parser.parse_args()
   sys.path.insert(0, str(REPO))
   from lm import config as config_lib  # pylint: disable=g-import-not-at-top
-  from lm import data  # pylint: disable=g-import-not-at-top
+  from lm.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+  from lm.data import rows as rows_lib  # pylint: disable=g-import-not-at-top
 
   d = config_lib.default().data
   d.update(name='wikitext2', config='tokens', path=args.data,
            tfds_dir=args.tfds_dir, tokenizer=args.tokenizer,
            vocab_size=8000 if args.tokenizer == 'sentencepiece' else 0)
   t = time.perf_counter()
-  corpus = data.load_corpus(d, args.length)
+  corpus = corpus_lib.load_corpus(d, args.length)
   train_tokens = len(corpus.train)  # Reads and tokenizes every split.
   results = {'load_seconds': time.perf_counter() - t}
   print(f'prepared (or reused), read and tokenized all splits in '
         f'{results["load_seconds"]:.1f} s; train stream {train_tokens:,} '
         'tokens', flush=True)
-  packed = iter(data.packed_dataset(data.process_documents(corpus),
+  packed = iter(rows_lib.packed_dataset(rows_lib.process_documents(corpus),
                                     args.length, args.batch, seed=0))
   results['segments_tokens_per_sec'] = measure(packed, args.batches)
   print(f"segments: {results['segments_tokens_per_sec']:,.0f} tokens/s",
         flush=True)
-  stream = iter(data.train_dataset(corpus.train, args.length, args.batch,
+  stream = iter(rows_lib.train_dataset(corpus.train, args.length, args.batch,
                                    seed=0))
   results['stream_tokens_per_sec'] = measure(stream, args.batches)
   print(f"stream: {results['stream_tokens_per_sec']:,.0f} tokens/s")

@@ -34,15 +34,20 @@ def main():
   os.environ['XLA_FLAGS'] = (f'--xla_dump_to={tmp}/hlo --xla_dump_hlo_as_text '
                              + os.environ.get('XLA_FLAGS', ''))
   import jax  # pylint: disable=g-import-not-at-top
-  from lm import data, host, run, sharding, train  # pylint: disable=g-import-not-at-top
+  from lm.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+  from lm.data import rows as rows_lib  # pylint: disable=g-import-not-at-top
+  from lm.parallel import host  # pylint: disable=g-import-not-at-top
+  from lm.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from lm.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from lm.train import trainer as train  # pylint: disable=g-import-not-at-top
   host.keep_freed_memory()
   sys.path.insert(0, str(REPO / 'configs'))
   import shakespeare_char  # pylint: disable=g-import-not-at-top
-  c = run.resolve(shakespeare_char.get_config('cpu'), 65)
+  c = workdir_lib.resolve(shakespeare_char.get_config('cpu'), 65)
   trainer = train.Trainer(c, sharding.make_mesh(c.mesh))
   state = trainer.init(jax.random.PRNGKey(0))
-  corpus = data.load_corpus(c.data, c.model.max_len)
-  batches = iter(data.train_dataset(corpus.train, c.model.max_len,
+  corpus = corpus_lib.load_corpus(c.data, c.model.max_len)
+  batches = iter(rows_lib.train_dataset(corpus.train, c.model.max_len,
                                     c.data.batch_size, 0))
   for _ in range(5):  # Compile and warm up outside the trace.
     state, m = trainer.train_step(state, trainer.global_batch(next(batches)))

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / 'configs'))
 sys.path.insert(0, str(REPO / 'experiments'))
 import shakespeare_char  # pylint: disable=g-import-not-at-top,wrong-import-position
 import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import dryrun  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import run  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import dryrun  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def config(layers=4, scan=False, **mesh):
@@ -36,7 +36,7 @@ def config(layers=4, scan=False, **mesh):
   c.model.update(num_layers=layers, scan_layers=scan)
   c.data.batch_size = 16
   c.mesh.update(**mesh)
-  return run.resolve(c, 65)
+  return workdir_lib.resolve(c, 65)
 
 
 def main(argv=None):

@@ -33,14 +33,18 @@ def full_validation_loss(workdir: str) -> float:
   """Mean next-token loss of the run's latest parameters on the whole split."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from lm import data, run, sharding, train  # pylint: disable=g-import-not-at-top
-  c = run.saved_config(workdir)
+  from lm.data import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+  from lm.data import rows as rows_lib  # pylint: disable=g-import-not-at-top
+  from lm.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from lm.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from lm.train import trainer as train  # pylint: disable=g-import-not-at-top
+  c = workdir_lib.saved_config(workdir)
   c.mesh.update(data=-1, fsdp=1, tensor=1)
-  corpus = data.load_corpus(c.data, c.model.max_len)
+  corpus = corpus_lib.load_corpus(c.data, c.model.max_len)
   trainer = train.Trainer(c, sharding.make_mesh(c.mesh, jax.devices()[:1]))
-  params = run.load_params(trainer.abstract_state['params'], workdir)
+  params = workdir_lib.load_params(trainer.abstract_state['params'], workdir)
   losses = [float(trainer.eval_step(params, trainer.global_batch(b)))
-            for b in data.tiled_batches(corpus.val, c.model.max_len, 64)]
+            for b in rows_lib.tiled_batches(corpus.val, c.model.max_len, 64)]
   return float(np.mean(losses))
 
 

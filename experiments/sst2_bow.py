@@ -25,20 +25,21 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'experiments'))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import machine
-from lm import builders
-from lm import data as data_lib
-from lm import metrics as metrics_lib
+from lm.data import builders
+from lm.data import prepare as prepare_lib
+from lm.data import corpus as corpus_lib
+from lm.eval import metrics as metrics_lib
 
 DEFAULT_DATA = REPO.parent / 'shared' / 'data' / 'sst2'
 
 
 def load(path: str, tfds_dir: str, max_train: int):
   """(train texts, train labels, dev texts, dev labels)."""
-  builder = builders.prepare('sst2', path=path, data_dir=tfds_dir)
+  builder = prepare_lib.prepare('sst2', path=path, data_dir=tfds_dir)
   out = []
   for split in ('train', 'validation'):
-    source = builders.source(builder, split)
-    texts, labels = data_lib.read_texts(source), data_lib.read_labels(source)
+    source = prepare_lib.source(builder, split)
+    texts, labels = corpus_lib.read_texts(source), corpus_lib.read_labels(source)
     if split == 'train' and max_train:
       texts, labels = texts[:max_train], labels[:max_train]
     out += [texts, labels]

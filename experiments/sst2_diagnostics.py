@@ -46,28 +46,31 @@ SENTENCE_PIECES = 50  # Sentences cut to this (dev's longest is 67 pieces).
 
 def dev_sentences(path: str, transform):
   """(texts, labels) of SST-2's dev split, through the project's builder."""
-  from lm import builders
-  from lm import data as data_lib
-  source = builders.source(builders.prepare('sst2', path=path), 'validation')
-  return ([transform(t) for t in data_lib.read_texts(source)],
-          data_lib.read_labels(source))
+  from lm.data import prepare as prepare_lib
+  from lm.data import corpus as corpus_lib
+  source = prepare_lib.source(prepare_lib.prepare('sst2', path=path), 'validation')
+  return ([transform(t) for t in corpus_lib.read_texts(source)],
+          corpus_lib.read_labels(source))
 
 
 def load_masked_lm(workdir: str):
   """(model with the run's parameters, tokenizer, text transform, row
   length)."""
   from flax import nnx
-  from lm import heads, model as model_lib, preprocess, run
-  from lm import tokenizer as tokenizer_lib
-  c = run.saved_config(workdir)
+  from lm.models import heads
+  from lm.models import layers
+  from lm.data import preprocess
+  from lm.train import workdir as workdir_lib
+  from lm.data import tokenizer as tokenizer_lib
+  c = workdir_lib.saved_config(workdir)
   if c.task != 'masked_lm':
-    raise run.RunError(f'{workdir} is a task={c.task} run; give a masked-LM '
+    raise workdir_lib.RunError(f'{workdir} is a task={c.task} run; give a masked-LM '
                        'run (python -m lm.main --config=configs/'
                        'bert_wikitext2.py)')
-  model = heads.build(model_lib.GPTConfig.from_config(c.model), 'masked_lm',
-                      2, rngs=nnx.Rngs(0))
+  model = heads.MaskedLM(layers.TransformerConfig.from_config(c.model),
+                        rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(model, nnx.Param)
-  nnx.replace_by_pure_dict(state, run.load_params(nnx.to_pure_dict(state),
+  nnx.replace_by_pure_dict(state, workdir_lib.load_params(nnx.to_pure_dict(state),
                                                   workdir))
   transform = preprocess.make(c.data.normalize, c.data.lowercase, False)
   return (nnx.merge(graphdef, state), tokenizer_lib.load(workdir), transform,
@@ -176,7 +179,7 @@ def ensemble_runs(args) -> list[str]:
 
 def ensemble(args, runs: list[str]) -> dict:
   import numpy as np
-  from lm import checkpoint as checkpoint_lib
+  from lm.train import checkpoint as checkpoint_lib
   from lm import finetune
   probs, accuracies, steps, labels = [], {}, {}, None
   for n, w in enumerate(runs, 1):

@@ -26,17 +26,18 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'experiments'))
 from lm import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import decode as decode_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import heads  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.eval import decode as decode_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.models import transformer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.models import layers  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.parallel import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lm import study as study_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lm import train as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm.train import trainer as train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 VOCAB = 65  # Tiny Shakespeare's characters; speed does not depend on text.
@@ -64,8 +65,9 @@ class Cell:
     # that need a table get one that long; its values do not matter).
     long = c.model.copy_and_resolve_references()
     long.max_len = decode_len
-    self.dcfg = model_lib.GPTConfig.from_config(long)
-    graphdef, params = heads.abstract(self.dcfg, 'causal_lm')
+    self.dcfg = layers.TransformerConfig.from_config(long)
+    graphdef, params = nnx.split(nnx.eval_shape(
+        lambda: transformer.GPT(self.dcfg, rngs=nnx.Rngs(0))), nnx.Param)
     self.params = jax.tree.map(
         lambda s: jnp.full(s.shape, 0.02, s.dtype), params)
     self.sampler = decode_lib.Sampler(graphdef, self.dcfg)

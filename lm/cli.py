@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import sys
 
-from absl import flags, logging
+from absl import flags
+from absl import logging
 
-from lm import checkpoint, config, data, distributed, dryrun, embeddings
-from lm import hf_format, host, run, sharding
-from lm import tokenizer, writer
+from lm import config
+from lm.data import corpus as corpus_lib
+from lm.data import embeddings
+from lm.data import vocabulary
+from lm.interop import hf_format
+from lm.parallel import distributed
+from lm.parallel import host
+from lm.parallel import sharding
+from lm.train import checkpoint
+from lm.train import dryrun
+from lm.train import workdir as workdir_lib
+from lm.train import writer
 
 # Mistakes a user can make; each carries a one-line message naming the fix.
-USER_ERRORS = (config.ConfigError, data.DataError, run.RunError,
-               sharding.MeshError, tokenizer.TokenizerError,
+USER_ERRORS = (config.ConfigError, corpus_lib.DataError, workdir_lib.RunError,
+               sharding.MeshError, vocabulary.TokenizerError,
                checkpoint.CheckpointError, embeddings.EmbeddingError,
                dryrun.DryRunError, distributed.DistributedError,
                writer.LogError, hf_format.FormatError)

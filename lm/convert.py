@@ -25,10 +25,12 @@ Reads safetensors with numpy: neither torch nor transformers is needed.
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
 from lm import cli
-from lm import hf_io
+from lm.interop import hf_io
 
 COMMANDS = ('from-hf', 'to-hf')
 flags.DEFINE_string('model_dir', None, 'from-hf: the Hugging Face folder.')

@@ -19,17 +19,19 @@ import json
 import math
 import os
 
-from absl import app, flags
+from absl import app
+from absl import flags
 from ml_collections import config_flags
 import numpy as np
 
-from lm import builders
 from lm import cli
 from lm import config as config_lib
-from lm import data as data_lib
-from lm import preprocess
-from lm import run
-from lm import tokenizer as tokenizer_lib
+from lm.data import corpus as corpus_lib
+from lm.data import prepare as prepare_lib
+from lm.data import preprocess
+from lm.data import tokenizer as tokenizer_lib
+from lm.train import loop
+from lm.train import workdir as workdir_lib
 
 config_flags.DEFINE_config_file(
     'config', None, 'Config file (configs/NAME.py[:VARIANT]).',
@@ -48,7 +50,7 @@ def fold_bounds(num_examples: int, k: int) -> list[tuple[int, int]]:
   if k < 2:
     raise config_lib.ConfigError(f'--folds must be at least 2, got {k}')
   if num_examples < k:
-    raise data_lib.DataError(
+    raise corpus_lib.DataError(
         f'the training split has {num_examples} example(s), fewer than '
         f'{k} folds; use fewer folds or a corpus of many lines/documents')
   edges = [round(i * num_examples / k) for i in range(k + 1)]
@@ -64,8 +66,8 @@ def fold_splits(base: str, start: int, end: int, n: int) -> dict[str, str]:
 
 def fold_configs(config, k: int):
   """(name, config) of each fold's run."""
-  builder = data_lib.prepare(config.data)
-  train = data_lib.resolve_splits(builder, config.data)['train']
+  builder = corpus_lib.prepare(config.data)
+  train = corpus_lib.resolve_splits(builder, config.data)['train']
   # A corpus without a validation split was carved as train[:m]: fold that.
   base, _, rest = train.partition('[')
   n = (int(rest.strip(':]')) if rest else
@@ -122,9 +124,9 @@ def cross_validate(config, workdir: str, k: int) -> dict:
     if done is None:
       c.eval.final = True
       if alphabet and not os.path.exists(
-          os.path.join(fold_dir, run.TOKENIZER_FILE)):
+          os.path.join(fold_dir, workdir_lib.TOKENIZER_FILE)):
         tokenizer_lib.save(alphabet, fold_dir)
-      done = run.train_and_evaluate(c, fold_dir).final['validation']
+      done = loop.train_and_evaluate(c, fold_dir).final['validation']
     results[name] = done
   summary = summarize(results)
   record = {'folds': k, 'held_out': results, 'summary': summary}
@@ -144,16 +146,16 @@ def _alphabet(config):
   fold could not be scored. The alphabet is not a statistic of the text's
   sequence, so taking it from all folds leaks nothing the model learns.
   """
-  builder = data_lib.prepare(config.data)
-  split = data_lib.resolve_splits(builder, config.data)['train']
+  builder = corpus_lib.prepare(config.data)
+  split = corpus_lib.resolve_splits(builder, config.data)['train']
   transform = preprocess.make(config.data.normalize, config.data.lowercase)
-  texts = map(transform, data_lib.read_texts(builders.source(builder, split)))
+  texts = map(transform, corpus_lib.read_texts(prepare_lib.source(builder, split)))
   return tokenizer_lib.train('char', texts)
 
 
 def _finished(fold_dir: str, num_steps: int):
   """A finished fold's held-out metrics, or None."""
-  path = os.path.join(fold_dir, run.RESULTS_FILE)
+  path = os.path.join(fold_dir, workdir_lib.RESULTS_FILE)
   if not os.path.exists(path):
     return None
   with open(path) as f:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import os
 
+from absl import app
+from absl import flags
+from absl import logging
 import jax
-from absl import app, flags, logging
 
 from lm import cli
-from lm import run
-from lm import tasks
+from lm.eval import metrics as metrics_lib
+from lm.train import evaluation
 
-flags.DEFINE_string('workdir', None, 'A causal_lm run (trained, or imported '
+flags.DEFINE_string('workdir', None, 'A GPT run (trained, or imported '
                     'with lm.convert from-hf).')
 flags.DEFINE_string('text', '', 'A UTF-8 text file to score (default: the '
                     'run\'s own validation and test splits).')
@@ -41,14 +43,14 @@ def main(argv):
   cli.start(argv, logging.ERROR)
   if FLAGS.text:
     results = {'text': cli.exit_on_user_error(
-        run.text_perplexity, FLAGS.workdir, FLAGS.text, FLAGS.max_len,
+        evaluation.text_perplexity, FLAGS.workdir, FLAGS.text, FLAGS.max_len,
         FLAGS.stride, FLAGS.batch_size, FLAGS.step)}
   else:
-    c = cli.exit_on_user_error(run.eval_config, FLAGS.workdir, FLAGS.max_len,
+    c = cli.exit_on_user_error(evaluation.eval_config, FLAGS.workdir, FLAGS.max_len,
                                FLAGS.stride, FLAGS.batch_size)
-    results = cli.exit_on_user_error(run.evaluate_saved, c, FLAGS.workdir,
+    results = cli.exit_on_user_error(evaluation.evaluate_saved, c, FLAGS.workdir,
                                      FLAGS.step)
-  for line in tasks.format_results(results):
+  for line in metrics_lib.format_results(results):
     print(line)
   if FLAGS.out and jax.process_index() == 0:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)

@@ -20,20 +20,23 @@ import json
 import os
 import sys
 
+from absl import app
+from absl import flags
+from absl import logging
 import jax
-from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lm import checkpoint as checkpoint_lib
 from lm import cli
 from lm import config as config_lib
-from lm import data as data_lib
-from lm import encoder_data
-from lm import run
-from lm import sharding
 from lm import tasks
-from lm import tokenizer as tokenizer_lib
-from lm import train as train_lib
+from lm.data import corpus as corpus_lib
+from lm.data import encoder_rows as encoder_data
+from lm.data import tokenizer as tokenizer_lib
+from lm.parallel import sharding
+from lm.train import checkpoint as checkpoint_lib
+from lm.train import loop
+from lm.train import trainer as train_lib
+from lm.train import workdir as workdir_lib
 
 COMMANDS = ('train', 'evaluate', 'predict')
 config_flags.DEFINE_config_file(
@@ -51,11 +54,11 @@ FLAGS = flags.FLAGS
 
 def train(config, workdir: str) -> None:
   config_lib.validate(config)
-  if config.task != 'classification':
+  if not tasks.TASKS[config.task].classifies:
     raise config_lib.ConfigError(
-        f'lm.finetune trains task=classification, the config has '
-        f'task={config.task}: use python -m lm.main for it')
-  s = run.train_and_evaluate(config, workdir)
+        f'lm.finetune trains task={tasks.named(classifies=True)}, the config '
+        f'has task={config.task}: use python -m lm.main for it')
+  s = loop.train_and_evaluate(config, workdir)
   if s.preempted or jax.process_index() != 0:
     return
   print(f'done: {s.steps} steps in {s.workdir} (evaluate: python -m '
@@ -67,24 +70,24 @@ class Classifier:
   """A finished classification run, loaded for evaluation and prediction."""
 
   def __init__(self, workdir: str, step: int | None = None):
-    config = run.saved_config(workdir)
-    if config.task != 'classification':
-      raise run.RunError(f'{workdir} is a task={config.task} run, not a '
+    config = workdir_lib.saved_config(workdir)
+    if not tasks.TASKS[config.task].classifies:
+      raise workdir_lib.RunError(f'{workdir} is a task={config.task} run, not a '
                          'classifier; fine-tune one with python -m '
                          'lm.finetune')
-    corpus = data_lib.load_corpus(
+    corpus = corpus_lib.load_corpus(
         config.data, config.model.max_len,
         tokenizer=tokenizer_lib.load(workdir))
     self.config = config
-    self.task = tasks.Task(config, corpus)
+    self.task = tasks.get(config, corpus)
     self.trainer = train_lib.Trainer(config, sharding.make_mesh(config.mesh))
     if step is None:
-      best, _ = tasks.best_metric(config.task)
+      best, _ = self.task.best_metric
       ckpt = checkpoint_lib.Checkpointer(workdir, read_only=True,
                                          best_metric=best, best_mode='max')
       step = ckpt.best_step() or ckpt.latest_step()
     self.step = step
-    self.params = run.load_params(self.trainer.abstract_state['params'],
+    self.params = workdir_lib.load_params(self.trainer.abstract_state['params'],
                                   workdir, step)
 
   def evaluate(self, split: str) -> dict:

@@ -9,17 +9,20 @@ and prints per-device memory and FLOPs instead (lm/dryrun.py), e.g. for a
   --dry_run --simulate_devices=64 --device_kind=H100 --config.mesh.fsdp=8
 """
 
+from absl import app
+from absl import flags
 import jax
-from absl import app, flags
 from ml_collections import config_flags
 
-from lm import config as config_lib
 from lm import cli
-from lm import compilation
-from lm import data as data_lib
-from lm import distributed
-from lm import dryrun
-from lm import run
+from lm import config as config_lib
+from lm import tasks
+from lm.data import corpus as corpus_lib
+from lm.parallel import compilation
+from lm.parallel import distributed
+from lm.train import dryrun
+from lm.train import loop
+from lm.train import workdir as workdir_lib
 
 config_flags.DEFINE_config_file(
     'config', None, 'Config file (configs/NAME.py[:VARIANT]).',
@@ -45,17 +48,11 @@ FLAGS = flags.FLAGS
 
 def train(config, workdir):
   config_lib.validate(config)
-  s = run.train_and_evaluate(config, workdir)
+  s = loop.train_and_evaluate(config, workdir)
   if s.preempted:  # Stopped by a signal, checkpoint written: exit 0.
     return
   if jax.process_index() == 0:
-    finetune = ('fine-tune: python -m lm.finetune '
-                '--config=configs/sst2.py:VARIANT '
-                f'--config.init_from={s.workdir} --workdir=DIR')
-    then = {'causal_lm': f'sample: python -m lm.sample --workdir={s.workdir}',
-            'masked_lm': finetune, 'replaced_token': finetune,
-            'classification': 'evaluate: python -m lm.finetune evaluate '
-                              f'--workdir={s.workdir}'}[config.task]
+    then = tasks.get(config).next_step(s.workdir)
     print(f'done: {s.steps} steps, final eval loss {s.final_eval_loss:.4f}, '
           f'best {s.best_eval_loss:.4f}, {s.tokens_per_sec:,.0f} tokens/s; '
           f'run in {s.workdir} ({then})')
@@ -65,12 +62,12 @@ def dry_run(config, device_kind):
   config_lib.validate(config)
   vocab = config.model.vocab_size
   if not vocab:  # Taken from the data's tokenizer, as a run would.
-    vocab = data_lib.load_corpus(config.data, config.model.max_len
+    vocab = corpus_lib.load_corpus(config.data, config.model.max_len
                                  ).tokenizer.vocab_size
   if device_kind and config.model.dtype == 'auto':
     config = config.copy_and_resolve_references()
     config.model.dtype = 'bfloat16'  # As it would run on that accelerator.
-  report = dryrun.analyse(run.resolve(config, vocab), device_kind)
+  report = dryrun.analyse(workdir_lib.resolve(config, vocab), device_kind)
   print(dryrun.format_report(report))
   dryrun.check_fits(report)
 

@@ -6,15 +6,16 @@ KV cache in a jitted decode loop.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
-from lm import config as config_lib
-from lm import decode
 from lm import cli
-from lm import heads
-from lm import model as model_lib
-from lm import run
-from lm import tokenizer as tokenizer_lib
+from lm import config as config_lib
+from lm import tasks
+from lm.data import tokenizer as tokenizer_lib
+from lm.eval import decode
+from lm.train import workdir as workdir_lib
 
 flags.DEFINE_string('workdir', None, 'A run directory written by lm.main.')
 flags.DEFINE_string('prompt', '\n', 'Text to continue.')
@@ -42,21 +43,22 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
   if not prompt:
     raise config_lib.ConfigError('--prompt is empty; give at least one '
                                  'character')
-  config = run.saved_config(workdir)
-  if config.task != 'causal_lm':
-    raise run.RunError(f'{workdir} is a task={config.task} run: only '
-                       'causal_lm runs generate text (a classifier labels '
-                       'sentences: python -m lm.finetune predict)')
+  config = workdir_lib.saved_config(workdir)
+  task = tasks.get(config)
+  if not task.generates:
+    raise workdir_lib.RunError(
+        f'{workdir} is a task={config.task} run: only '
+        f'{tasks.named(generates=True)} runs generate text (a classifier '
+        'labels sentences: python -m lm.finetune predict)')
   tok = tokenizer_lib.load(workdir)
   if tok.vocab_size > config.model.vocab_size:
-    raise run.RunError(f'{workdir}: its tokenizer has {tok.vocab_size} '
+    raise workdir_lib.RunError(f'{workdir}: its tokenizer has {tok.vocab_size} '
                        f'entries but its model only {config.model.vocab_size}'
                        '; the tokenizer files are not this run\'s')
   prompt_ids = tok.encode(prompt)
-  cfg = model_lib.GPTConfig.from_config(config.model)
-  graphdef, _ = heads.abstract(cfg, 'causal_lm')
-  params = run.load_params(run.single_device_params(config), workdir)
-  sampler = decode.Sampler(graphdef, cfg, valid_vocab=tok.vocab_size)
+  graphdef, _ = task.abstract()
+  params = workdir_lib.load_params(workdir_lib.single_device_params(config), workdir)
+  sampler = decode.Sampler(graphdef, task.model_cfg, valid_vocab=tok.vocab_size)
   ids = sampler.generate(params, prompt_ids, max_new_tokens,
                          num_samples=num_samples, temperature=temperature,
                          top_k=min(top_k, tok.vocab_size), seed=seed)

@@ -33,13 +33,15 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import app
+from absl import flags
 import numpy as np
 
-from lm import checkpoint as checkpoint_lib
 from lm import cli
 from lm import config as config_lib
-from lm import run
+from lm.train import checkpoint as checkpoint_lib
+from lm.train import evaluation
+from lm.train import loop
 
 flags.DEFINE_string('out', None, 'Output folder (default: the study\'s).')
 flags.DEFINE_bool('dry_run', False, 'List the cells and stop.')
@@ -114,7 +116,7 @@ def run_before(study: dict, out: str) -> None:
       continue
     print(f'[before] {name}: {spec["config"]} {spec.get("overrides", {})}',
           flush=True)
-    run.train_and_evaluate(c, workdir)
+    loop.train_and_evaluate(c, workdir)
 
 
 def run_cell(c, workdir: str, eval_lens) -> dict:
@@ -126,7 +128,7 @@ def run_cell(c, workdir: str, eval_lens) -> dict:
     if saved.get('step') == c.train.num_steps:
       return saved['metrics']
   c.eval.final = True
-  summary = run.train_and_evaluate(c, workdir)
+  summary = loop.train_and_evaluate(c, workdir)
   metrics = _flat(summary.final)
   m = c.model
   metrics['train.tokens_per_sec'] = summary.tokens_per_sec
@@ -144,7 +146,7 @@ def run_cell(c, workdir: str, eval_lens) -> dict:
     except config_lib.ConfigError as error:  # A learned table cannot.
       print(f'  no eval at {length}: {error}', flush=True)
       continue
-    extra = run.evaluate_saved(e, workdir)
+    extra = evaluation.evaluate_saved(e, workdir)
     metrics.update({f'eval@{length}.{k}': v for k, v in _flat(extra).items()})
   with open(results_path, 'w') as f:
     json.dump({'step': c.train.num_steps, 'metrics': metrics}, f, indent=2)

@@ -3,10 +3,10 @@
 import json
 import re
 
+from conftest import run_cli
 import pytest
 
-from lm import tokenizer as tokenizer_lib
-from conftest import run_cli
+from lm.data import tokenizer as tokenizer_lib
 
 CONFIG = '--config=configs/shakespeare_char.py:test'
 

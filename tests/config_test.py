@@ -1,11 +1,10 @@
 """Tests of lm.config: the schema catches mistakes with one clear line."""
 
+from conftest import load_config
 import ml_collections
 import pytest
 
 from lm import config as config_lib
-
-from conftest import load_config
 
 
 @pytest.mark.parametrize('name', ['shakespeare_char', 'wikitext2_word',

@@ -49,11 +49,11 @@ def load_config(name: str, variant=None):
 def train_test_run(config: str, workdir: str, init_from: str = '') -> str:
   """A run of configs/CONFIG.py:test (the final evaluation off) in
   `workdir`, started from `init_from`'s parameters if given."""
-  from lm import run  # pylint: disable=g-import-not-at-top
+  from lm.train import loop  # pylint: disable=g-import-not-at-top
   c = load_config(config, 'test')
   c.eval.final = False
   c.init_from = init_from
-  run.train_and_evaluate(c, workdir)
+  loop.train_and_evaluate(c, workdir)
   return workdir
 
 

@@ -3,8 +3,8 @@ greedily (as transformers generates), export it, and a one-line error."""
 
 import os
 
-import hf_fixtures
 from conftest import run_cli
+import hf_fixtures
 
 
 def test_import_sample_export_from_the_command_line(tmp_path):

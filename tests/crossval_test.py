@@ -2,12 +2,12 @@
 
 import json
 
+from conftest import run_cli
 import pytest
 
-from lm import builders
 from lm import crossval
-from lm import data as data_lib
-from conftest import run_cli
+from lm.data import corpus as corpus_lib
+from lm.data import prepare as prepare_lib
 
 
 @pytest.mark.parametrize('n, k', [(10, 2), (10, 3), (7, 7), (36718, 5)])
@@ -21,7 +21,7 @@ def test_folds_are_contiguous_disjoint_and_cover(n, k):
 
 
 def test_too_few_examples_or_folds():
-  with pytest.raises(data_lib.DataError, match='fewer than 5 folds'):
+  with pytest.raises(corpus_lib.DataError, match='fewer than 5 folds'):
     crossval.fold_bounds(3, 5)
   with pytest.raises(ValueError, match='at least 2'):
     crossval.fold_bounds(10, 1)
@@ -41,12 +41,12 @@ def corpus(tmp_path, lines=40):
 def test_fold_splits_read_back_disjoint_and_complete(tmp_path, test_config):
   c = test_config
   c.data.update(name='text_files', path=str(corpus(tmp_path)))
-  builder = data_lib.prepare(c.data)
-  everything = data_lib.read_texts(builders.source(builder, 'train[:36]'))
+  builder = corpus_lib.prepare(c.data)
+  everything = corpus_lib.read_texts(prepare_lib.source(builder, 'train[:36]'))
   held = []
   for _, fold in crossval.fold_configs(c, 3):
-    train = data_lib.read_texts(builders.source(builder, fold.data.train_split))
-    out = data_lib.read_texts(builders.source(builder, fold.data.eval_split))
+    train = corpus_lib.read_texts(prepare_lib.source(builder, fold.data.train_split))
+    out = corpus_lib.read_texts(prepare_lib.source(builder, fold.data.eval_split))
     assert not set(train) & set(out) and sorted(train + out) == sorted(everything)
     held += out
   # The held-out folds, in order, are the (non-validation) corpus.

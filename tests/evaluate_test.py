@@ -3,14 +3,14 @@
 
 import json
 
+from conftest import run_cli
+import hf_fixtures
 import numpy as np
 import pytest
 
-import hf_fixtures
-from conftest import run_cli
-from lm import hf_io
-from lm import run
-from lm import tokenizer as tokenizer_lib
+from lm.data import tokenizer as tokenizer_lib
+from lm.interop import hf_io
+from lm.train import evaluation
 
 
 @pytest.fixture(scope='module')
@@ -46,7 +46,7 @@ def transformers_nll(model, ids, max_len, stride):
 @pytest.mark.parametrize('max_len,stride', [(48, 48), (32, 12)])
 def test_text_perplexity_matches_transformers(imported, max_len, stride):
   model, run_dir, text = imported
-  got = run.text_perplexity(run_dir, str(text), max_len=max_len,
+  got = evaluation.text_perplexity(run_dir, str(text), max_len=max_len,
                             stride=stride, batch_size=8)
   ids = tokenizer_lib.load(run_dir).encode(text.read_text()).tolist()
   nll, count = transformers_nll(model, ids, max_len, stride)

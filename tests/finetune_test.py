@@ -6,13 +6,17 @@ import json
 import os
 
 import chex
+from conftest import load_config
+from conftest import run_cli
+from conftest import train_test_run
 import jax
 import numpy as np
 import pytest
 
-from lm import checkpoint as checkpoint_lib
-from lm import run
-from conftest import load_config, run_cli, train_test_run
+from lm.train import checkpoint as checkpoint_lib
+from lm.train import evaluation
+from lm.train import loop
+from lm.train import workdir as workdir_lib
 
 
 def params_at(workdir, step=None):
@@ -43,7 +47,7 @@ def sst2(init_from='', **train):
 def test_the_pretrained_encoder_starts_the_classifier(pretrained, tmp_path):
   c = sst2(pretrained, num_steps=2)
   c.optim.freeze_embeddings = True
-  run.train_and_evaluate(c, str(tmp_path))
+  loop.train_and_evaluate(c, str(tmp_path))
   before, after = params_at(pretrained), params_at(tmp_path)
   assert set(after) == {'encoder', 'head'}
   assert set(after['head']) == {'pooler', 'out'}  # A new head, not the MLM's.
@@ -61,11 +65,11 @@ def test_finetuning_resumes_exactly(pretrained, tmp_path):
   c.data.token_dropout = 0.2  # Word dropout is seeded too.
   c.optim.decay_steps = 6  # The schedule must not depend on num_steps.
   c.checkpoint.every = 3
-  run.train_and_evaluate(c, str(tmp_path / 'a'))
+  loop.train_and_evaluate(c, str(tmp_path / 'a'))
   half = c.copy_and_resolve_references()
   half.train.num_steps = 3
-  run.train_and_evaluate(half, str(tmp_path / 'b'))
-  run.train_and_evaluate(c, str(tmp_path / 'b'))
+  loop.train_and_evaluate(half, str(tmp_path / 'b'))
+  loop.train_and_evaluate(c, str(tmp_path / 'b'))
   a, b = read_metrics(tmp_path / 'a'), read_metrics(tmp_path / 'b')
   assert [r['step'] for r in b] == list(range(1, 7))
   assert [r['train/loss'] for r in a] == [r['train/loss'] for r in b]
@@ -86,9 +90,9 @@ def test_a_moving_average_is_evaluated_kept_and_resumed(pretrained,
   c.eval.final = True
   half = c.copy_and_resolve_references()
   half.train.num_steps = 2
-  run.train_and_evaluate(half, str(tmp_path / 'a'))
-  run.train_and_evaluate(c, str(tmp_path / 'a'))  # Resumed at step 2.
-  run.train_and_evaluate(c, str(tmp_path / 'b'))
+  loop.train_and_evaluate(half, str(tmp_path / 'a'))
+  loop.train_and_evaluate(c, str(tmp_path / 'a'))  # Resumed at step 2.
+  loop.train_and_evaluate(c, str(tmp_path / 'b'))
   ckpt = checkpoint_lib.Checkpointer(str(tmp_path / 'a'), read_only=True)
   state, _ = ckpt.restore(4, None, with_data=False)
   chex.assert_trees_all_equal(state, params_state(tmp_path / 'b'))
@@ -96,19 +100,19 @@ def test_a_moving_average_is_evaluated_kept_and_resumed(pretrained,
   assert not np.allclose(state['ema']['head']['out']['kernel'],
                          state['params']['head']['out']['kernel'])
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  loaded = run.load_params(jax.tree.map(
+  loaded = workdir_lib.load_params(jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
       state['ema']), str(tmp_path / 'a'))
   chex.assert_trees_all_equal(loaded, state['ema'])
   final = json.loads((tmp_path / 'a' / 'eval_results.json').read_text())
-  again = run.evaluate_saved(c, str(tmp_path / 'a'))
+  again = evaluation.evaluate_saved(c, str(tmp_path / 'a'))
   assert final['validation'] == again['validation']
   # Turning the average on or off is refused on resume.
   c.train.ema_decay = 0.0
   c.train.num_steps = 6
-  with pytest.raises(run.RunError, match=r'holds a run with a moving '
+  with pytest.raises(workdir_lib.RunError, match=r'holds a run with a moving '
                      r'average of its parameters; keep train.ema_decay=0.5'):
-    run.train_and_evaluate(c, str(tmp_path / 'a'))
+    loop.train_and_evaluate(c, str(tmp_path / 'a'))
 
 
 def params_state(workdir):
@@ -122,7 +126,7 @@ def test_early_stopping_evaluates_the_best_step(pretrained, tmp_path):
   c = sst2(pretrained, num_steps=20, eval_every=2, early_stopping=2)
   c.optim.update(lr=1e-12, min_lr=0.0)
   c.eval.final = True
-  s = run.train_and_evaluate(c, str(tmp_path))
+  s = loop.train_and_evaluate(c, str(tmp_path))
   assert s.steps == 6
   results = json.loads((tmp_path / 'eval_results.json').read_text())
   assert results['step'] == 2  # The best (first) evaluated step.
@@ -135,7 +139,7 @@ def test_evaluate_and_predict_commands(pretrained, tmp_path):
   workdir = tmp_path / 'sst2'
   c = sst2(pretrained, num_steps=2)
   c.model.pooling = 'mean'  # The commands read the run's own head.
-  run.train_and_evaluate(c, str(workdir))
+  loop.train_and_evaluate(c, str(workdir))
   p = run_cli('lm.finetune', 'evaluate', f'--workdir={workdir}')
   assert p.returncode == 0, p.stderr
   saved = json.loads((workdir / 'evaluation_validation.json').read_text())
@@ -171,34 +175,34 @@ def test_evaluate_and_predict_commands(pretrained, tmp_path):
 def test_a_pretrained_run_that_does_not_fit_is_refused(pretrained, tmp_path):
   c = sst2(pretrained)
   c.data.vocab_size = 500
-  with pytest.raises(run.RunError, match=r'init_from=.* was trained with '
+  with pytest.raises(workdir_lib.RunError, match=r'init_from=.* was trained with '
                      r'data.vocab_size=1000, this run asks for 500'):
-    run.train_and_evaluate(c, str(tmp_path / 'a'))
+    loop.train_and_evaluate(c, str(tmp_path / 'a'))
   c = sst2(pretrained)
   c.data.lowercase = True  # The pretrained encoder saw cased text.
-  with pytest.raises(run.RunError, match=r'was trained with '
+  with pytest.raises(workdir_lib.RunError, match=r'was trained with '
                      r'data.lowercase=False, this run asks for True: set '
                      r'data.lowercase=False'):
-    run.train_and_evaluate(c, str(tmp_path / 'lower'))
+    loop.train_and_evaluate(c, str(tmp_path / 'lower'))
   c = sst2(pretrained)
   c.model.embed_dim = 64
-  with pytest.raises(run.RunError, match=r'holds another model shape '
+  with pytest.raises(workdir_lib.RunError, match=r'holds another model shape '
                      r'\(model.embed_dim: 32 -> 64'):
-    run.train_and_evaluate(c, str(tmp_path / 'b'))
+    loop.train_and_evaluate(c, str(tmp_path / 'b'))
   gpt = load_config('shakespeare_char', 'test')
   gpt.train.num_steps = 2
   gpt.eval.final = False
-  run.train_and_evaluate(gpt, str(tmp_path / 'gpt'))
-  with pytest.raises(run.RunError, match=r'was trained with a char '
+  loop.train_and_evaluate(gpt, str(tmp_path / 'gpt'))
+  with pytest.raises(workdir_lib.RunError, match=r'was trained with a char '
                      r'tokenizer, not data.tokenizer=sentencepiece'):
-    run.train_and_evaluate(sst2(str(tmp_path / 'gpt')), str(tmp_path / 'c'))
+    loop.train_and_evaluate(sst2(str(tmp_path / 'gpt')), str(tmp_path / 'c'))
 
 
 def test_an_electra_discriminator_starts_the_classifier(tmp_path):
   c = load_config('bert_wikitext2', 'test')
   c.update(task='replaced_token', init_from='')
   c.eval.max_tokens = 500  # The final evaluation of a little of each split.
-  s = run.train_and_evaluate(c, str(tmp_path / 'rtd'))
+  s = loop.train_and_evaluate(c, str(tmp_path / 'rtd'))
   assert set(s.final['validation']) >= {'accuracy', 'detection_accuracy',
                                         'detection_loss', 'replaced'}
   # Only the chosen 15% of a row's pieces ([CLS] and [SEP] never) are
@@ -208,7 +212,7 @@ def test_an_electra_discriminator_starts_the_classifier(tmp_path):
   assert set(before) == {'encoder', 'head', 'generator'}
   c = sst2(str(tmp_path / 'rtd'), num_steps=2)
   c.optim.freeze_embeddings = True
-  run.train_and_evaluate(c, str(tmp_path / 'ft'))
+  loop.train_and_evaluate(c, str(tmp_path / 'ft'))
   after = params_at(tmp_path / 'ft')
   assert set(after) == {'encoder', 'head'} and set(after['head']) == {
       'pooler', 'out'}

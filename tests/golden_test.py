@@ -10,17 +10,17 @@ that has to move one says why in its commit. To print the current numbers:
 `python -m pytest tests/golden_test.py -s --golden-print` (see conftest).
 """
 
+import conftest
 import jax
 import numpy as np
 import pytest
 
-import conftest
-from lm import data as data_lib
-from lm import decode
-from lm import run
-from lm import sharding
 from lm import tasks
-from lm import train as train_lib
+from lm.data import corpus as corpus_lib
+from lm.eval import decode
+from lm.parallel import sharding
+from lm.train import trainer as train_lib
+from lm.train import workdir as workdir_lib
 
 # name -> (config, variant, overrides)
 CASES = {
@@ -50,12 +50,12 @@ def measure(name: str) -> dict:
   config, variant, overrides = CASES[name]
   c = conftest.load_config(config, variant)
   c.update(overrides)
-  corpus = data_lib.load_corpus(c.data, c.model.max_len,
-                                specials=tasks.specials(c.task))
-  c = run.resolve(c, corpus.tokenizer.vocab_size)
+  corpus = corpus_lib.load_corpus(c.data, c.model.max_len,
+                                specials=tasks.TASKS[c.task].specials)
+  c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size)
   mesh = sharding.make_mesh(c.mesh)
   trainer = train_lib.Trainer(c, mesh)
-  task = tasks.Task(c, corpus)
+  task = tasks.get(c, corpus)
   train_iter = task.train_dataset()
   state = trainer.init(jax.random.PRNGKey(c.seed))
   out = {'params': int(sum(x.size for x in jax.tree.leaves(state['params'])))}

@@ -4,9 +4,8 @@ a byte-level BPE or WordPiece tokenizer trained on Tiny Shakespeare and a
 
 import os
 
-import numpy as np
-
 from conftest import REPO
+import numpy as np
 
 TEXT = (REPO / 'lm' / 'assets' / 'tinyshakespeare.txt').read_text()[:100_000]
 BERT_SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']

@@ -5,7 +5,8 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, SHARED_DATA
+from conftest import REPO
+from conftest import SHARED_DATA
 
 
 def test_bag_of_words_learns_sentiment(tmp_path):

@@ -6,9 +6,10 @@ import json
 import subprocess
 import sys
 
+from conftest import REPO
+from conftest import SHARED_DATA
+from conftest import train_test_run
 import pytest
-
-from conftest import REPO, SHARED_DATA, train_test_run
 
 
 @pytest.fixture(scope='module')

@@ -1,0 +1,206 @@
+"""Attention: masks, the reference einsum attention, the TPU splash kernel,
+and the multi-head (grouped-, multi-query) `Attention` layer.
+
+Tensor names carry their shapes:
+  B batch, L query length, M key length (the KV cache's length when decoding),
+  D model width, H heads, G key/value heads, K head width, N relative-position
+  buckets.
+"""
+
+from __future__ import annotations
+
+import math
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from lm.models import layers
+from lm.models import positions as positions_lib
+from lm.parallel import sharding
+
+
+def attention_mask(q_positions_BxL, k_positions_BxM, segment_ids_BxL=None,
+                   causal=True, window=0):
+  """[B, L, M] True where a query may attend to a key.
+
+  Positions restart in each packed segment, so position order is causal
+  order within a segment; the segment test stops attention across them.
+  """
+  q, k = q_positions_BxL[:, :, None], k_positions_BxM[:, None, :]
+  mask_BxLxM = k <= q if causal else jnp.ones_like(k <= q)
+  if window:
+    mask_BxLxM &= jnp.abs(q - k) < window
+  if segment_ids_BxL is not None:
+    mask_BxLxM &= segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+  return mask_BxLxM
+
+
+def reference_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM,
+                        bias_BxHxLxM=None, dropout=None):
+  """softmax(q.k / sqrt(K) + bias, masked) . v, spelled out in einsums;
+  softmax in float32. `dropout` (if given) applies to the probabilities."""
+  B, L, H, K = q_BxLxHxK.shape
+  G, M = k_BxMxGxK.shape[2], k_BxMxGxK.shape[1]
+  q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
+  if G == H:
+    logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK, k_BxMxGxK)
+  else:  # Query heads g*R .. g*R + R-1 read key/value head g.
+    logits_BxHxLxM = jnp.einsum(
+        'BLGRK,BMGK->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
+        k_BxMxGxK).reshape(B, H, L, M)
+  logits_BxHxLxM = logits_BxHxLxM.astype(jnp.float32)
+  if bias_BxHxLxM is not None:
+    logits_BxHxLxM += bias_BxHxLxM
+  logits_BxHxLxM = jnp.where(mask_BxLxM[:, None], logits_BxHxLxM,
+                             jnp.finfo(jnp.float32).min)
+  probs_BxHxLxM = jax.nn.softmax(logits_BxHxLxM, axis=-1).astype(
+      q_BxLxHxK.dtype)
+  if dropout is not None:
+    probs_BxHxLxM = dropout(probs_BxHxLxM)
+  if G == H:
+    return jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM, v_BxMxGxK)
+  return jnp.einsum(
+      'BGRLM,BMGK->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
+      v_BxMxGxK).reshape(B, L, H, K)
+
+
+def splash_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL=None,
+                     causal=True, window=0):
+  """Pallas splash (flash) attention, the fused TPU kernel: no L x L score
+  matrix in memory. Self-attention over rows of length L (a multiple of the
+  128-wide block); masks: causal or full, optional sliding window, packed
+  segments. Off TPU it runs in the Pallas interpreter (slowly: for tests).
+  """
+  # pylint: disable=g-import-not-at-top
+  from jax.experimental.pallas.ops.tpu.splash_attention import (
+    splash_attention_kernel as splash,
+  )
+  from jax.experimental.pallas.ops.tpu.splash_attention import (
+    splash_attention_mask as masks,
+  )
+  B, L, H, K = q_BxLxHxK.shape
+  G = k_BxLxGxK.shape[2]
+  R = H // G
+  if window:
+    mask = masks.LocalMask((L, L), (window - 1, 0 if causal else window - 1),
+                           offset=0)
+  else:
+    mask = masks.CausalMask((L, L)) if causal else masks.FullMask((L, L))
+  block = min(512, L)
+  sizes = splash.BlockSizes(
+      block_q=block, block_kv_compute=block, block_kv=block,
+      block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
+      block_q_dq=block, block_kv_dq=block)
+  kw = dict(block_sizes=sizes, interpret=jax.default_backend() != 'tpu')
+  if segment_ids_BxL is None:
+    segment_ids_BxL = jnp.ones((B, L), jnp.int32)
+  # Heads first; the kernel does not scale the scores.
+  q_BxGxRxLxK = (q_BxLxHxK * (1.0 / math.sqrt(K))).reshape(
+      B, L, G, R, K).transpose(0, 2, 3, 1, 4)
+  k_BxGxLxK = k_BxLxGxK.transpose(0, 2, 1, 3)
+  v_BxGxLxK = v_BxLxGxK.transpose(0, 2, 1, 3)
+  if R == 1:  # Multi-head: one kernel over all heads.
+    kernel = splash.make_splash_mha(masks.MultiHeadMask([mask] * H),
+                                    head_shards=1, q_seq_shards=1, **kw)
+    def one_row(q, k, v, seg):
+      return kernel(q[:, 0], k, v, segment_ids=splash.SegmentIds(seg, seg)
+                    )[:, None]
+  else:  # Grouped or multi-query: each group's R heads share one K/V head.
+    kernel = splash.make_splash_mqa_single_device(
+        masks.MultiHeadMask([mask] * R), **kw)
+    def one_row(q, k, v, seg):
+      ids = splash.SegmentIds(seg, seg)
+      return jax.vmap(lambda qg, kg, vg: kernel(qg, kg, vg, segment_ids=ids)
+                      )(q, k, v)
+  y_BxGxRxLxK = jax.vmap(one_row)(q_BxGxRxLxK, k_BxGxLxK, v_BxGxLxK,
+                                  segment_ids_BxL)
+  return y_BxGxRxLxK.transpose(0, 3, 1, 2, 4).reshape(B, L, H, K)
+
+
+class Attention(nnx.Module):
+  """Self-attention (causal unless cfg.causal is False), optionally over a KV
+  cache.
+
+  H query heads share G = cfg.kv_heads key/value heads (G = H: multi-head,
+  G = 1: multi-query, else grouped-query); the cache holds G heads.
+  `cfg.attention_impl` 'reference' is `reference_attention` (attention
+  dropout applies here only); 'xla' and 'cudnn' call
+  `jax.nn.dot_product_attention` with that implementation (cuDNN's fused
+  kernel on NVIDIA GPUs); 'splash' is the TPU kernel (`splash_attention`;
+  decoding through the cache uses the reference).
+  """
+
+  def __init__(self, cfg: layers.TransformerConfig, *, rngs):
+    H, G, K, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
+    self.cfg = cfg
+    # Separate projections keep 'heads' the major axis of each kernel's
+    # output, so tensor parallelism splits whole heads.
+    self.q = layers.Dense((D,), (H, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
+    self.k, self.v = (
+        layers.Dense((D,), (G, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
+        for _ in range(2))
+    # Residual projections get GPT-2's depth-scaled init.
+    self.out = layers.Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg, rngs=rngs,
+                     std=cfg.residual_std)
+    self.dropout = nnx.Dropout(cfg.dropout_at('attention'))
+    self.dtype = layers.DTYPES[cfg.dtype]
+    self.q_norm, self.k_norm = (
+        (layers.LayerNorm(cfg, rngs=rngs, dim=K, rms=True) for _ in range(2))
+        if cfg.qk_norm else (None, None))
+
+  def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
+               cache=None, relative_NxH=None, deterministic=True, rngs=None):
+    """`relative_NxH`: T5's bias table (shared by all layers, so the model
+    passes it in) when cfg.position is 't5'."""
+    cfg = self.cfg
+    q_BxLxHxK = self.q(x_BxLxD)
+    k_BxLxGxK, v_BxLxGxK = self.k(x_BxLxD), self.v(x_BxLxD)
+    q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
+    if cfg.qk_norm:
+      q_BxLxHxK, k_BxLxGxK = self.q_norm(q_BxLxHxK), self.k_norm(k_BxLxGxK)
+    if cfg.position == 'rope':  # Keys are rotated before they are cached.
+      q_BxLxHxK = positions_lib.rope(q_BxLxHxK, positions_BxL, cfg.rope_base)
+      k_BxLxGxK = positions_lib.rope(k_BxLxGxK, positions_BxL, cfg.rope_base)
+    if cache is None:
+      k_BxMxGxK, v_BxMxGxK = k_BxLxGxK, v_BxLxGxK
+      key_positions_BxM = positions_BxL
+    else:
+      # Write this call's keys and values at their positions; attend over the
+      # whole cache, masking the slots not yet written (positions > query).
+      start = positions_BxL[0, 0]
+      cache = {'k': jax.lax.dynamic_update_slice_in_dim(
+                   cache['k'], k_BxLxGxK.astype(cache['k'].dtype), start, 1),
+               'v': jax.lax.dynamic_update_slice_in_dim(
+                   cache['v'], v_BxLxGxK.astype(cache['v'].dtype), start, 1)}
+      k_BxMxGxK, v_BxMxGxK = cache['k'], cache['v']
+      key_positions_BxM = jnp.arange(k_BxMxGxK.shape[1])[None]
+    H = q_BxLxHxK.shape[2]
+    k_BxMxGxK = k_BxMxGxK.astype(self.dtype)
+    v_BxMxGxK = v_BxMxGxK.astype(self.dtype)
+    mask_BxLxM = attention_mask(positions_BxL, key_positions_BxM,
+                                segment_ids_BxL, cfg.causal,
+                                cfg.attention_window)
+    bias_BxHxLxM = None
+    if cfg.position == 'alibi':
+      bias_BxHxLxM = positions_lib.alibi_bias(
+          positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
+    elif cfg.position == 't5':
+      bias_BxHxLxM = positions_lib.relative_bias(
+          relative_NxH, positions_BxL, key_positions_BxM,
+          cfg.relative_max_distance, bidirectional=not cfg.causal)
+    if cfg.attention_impl == 'splash' and cache is None:
+      y_BxLxHxK = splash_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
+                                   segment_ids_BxL, cfg.causal,
+                                   cfg.attention_window)
+    elif cfg.attention_impl in ('reference', 'splash'):
+      y_BxLxHxK = reference_attention(
+          q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM, bias_BxHxLxM,
+          lambda p: self.dropout(p, deterministic=deterministic, rngs=rngs))
+    else:
+      y_BxLxHxK = jax.nn.dot_product_attention(
+          q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
+          bias=None if bias_BxHxLxM is None else bias_BxHxLxM.astype(
+              self.dtype),
+          mask=mask_BxLxM[:, None], implementation=cfg.attention_impl)
+    return self.out(y_BxLxHxK), cache

@@ -1,0 +1,247 @@
+"""GPT: a decoder-only Transformer as Flax NNX modules.
+
+The default is GPT-2's layout: token and learned position embeddings,
+pre-LayerNorm blocks of causal multi-head self-attention and a GELU MLP, a
+final LayerNorm and an output head tied to the token embedding. Config
+switches choose the variants on the same code: positions (none, learned,
+sinusoidal, RoPE, ALiBi, T5's relative buckets), grouped-query and
+multi-query attention (`num_kv_heads`), LayerNorm or RMSNorm, pre- or
+post-norm blocks (and BERT's norm on the embeddings), GELU (exact or
+GPT-2's tanh form), ReLU, squared ReLU or SwiGLU, tied or untied output
+head, biases, dropout sites and depth-scaled init. Every parameter is
+declared with logical axis names; `lm.sharding` maps them onto mesh axes.
+
+Tensor names carry their shapes:
+  B batch, L query length, M key length (the KV cache's length when decoding),
+  D model width, H heads, G key/value heads, K head width, F MLP width,
+  V vocabulary, N relative-position buckets.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from lm.models import attention as attention_lib
+from lm.models import layers
+from lm.models import positions as positions_lib
+from lm.parallel import sharding
+
+
+class Block(nnx.Module):
+  """Pre-norm: x + attn(ln(x)), then x + mlp(ln(x)); post-norm (the original
+  Transformer): ln(x + attn(x)), then ln(x + mlp(x)). Dropout on each
+  branch's output (site 'residual').
+  """
+
+  def __init__(self, cfg: layers.TransformerConfig, *, rngs):
+    self.ln1 = layers.LayerNorm(cfg, rngs=rngs)
+    self.attn = attention_lib.Attention(cfg, rngs=rngs)
+    self.ln2 = layers.LayerNorm(cfg, rngs=rngs)
+    self.mlp = layers.MLP(cfg, rngs=rngs)
+    self.dropout = nnx.Dropout(cfg.dropout_at('residual'))
+    self.pre = cfg.norm_position == 'pre'
+
+  def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
+               cache=None, relative_NxH=None, deterministic=True, rngs=None):
+    pre, post = ((self.ln1, self.ln2), (None, None)) if self.pre else (
+        (None, None), (self.ln1, self.ln2))
+    y_BxLxD, cache = self.attn(pre[0](x_BxLxD) if self.pre else x_BxLxD,
+                               positions_BxL=positions_BxL,
+                               segment_ids_BxL=segment_ids_BxL, cache=cache,
+                               relative_NxH=relative_NxH,
+                               deterministic=deterministic, rngs=rngs)
+    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
+                                     rngs=rngs)
+    if not self.pre:
+      x_BxLxD = post[0](x_BxLxD)
+    y_BxLxD = self.mlp(pre[1](x_BxLxD) if self.pre else x_BxLxD,
+                       deterministic=deterministic, rngs=rngs)
+    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
+                                     rngs=rngs)
+    if not self.pre:
+      x_BxLxD = post[1](x_BxLxD)
+    return sharding.constrain(x_BxLxD, ('batch', None, 'embed')), cache
+
+
+class GPT(nnx.Module):
+  """Token ids in, next-token logits out."""
+
+  def __init__(self, cfg: layers.TransformerConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    init = nnx.initializers.normal(0.02)
+    self.wte = layers.param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
+                      ('vocab', 'embed'), cfg.param_dtype)
+    self.wpe = (layers.param(rngs, init, (cfg.max_len, cfg.embed_dim),
+                       (None, 'embed'), cfg.param_dtype)
+                if cfg.position == 'learned' else None)
+    # T5 shares one bias table [buckets, heads] across the layers.
+    self.wtt = (layers.param(rngs, init, (cfg.type_vocab_size, cfg.embed_dim),
+                       (None, 'embed'), cfg.param_dtype)
+                if cfg.type_vocab_size else None)
+    self.relative = (layers.param(rngs, init, (cfg.relative_buckets, cfg.num_heads),
+                            (None, 'heads'), cfg.param_dtype)
+                     if cfg.position == 't5' else None)
+    self.ln_e = layers.LayerNorm(cfg, rngs=rngs) if cfg.embed_norm else None
+    self.dropout = nnx.Dropout(cfg.dropout_at('embed'))
+    if cfg.scan_layers:
+      # One Block whose parameters carry a leading layer axis: the stack is
+      # one array per parameter, scanned over (compile time flat in depth).
+      @nnx.split_rngs(splits=cfg.num_layers)
+      @nnx.vmap(in_axes=(0,), out_axes=0,
+                transform_metadata={nnx.PARTITION_NAME: None})
+      def stacked(rngs):
+        return Block(cfg, rngs=rngs)
+      self.blocks = stacked(rngs)
+    else:
+      self.blocks = nnx.List([Block(cfg, rngs=rngs)
+                              for _ in range(cfg.num_layers)])
+    # Post-norm blocks already end in a norm.
+    self.ln_f = (layers.LayerNorm(cfg, rngs=rngs) if cfg.norm_position == 'pre'
+                 else None)
+    self.head = (None if cfg.tie_embeddings else
+                 layers.param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
+                        ('vocab', 'embed'), cfg.param_dtype))
+
+  def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
+               cache=None, deterministic=True, rngs=None,
+               token_types_BxL=None):
+    """Logits [B, L, V] in float32, and the updated cache (None if not given).
+    (`hidden` gives the final hidden states instead, for other heads.)
+
+    `positions` ([L] or [B, L]; default 0..L-1) are the tokens' positions
+    (a learned table's rows; sinusoidal, RoPE, ALiBi and T5 compute from
+    them).
+    Packed rows pass `segment_ids_BxL` and positions restarting at 0 in each
+    segment; a token then attends only to earlier tokens of its segment.
+    With a cache (from `init_cache`), tokens sit at `positions` ([L], which
+    must be consecutive); keys and values are written there and attention
+    reads the cache, so decoding one token at a time equals one full call.
+    """
+    x_BxLxD, new_cache = self.hidden(
+        tokens_BxL, positions=positions, segment_ids_BxL=segment_ids_BxL,
+        cache=cache, deterministic=deterministic, rngs=rngs,
+        token_types_BxL=token_types_BxL)
+    B, L, D = x_BxLxD.shape
+    head_VxD = self.wte[...] if self.head is None else self.head[...]
+    logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
+                             head_VxD.astype(x_BxLxD.dtype))
+    return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
+
+  def hidden(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
+             cache=None, deterministic=True, rngs=None, token_types_BxL=None):
+    """The final (normed) hidden states [B, L, D] and the updated cache.
+    Encoders pass `segment_ids_BxL` 1 on real tokens and 0 on padding (no
+    token then attends across the two) and, with `type_vocab_size`,
+    `token_types_BxL` (BERT's sentence A/B)."""
+    dtype = layers.DTYPES[self.cfg.dtype]
+    L = tokens_BxL.shape[1]
+    if positions is None:
+      positions = jnp.arange(L)
+    positions_BxL = positions if positions.ndim == 2 else positions[None]
+    # Gather from tables whose embed axis is whole: gathering from an
+    # fsdp-sharded table makes XLA's partitioner rematerialise it anyway.
+    wte_VxD = sharding.constrain(self.wte[...], ('vocab', None))
+    x_BxLxD = jnp.take(wte_VxD, tokens_BxL, axis=0)
+    if self.cfg.position == 'learned':
+      wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
+      x_BxLxD = x_BxLxD + jnp.take(wpe_LxD, positions_BxL, axis=0)
+    elif self.cfg.position == 'sinusoidal':
+      x_BxLxD = x_BxLxD + positions_lib.sinusoidal(positions_BxL,
+                                                   self.cfg.embed_dim)
+    if self.wtt is not None:
+      types_BxL = (jnp.zeros_like(tokens_BxL) if token_types_BxL is None
+                   else token_types_BxL)
+      x_BxLxD = x_BxLxD + jnp.take(self.wtt[...], types_BxL, axis=0)
+    if self.ln_e is not None:
+      x_BxLxD = self.ln_e(x_BxLxD)
+    x_BxLxD = x_BxLxD.astype(dtype)
+    x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
+    x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
+    relative_NxH = None if self.relative is None else self.relative[...]
+    x_BxLxD, new_cache = self._blocks(x_BxLxD, positions_BxL, segment_ids_BxL,
+                                      relative_NxH, cache, deterministic, rngs)
+    if self.ln_f is not None:
+      x_BxLxD = self.ln_f(x_BxLxD)
+    return x_BxLxD, new_cache
+
+  def _blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL, relative_NxH,
+              cache, deterministic, rngs):
+    """The blocks in order: a Python loop over the layers, or (scan_layers)
+    one `jax.lax.scan` over the stacked layers; with `remat`, each block is
+    recomputed in the backward pass. Dropout keys are drawn per layer from
+    one key. Returns the output and the updated cache (None if not given)."""
+    cfg = self.cfg
+    if not cfg.scan_layers and cfg.remat == 'none':  # The plain stack.
+      new_cache = None if cache is None else []
+      for i, block in enumerate(self.blocks):
+        x_BxLxD, layer_cache = block(
+            x_BxLxD, positions_BxL=positions_BxL,
+            segment_ids_BxL=segment_ids_BxL,
+            cache=None if cache is None else cache[i],
+            relative_NxH=relative_NxH, deterministic=deterministic, rngs=rngs)
+        if cache is not None:
+          new_cache.append(layer_cache)
+      return x_BxLxD, new_cache
+    train = not deterministic and cfg.dropout > 0
+    keys = (jax.random.split(rngs.dropout(), cfg.num_layers) if train else
+            jnp.zeros((cfg.num_layers, 2), jnp.uint32))
+    graphdef = nnx.graphdef(self.blocks if cfg.scan_layers else
+                            self.blocks[0])
+
+    def body(x_BxLxD, layer):
+      state, key, layer_cache = layer
+      block = nnx.merge(graphdef, state)
+      return block(x_BxLxD, positions_BxL=positions_BxL,
+                   segment_ids_BxL=segment_ids_BxL, cache=layer_cache,
+                   relative_NxH=relative_NxH, deterministic=not train,
+                   rngs=nnx.Rngs(dropout=key) if train else None)
+    if cfg.remat != 'none' and cache is None:
+      policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+                if cfg.remat == 'dots' else None)
+      body = jax.checkpoint(body, policy=policy)
+    if cfg.scan_layers:  # The cache, too, is stacked over the layers.
+      return jax.lax.scan(body, x_BxLxD,
+                          (nnx.state(self.blocks), keys, cache))
+    new_cache = None if cache is None else []
+    for i, block in enumerate(self.blocks):
+      x_BxLxD, layer_cache = body(x_BxLxD, (
+          nnx.state(block), keys[i], None if cache is None else cache[i]))
+      if cache is not None:
+        new_cache.append(layer_cache)
+    return x_BxLxD, new_cache
+
+  def init_cache(self, batch_size: int):
+    """An empty KV cache spanning the whole context: one {'k', 'v'} entry
+    per layer, or (scan_layers) one entry stacked over the layers."""
+    c = self.cfg
+    shape = (batch_size, c.max_len, c.kv_heads, c.head_dim)
+    if c.scan_layers:
+      shape = (c.num_layers, *shape)
+      return {'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
+              'v': jnp.zeros(shape, layers.DTYPES[c.dtype])}
+    return [{'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
+             'v': jnp.zeros(shape, layers.DTYPES[c.dtype])}
+            for _ in range(c.num_layers)]
+
+
+def stack_layers(params: dict) -> dict:
+  """Parameters of a per-layer stack ({'blocks': {0: ..., 1: ...}}) in the
+  layout of `scan_layers` (each leaf stacked on a leading layer axis)."""
+  blocks = params['blocks']
+  layers = [blocks[i] for i in sorted(blocks)]
+  return {**params, 'blocks': jax.tree.map(lambda *xs: jnp.stack(xs),
+                                           *layers)}
+
+
+def unstack_layers(params: dict) -> dict:
+  """The inverse of `stack_layers`."""
+  stacked = params['blocks']
+  n = jax.tree.leaves(stacked)[0].shape[0]
+  return {**params, 'blocks': {
+      i: jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(n)}}
+
+
+def count_params(params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))

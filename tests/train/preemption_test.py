@@ -1,0 +1,82 @@
+"""Tests of lm.preemption: SIGTERM saves the step it is on and exits 0."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+from conftest import popen_cli
+
+from lm.train import checkpoint as checkpoint_lib
+
+
+def start_run(workdir, *overrides):
+  return popen_cli(
+      'lm.main', '--config=configs/shakespeare_char.py:test',
+      f'--workdir={workdir}', '--config.train.num_steps=100000',
+      '--config.checkpoint.every=50000', '--config.train.eval_every=50000',
+      '--config.eval.final=False', *overrides,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_steps(workdir, n, proc, timeout=120):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    if os.path.exists(path):
+      with open(path) as f:
+        if sum(1 for _ in f) >= n:
+          return
+    time.sleep(0.2)
+  raise AssertionError(f'no {n} steps in {timeout} s')
+
+
+def steps_logged(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line)['step'] for line in f]
+
+
+def test_sigterm_saves_the_current_step_and_exits_0(tmp_path):
+  workdir = str(tmp_path)
+  proc = start_run(workdir)
+  wait_for_steps(workdir, 5, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-2000:]
+  assert 'SIGTERM: stopping after this step' in err
+  steps = steps_logged(workdir)
+  saved = checkpoint_lib.Checkpointer(workdir, read_only=True).all_steps()
+  # The checkpoint is the last step run, and the log reaches it.
+  assert saved == [steps[-1]] and steps == list(range(1, steps[-1] + 1))
+  assert f'stopped at step {steps[-1]} (SIGTERM)' in out
+  # Rerunning resumes from there: no step twice, none skipped.
+  proc = start_run(workdir, f'--config.train.num_steps={steps[-1] + 3}')
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-2000:]
+  assert steps_logged(workdir) == list(range(1, steps[-1] + 4))
+
+
+def test_a_second_signal_exits_at_once_keeping_the_last_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  # Checkpoints every 20 steps; stop in between with two quick signals.
+  proc = start_run(workdir, '--config.checkpoint.every=20')
+  wait_for_steps(workdir, 45, proc)
+  # Two different signals (two of the same may merge while pending).
+  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  # Both pending are delivered lowest number first (SIGINT, SIGTERM); a
+  # SIGTERM handled before SIGINT is sent makes SIGINT the second. Either
+  # way the process exits with the second signal's status.
+  second = re.search(r'second signal \((SIGINT|SIGTERM)\): exiting at once',
+                     err)
+  assert second, err[-2000:]
+  assert proc.returncode == 128 + getattr(signal, second.group(1)), err[-2000:]
+  ckpt = checkpoint_lib.Checkpointer(workdir, read_only=True)
+  latest = ckpt.latest_step()
+  assert latest is not None and latest >= 40
+  state, _ = ckpt.restore(latest, None)  # Complete and readable.
+  assert int(state['step']) == latest
