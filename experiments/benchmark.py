@@ -4,9 +4,9 @@ Builds the model (GPT-2 shapes: vocabulary 50,304, context 1,024, GELU,
 tied head) on every device present, data parallel unless the mesh flags say
 otherwise, trains on random tokens (the input pipeline is measured by
 experiments/input_pipeline.py) and times `--steps` steps after `--warmup`
-(compilation). Model FLOPs follow lm/flops.py (6N + 12·L·H·K·T, PaLM's
+(compilation). Model FLOPs follow lm/train/flops.py (6N + 12·L·H·K·T, PaLM's
 convention); MFU is against the chip's dense bf16 peak. Memory: the
-compiled step's per-device peak (lm.dryrun), and the device's measured peak
+compiled step's per-device peak (lm.train.dryrun), and the device's measured peak
 where the backend reports one. Each run appends a row to BENCHMARKS.md.
 
   python experiments/benchmark.py                        # on a GPU or TPU
@@ -123,7 +123,7 @@ def record(rows: list[str], path: pathlib.Path) -> None:
     text = (text.rstrip('\n') + f'\n\n{SECTION}\n\nRows appended by '
             '`python experiments/benchmark.py [flags]`: random tokens, the '
             'median step after warm-up; MFU against the dense bf16 peak '
-            f'(lm/flops.py).\n\n{HEADER}\n')
+            f'(lm/train/flops.py).\n\n{HEADER}\n')
   start = text.index(SECTION)
   end = text.find('\n## ', start + len(SECTION))
   end = len(text) if end < 0 else end

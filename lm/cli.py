@@ -8,24 +8,8 @@ from absl import flags
 from absl import logging
 
 from lm import config
-from lm.data import corpus as corpus_lib
-from lm.data import embeddings
-from lm.data import vocabulary
-from lm.interop import hf_format
-from lm.parallel import distributed
+from lm import errors
 from lm.parallel import host
-from lm.parallel import sharding
-from lm.train import checkpoint
-from lm.train import dryrun
-from lm.train import workdir as workdir_lib
-from lm.train import writer
-
-# Mistakes a user can make; each carries a one-line message naming the fix.
-USER_ERRORS = (config.ConfigError, corpus_lib.DataError, workdir_lib.RunError,
-               sharding.MeshError, vocabulary.TokenizerError,
-               checkpoint.CheckpointError, embeddings.EmbeddingError,
-               dryrun.DryRunError, distributed.DistributedError,
-               writer.LogError, hf_format.FormatError)
 
 
 def usage_error(message: str) -> None:
@@ -49,7 +33,7 @@ def exit_on_user_error(fn, *args, **kwargs):
   """Calls fn; a user error is printed as one line and exits with status 2."""
   try:
     return fn(*args, **kwargs)
-  except USER_ERRORS as e:
+  except errors.UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 

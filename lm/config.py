@@ -51,7 +51,7 @@ RESUMABLE_CHANGES = ('init_from', 'allow_config_change', 'data.prefetch',
                      'optim.grad_accum_steps', 'train.*', 'eval.*',
                      'checkpoint.*', 'compile.*', 'mesh.*')
 
-# Tasks that pretrain an encoder on masked rows (lm.masking).
+# Tasks that pretrain an encoder on masked rows (lm.data.masking).
 MASKED_TASKS = ('masked_lm', 'replaced_token')
 
 DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
@@ -79,7 +79,7 @@ def default() -> ml_collections.ConfigDict:
   c.allow_config_change = False
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'tiny_shakespeare'  # A TFDS builder in lm/builders.py.
+  c.data.name = 'tiny_shakespeare'  # A TFDS builder in lm/data/builders.py.
   c.data.config = ''  # The builder's config ('' its first), e.g. 'raw'.
   # A local copy to prepare from (a folder; a file or folder for
   # text_files); '' downloads it, or for tiny_shakespeare reads the copy

@@ -9,7 +9,7 @@ merges.txt, or vocab.txt) of a `GPT2LMHeadModel`, `BertForMaskedLM` or
 `BertForSequenceClassification` and writes a run: config.json, the
 tokenizer (data.tokenizer=hf) and an Orbax checkpoint of the parameters
 (step 0). Every tensor is mapped by name and its shape checked against the
-config (lm/hf_format.py has the table). The run then works like a trained
+config (lm/interop/hf_format.py has the table). The run then works like a trained
 one: `lm.sample`, `lm.evaluate`, `lm.finetune`, and any training config with
 `--config.init_from=RUN` (which takes the run's architecture and tokenizer).
 

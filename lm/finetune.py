@@ -6,7 +6,7 @@
   python -m lm.finetune predict --workdir=runs/sst2_mini [--input=FILE]
 
 Training (no command, or `train`) is an ordinary run of task=classification
-(lm.run): it resumes in its workdir, keeps the best step by dev accuracy and
+(lm.train.loop): it resumes in its workdir, keeps the best step by dev accuracy and
 ends with the evaluation of the labelled splits. `evaluate` prints accuracy,
 F1 and the confusion matrix of a split for the run's best step (or --step)
 and writes them to WORKDIR/evaluation_<split>.json. `predict` labels one

@@ -4,7 +4,7 @@ Trains, evaluating and checkpointing as it goes; run it again on the same
 workdir to resume. Override any config field on the command line, e.g.
   --config=configs/shakespeare_char.py:cpu --config.optim.lr=3e-4
 With --dry_run (no workdir needed) it compiles the train step for the mesh
-and prints per-device memory and FLOPs instead (lm/dryrun.py), e.g. for a
+and prints per-device memory and FLOPs instead (lm/train/dryrun.py), e.g. for a
 64-chip mesh on a laptop:
   --dry_run --simulate_devices=64 --device_kind=H100 --config.mesh.fsdp=8
 """

@@ -1,4 +1,4 @@
-"""Tests of BERT pretraining then fine-tuning on SST-2 (lm.finetune, lm.run):
+"""Tests of BERT pretraining then fine-tuning on SST-2 (lm.finetune, lm.train.loop):
 the pretrained encoder starts the classifier, exact resume, early stopping,
 evaluate and predict, and pretrained runs that do not fit."""
 

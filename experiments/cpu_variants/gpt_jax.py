@@ -1,7 +1,7 @@
 """Standalone plain-JAX GPT (nanoGPT shakespeare_char CPU config) with formulation switches.
 
 Exploratory: used to find which formulations XLA:CPU runs fastest (see
-BENCHMARKS.md); the project's model is lm/model.py, which adopted the winners.
+BENCHMARKS.md); the project's model is lm/models/transformer.py, which adopted the winners.
 
 All variants compute the same model: fp32, bias=True, LayerNorm eps 1e-5, tied head,
 AdamW(b1=0.9, b2=0.99, wd=0.1 on >=2D params only), global-norm clip 1.0,

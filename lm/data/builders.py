@@ -22,6 +22,8 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lm import errors
+
 VERSION = tfds.core.Version('1.0.0')
 
 
@@ -55,7 +57,7 @@ SST2_FILES = {
 SPLIT_FILES = {'train': 'train', 'validation': 'valid', 'test': 'test'}
 
 
-class DataError(ValueError):
+class DataError(errors.UserError):
   """A corpus that is missing, altered or unreadable, as one line."""
 
 

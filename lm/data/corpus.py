@@ -1,6 +1,6 @@
 """Input pipelines: TFDS data sources, tokenized, windowed or packed, by grain.
 
-Every corpus is a TFDS builder (`lm.builders`) read through a random-access
+Every corpus is a TFDS builder (`lm.data.builders`) read through a random-access
 data source. Two ways to cut it into training rows (`data.pack`):
 
 - 'stream': the split's documents are tokenized and concatenated into one
@@ -151,7 +151,7 @@ class Corpus:
 
 
 def prepare(d):
-  """The prepared TFDS builder of data config `d` (see lm.builders.prepare)."""
+  """The prepared TFDS builder of data config `d` (see lm.data.builders.prepare)."""
   return prepare_lib.prepare(d.name, config=d.config, path=d.path,
                           data_dir=d.tfds_dir)
 
@@ -186,7 +186,7 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,
         model_type=d.spm_model_type, specials=specials)
   corpus = Corpus(builder, names, tokenizer, transform, texts, labels)
-  # A labelled corpus is read as sentences (lm.encoder_data), not streams:
+  # A labelled corpus is read as sentences (lm.data.encoder_rows), not streams:
   # tokenizing it as streams too would only cost time.
   for split in ('train', 'validation') if not labels else ():
     n = len(corpus.streams[split])

@@ -13,8 +13,10 @@ import dataclasses
 
 import numpy as np
 
+from lm import errors
 
-class EmbeddingError(ValueError):
+
+class EmbeddingError(errors.UserError):
   """A vectors file that cannot be used, as one line."""
 
 

@@ -4,7 +4,7 @@
   by [SEP], see `lm.data.encode_document`): row i is [CLS], the
   `max_len - 2` tokens from offset i, [SEP], at shuffled offsets (every
   offset once per epoch), masked in the grain pipeline by
-  `lm.masking.MaskTokens` (dynamic masking: a row read in another epoch is
+  `lm.data.masking.MaskTokens` (dynamic masking: a row read in another epoch is
   masked anew; deterministic from the seed, so resuming repeats it exactly).
 - Classification reads labelled sentences: each becomes [CLS] its pieces
   [SEP], cut to `max_len` (truncation is counted, never silent) and padded

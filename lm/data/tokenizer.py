@@ -11,7 +11,7 @@ split's texts; `load` reads one back from a run directory, which holds
 - 'word': WikiText conventions, as pytorch/examples word_language_model: each
   line is split on whitespace and ends in `<eos>`; unknown words are `<unk>`.
 - 'sentencepiece': BPE or unigram subwords with byte fallback, so any text
-  encodes; the text is not normalised (lm.preprocess does that, explicitly).
+  encodes; the text is not normalised (lm.data.preprocess does that, explicitly).
   With `specials='bert'` (encoders) it has BERT's `[UNK]` 0, `[PAD]` 1 and
   control tokens `[CLS]` 2, `[SEP]` 3, `[MASK]` 4 (no bos/eos), which text
   never encodes to and decoding drops.
@@ -85,7 +85,7 @@ class CharTokenizer(vocabulary.Tokenizer):
     tok = load(path)
     if not isinstance(tok, cls):
       raise vocabulary.TokenizerError(f'{path} holds a {tok.kind} tokenizer, not a char '
-                           'one; read it with lm.tokenizer.load')
+                           'one; read it with lm.data.tokenizer.load')
     return tok
 
   @classmethod

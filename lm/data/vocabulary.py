@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from lm import errors
+
 TOKENIZER_FILE = 'tokenizer.json'
 
 
@@ -34,7 +36,7 @@ BERT_CONTROLS = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]'}
 SPECIALS = ('', 'bert')
 
 
-class TokenizerError(ValueError):
+class TokenizerError(errors.UserError):
   """Text the tokenizer cannot encode, or a tokenizer file it cannot read."""
 
 
@@ -98,7 +100,7 @@ class Tokenizer:
     raise NotImplementedError
 
   def word_kinds(self) -> np.ndarray | None:
-    """Each id's place in a word (lm.masking.WORD_*), for whole-word
+    """Each id's place in a word (lm.data.masking.WORD_*), for whole-word
     masking; None where the pieces do not mark words."""
     return None
 

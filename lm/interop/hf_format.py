@@ -2,7 +2,7 @@
 
 Pure mappings between a `transformers` state dict (names -> numpy arrays, as
 read from `model.safetensors`) plus its `config.json`, and this project's
-model config fields plus parameter tree (`lm.model.GPT`, and `lm.heads`'
+model config fields plus parameter tree (`lm.models.transformer.GPT`, and `lm.models.heads`'
 `MaskedLM` and `SequenceClassifier`). No torch and no `transformers` at run
 time. `lm.convert` reads and writes the folders and runs.
 
@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lm import errors
+
 # Tensors a checkpoint may hold that are buffers, not parameters.
 _BUFFERS = ('.attn.bias', '.attn.masked_bias', 'position_ids')
 _GPT2_ACTIVATIONS = {'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh',
@@ -42,7 +44,7 @@ ARCHITECTURES = ('GPT2LMHeadModel', 'BertForMaskedLM',
                  'BertForSequenceClassification')
 
 
-class FormatError(ValueError):
+class FormatError(errors.UserError):
   """A checkpoint that cannot be mapped, naming the tensor or field."""
 
 

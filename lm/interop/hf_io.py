@@ -5,7 +5,7 @@ or its shards, and tokenizer.json, or vocab.json + merges.txt, or vocab.txt)
 into a new run: config.json, the tokenizer (data.tokenizer=hf), an Orbax
 checkpoint of the parameters at step 0, and hf_source.json (which marks it
 imported). `to_hf` writes a run back as such a folder. The tensor mapping
-is lm/hf_format.py; safetensors are read and written with numpy.
+is lm/interop/hf_format.py; safetensors are read and written with numpy.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ transform, then logits over the vocabulary through the token embedding (tied)
 plus an output bias. `Classifier`: the pooled `[CLS]` state (dense + tanh, as
 BERT's pooler; or, with `pooling='mean'`, the same on the mean of the real
 tokens' states) with dropout, then a dense layer to the classes. The body is
-`lm.model.GPT` with `causal=False`; its `hidden(...)` feeds these heads.
+`lm.models.transformer.GPT` with `causal=False`; its `hidden(...)` feeds these heads.
 `MaskedLM` and `SequenceClassifier` put body and head together (the body's
 parameters under 'encoder', so a pretrained encoder moves between them).
 

@@ -2,7 +2,7 @@
 T5's bucketed relative bias.
 
 Pure functions of positions; the learned parameters (an absolute table, T5's
-per-bucket biases) live in `lm.model`. Shapes as in lm/model.py: B batch, L query
+per-bucket biases) live in `lm.models.transformer`. Shapes as in lm/models/transformer.py: B batch, L query
 length, M key length, H heads, K head width, D model width.
 """
 

@@ -9,7 +9,7 @@ multi-query attention (`num_kv_heads`), LayerNorm or RMSNorm, pre- or
 post-norm blocks (and BERT's norm on the embeddings), GELU (exact or
 GPT-2's tanh form), ReLU, squared ReLU or SwiGLU, tied or untied output
 head, biases, dropout sites and depth-scaled init. Every parameter is
-declared with logical axis names; `lm.sharding` maps them onto mesh axes.
+declared with logical axis names; `lm.parallel.sharding` maps them onto mesh axes.
 
 Tensor names carry their shapes:
   B batch, L query length, M key length (the KV cache's length when decoding),

@@ -4,7 +4,7 @@ JAX runs one process per host (a TPU VM worker, a GPU node or a SLURM task);
 `jax.distributed.initialize` connects them before any device is touched, and
 from then on `jax.devices()` lists every process's devices and a jitted step
 runs on all of them. Each process reads its own share of the data
-(`lm.data`), and only process 0 writes logs (`lm.writer`); every process
+(`lm.data`), and only process 0 writes logs (`lm.train.writer`); every process
 takes part in saving checkpoints (Orbax).
 
 Two ways in:
@@ -20,8 +20,10 @@ import os
 
 import jax
 
+from lm import errors
 
-class DistributedError(ValueError):
+
+class DistributedError(errors.UserError):
   """Inconsistent process flags, as one line."""
 
 

@@ -18,12 +18,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from lm import errors
+
 AXES = ('data', 'fsdp', 'tensor')
 
 _active = threading.local()
 
 
-class MeshError(ValueError):
+class MeshError(errors.UserError):
   """Mesh sizes that do not fit the devices, as one line."""
 
 

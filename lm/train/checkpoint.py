@@ -31,6 +31,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from lm import errors
+
 BEST_METRIC = 'eval/loss'
 MANIFEST = 'manifest.json'
 # Orbax rewrites this one when it commits, after the manifest is written.
@@ -57,7 +59,7 @@ def _type_handlers() -> ocp.type_handlers.TypeHandlerRegistry:
   return ocp.type_handlers.create_type_handler_registry(*handlers)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.UserError):
   """A checkpoint that is missing or cannot be used, as one line."""
 
 

@@ -24,13 +24,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from lm import errors
 from lm.models import transformer
 from lm.parallel import sharding
 from lm.train import flops
 from lm.train import trainer as train_lib
 
 
-class DryRunError(ValueError):
+class DryRunError(errors.UserError):
   """A config that compiles but does not fit, as one line."""
 
 
@@ -47,7 +48,7 @@ class Report:
   temp_bytes: int  # Activations, gradients and workspace.
   batch_bytes: int  # Per device, of the step's inputs.
   device_memory: float | None
-  model_flops_per_device: float  # One step, 6N + attention (lm.flops).
+  model_flops_per_device: float  # One step, 6N + attention (lm.train.flops).
   # XLA's count, recompute included; None when the program loops (XLA
   # counts a loop body once: scanned layers, gradient accumulation).
   compiled_flops_per_device: float | None

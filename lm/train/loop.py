@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Any
 
 import jax
 
@@ -119,20 +120,47 @@ def _report_failed_saves(ckpt, writer, step: int, every: int) -> None:
                  f'training goes on, {retry}')
 
 
-def train_and_evaluate(config, workdir: str) -> Summary:
-  """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
+@dataclasses.dataclass
+class _Run:
+  """What the loop works with, set up by `_setup`."""
+  c: Any  # The resolved config.
+  workdir: str
+  corpus: corpus_lib.Corpus
+  trainer: train_lib.Trainer
+  task: Any  # Its lm.tasks.base.Task, on the corpus.
+  ckpt: checkpoint_lib.Checkpointer
+  init_part: str  # What init_from gives: '' all parameters, or a part.
+
+
+@dataclasses.dataclass
+class _Progress:
+  """What the loop has done so far."""
+  step: int
+  losses: list[float] = dataclasses.field(default_factory=list)
+  eval_loss: float = float('nan')
+  rates: dict = dataclasses.field(default_factory=dict)
+  stopped: str | None = None  # The signal that stopped the run early.
+  early: bool = False  # Early stopping ended the run.
+
+
+def _setup(config, workdir: str) -> _Run:
+  """Checks the workdir, prepares the data and tokenizer, resolves and
+  saves the config, and builds the mesh, trainer, task and checkpointer."""
   if os.path.exists(os.path.join(workdir, workdir_lib.IMPORTED_FILE)):
-    raise workdir_lib.RunError(f'{workdir} is an imported Hugging Face checkpoint; train '
-                   f'from it in a new --workdir with '
-                   f'--config.init_from={workdir}')
+    raise workdir_lib.RunError(
+        f'{workdir} is an imported Hugging Face checkpoint; train from it in '
+        f'a new --workdir with --config.init_from={workdir}')
   c = workdir_lib.adopt_imported(config)
-  workdir_lib.make_workdir(workdir)  # Before preparing data, which can take minutes.
+  # Before preparing data, which can take minutes.
+  workdir_lib.make_workdir(workdir)
   corpus = corpus_lib.load_corpus(
       c.data, c.model.max_len,
-      tokenizer=workdir_lib.saved_tokenizer(workdir, c.init_from, c.data.tokenizer),
+      tokenizer=workdir_lib.saved_tokenizer(workdir, c.init_from,
+                                            c.data.tokenizer),
       specials=tasks.TASKS[c.task].specials)
   c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size)
-  init_part = workdir_lib.check_init_from(c, corpus.tokenizer) if c.init_from else ''
+  init_part = (workdir_lib.check_init_from(c, corpus.tokenizer)
+               if c.init_from else '')
   workdir_lib.prepare_workdir(workdir, c)
   if jax.process_index() == 0:
     tokenizer_lib.save(corpus.tokenizer, workdir)
@@ -140,60 +168,70 @@ def train_and_evaluate(config, workdir: str) -> Summary:
   mesh = sharding.make_mesh(c.mesh)
   sharding.check_batch(c, mesh)
   sharding.check_model(c, mesh)
-  trainer = train_lib.Trainer(c, mesh)
   task = tasks.get(c, corpus)
   best_key, best_mode = task.best_metric
   ckpt = checkpoint_lib.Checkpointer(workdir,
                                      max_to_keep=c.checkpoint.max_to_keep,
                                      async_save=c.checkpoint.async_save,
                                      best_metric=best_key, best_mode=best_mode)
-  for line in task.notes():
-    print(line, flush=True)
-  train_iter = task.train_dataset()
-  restored = ckpt.restore_latest(trainer.abstract_state,
-                                 fallback=c.checkpoint.fallback,
-                                 say=lambda text: print(text, flush=True))
+  return _Run(c, workdir, corpus, train_lib.Trainer(c, mesh), task, ckpt,
+              init_part)
+
+
+def _restore_or_initialise(run: _Run, train_iter):
+  """(start step, state): the latest checkpoint's (the data iterator set to
+  its position), or a new state from init_from's parameters, pretrained
+  word vectors or the seed."""
+  c, trainer = run.c, run.trainer
+  restored = run.ckpt.restore_latest(trainer.abstract_state,
+                                     fallback=c.checkpoint.fallback,
+                                     say=lambda text: print(text, flush=True))
   if restored is not None:
     start, state, data_state = restored
     train_iter.set_state(data_state)
-  else:
-    start = 0
-    state = trainer.init(jax.random.PRNGKey(c.seed))
-    if init_part:  # A pretrained encoder under a new head.
-      state['params'][init_part] = workdir_lib.load_params(
-          {init_part: trainer.abstract_state['params'][init_part]},
-          c.init_from)[init_part]
-    elif c.init_from:
-      state['params'] = workdir_lib.load_params(trainer.abstract_state['params'],
-                                    c.init_from)
-    elif c.model.init_embeddings:
-      coverage = init_embeddings(state, trainer, corpus.tokenizer,
-                                 c.model.init_embeddings)
-      print(coverage, flush=True)
-    state = trainer.restart_ema(state)
+    return start, state
+  state = trainer.init(jax.random.PRNGKey(c.seed))
+  part = run.init_part
+  if part:  # A pretrained encoder under a new head.
+    state['params'][part] = workdir_lib.load_params(
+        {part: trainer.abstract_state['params'][part]}, c.init_from)[part]
+  elif c.init_from:
+    state['params'] = workdir_lib.load_params(
+        trainer.abstract_state['params'], c.init_from)
+  elif c.model.init_embeddings:
+    coverage = init_embeddings(state, trainer, run.corpus.tokenizer,
+                               c.model.init_embeddings)
+    print(coverage, flush=True)
+  return 0, trainer.restart_ema(state)
 
-  eval_set = task.eval_batches()
-  num_params = transformer.count_params(state['params'])
-  peak = flops.peak_flops(jax.devices()[0].device_kind)
-  writer = writer_lib.MetricWriter(workdir, start, c.train.num_steps)
-  writer.print(f'{num_params:,} parameters; mesh {dict(mesh.shape)}; '
-               f'{"resuming from step " + str(start) if start else "starting"}'
-               f' in {workdir}')
 
-  def evaluate(params) -> dict[str, float]:
-    return task.evaluate(trainer, params, eval_set)
+def _eval_line(step: int, scalars: dict) -> str:
+  """The log line of an evaluation."""
+  return f'step {step}: eval loss {scalars["eval/loss"]:.4f}' + (
+      f', accuracy {scalars["eval/accuracy"]:.4f}'
+      if 'eval/accuracy' in scalars else '') + (
+      f', detection accuracy {scalars["eval/detection_accuracy"]:.4f}'
+      if 'eval/detection_accuracy' in scalars else '')
 
+
+def _train(run: _Run, state, train_iter, start: int, writer, evaluate):
+  """Trains from `start` to train.num_steps (or a signal, or early
+  stopping), evaluating, logging and checkpointing on the way. Returns the
+  final state and the `_Progress`."""
+  c, trainer, ckpt = run.c, run.trainer, run.ckpt
+  best_key, best_mode = run.task.best_metric
   meter = writer_lib.Throughput(
-      flops.train_flops_per_token(trainer.model_cfg, num_params),
-      peak and peak * jax.device_count())
-  losses, eval_loss, rates = [], float('nan'), {}
-  stopped, step = None, start
+      flops.train_flops_per_token(
+          trainer.model_cfg, transformer.count_params(state['params'])),
+      (peak := flops.peak_flops(jax.devices()[0].device_kind)) and
+      peak * jax.device_count())
+  done = _Progress(start)
   spikes, nonfinite_seen = writer_lib.LossSpikes(), 0
   patience = EarlyStopping(c.train.early_stopping, best_key, best_mode,
-                           writer_lib.history(workdir, start))
-  early = False
+                           writer_lib.history(run.workdir, start))
   with preemption_lib.Preemption() as preemption:
     for step in range(start + 1, c.train.num_steps + 1):
+      done.step = step
       batch = trainer.global_batch(next(train_iter))
       state, metrics = trainer.train_step(state, batch)
       final = step == c.train.num_steps
@@ -204,33 +242,29 @@ def train_and_evaluate(config, workdir: str) -> Summary:
       scalars = {}
       if step % c.train.log_every == 0 or final:
         scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        rates = meter.rates(step) or rates
-        scalars.update(rates)
-        losses.append(scalars['train/loss'])
+        done.rates = meter.rates(step) or done.rates
+        scalars.update(done.rates)
+        done.losses.append(scalars['train/loss'])
         if spikes(scalars['train/loss']):
           scalars['train/loss_spike'] = 1.0
           writer.print(f'step {step}: loss spike {scalars["train/loss"]:.4f} '
                        f'(recent mean {spikes.mean:.4f})')
-      early = improved = False
+      done.early = improved = False
       if step % c.train.eval_every == 0 or final:
         scalars.update(evaluate(train_lib.model_params(state)))
-        eval_loss = scalars['eval/loss']
-        writer.print(f'step {step}: eval loss {eval_loss:.4f}' + (
-            f', accuracy {scalars["eval/accuracy"]:.4f}'
-            if 'eval/accuracy' in scalars else '') + (
-            f', detection accuracy {scalars["eval/detection_accuracy"]:.4f}'
-            if 'eval/detection_accuracy' in scalars else ''))
+        done.eval_loss = scalars['eval/loss']
+        writer.print(_eval_line(step, scalars))
         improved = patience.update(scalars[best_key])
-        early = patience.exhausted
-        if early:
+        done.early = patience.exhausted
+        if done.early:
           writer.print(f'step {step}: no better {best_key} in '
                        f'{c.train.early_stopping} evaluations; stopping early')
       if scalars:
         writer.write(step, scalars)
-        writer.progress(step, loss=scalars.get('train/loss'), **rates)
+        writer.progress(step, loss=scalars.get('train/loss'), **done.rates)
       stop = preemption.reached(step)
       # Early stopping needs every evaluated step kept as a candidate.
-      save = (step % c.checkpoint.every == 0 or final or stop or early or
+      save = (step % c.checkpoint.every == 0 or final or stop or done.early or
               (c.train.early_stopping > 0 and best_key in scalars))
       if scalars or save:  # The host syncs here anyway: check the numerics.
         count = int(metrics['train/nonfinite_steps'])
@@ -245,45 +279,79 @@ def train_and_evaluate(config, workdir: str) -> Summary:
         _report_failed_saves(ckpt, writer, step,
                              0 if final or stop else c.checkpoint.every)
       if stop:
-        stopped = preemption.requested or 'SIGTERM'
+        done.stopped = preemption.requested or 'SIGTERM'
         break
-      if early:
+      if done.early:
         break
       if 'eval/loss' in scalars or step % c.checkpoint.every == 0:
         meter.restart(step)  # Keep evals and saves out of tokens/s.
     ckpt.wait()  # A second signal here exits; the last good step is kept.
+  return state, done
+
+
+def _finish(run: _Run, state, start: int, done: _Progress, writer,
+            evaluate) -> Summary:
+  """After the loop: checks the last save, runs the final evaluation (of
+  the best step under early stopping) and writes eval_results.json."""
+  c, ckpt, step = run.c, run.ckpt, done.step
+  best_key = run.task.best_metric[0]
   best_step = ckpt.best_step()
   ckpt.close()
   _report_failed_saves(ckpt, writer, step, 0)
   if ckpt.failures and ckpt.failures[-1][0] == step:
     writer.close()
-    raise workdir_lib.RunError(f'training {"stopped at" if stopped else "reached"} step '
-                   f'{step} but its checkpoint could not be written '
-                   f'({ckpt.failures[-1][1]}); the latest saved is step '
-                   f'{ckpt.latest_step()}: free space or fix the permissions '
-                   'of the workdir, then rerun to redo the steps after it')
-  if stopped:
-    writer.print(f'stopped at step {step} ({stopped}); checkpoint saved: run '
-                 'the same command again to resume')
+    raise workdir_lib.RunError(
+        f'training {"stopped at" if done.stopped else "reached"} step '
+        f'{step} but its checkpoint could not be written '
+        f'({ckpt.failures[-1][1]}); the latest saved is step '
+        f'{ckpt.latest_step()}: free space or fix the permissions of the '
+        'workdir, then rerun to redo the steps after it')
+  if done.stopped:
+    writer.print(f'stopped at step {step} ({done.stopped}); checkpoint '
+                 'saved: run the same command again to resume')
   if c.train.num_steps <= start:  # Nothing left to train: report, do not redo.
-    eval_loss = evaluate(train_lib.model_params(state))['eval/loss']
+    done.eval_loss = evaluate(train_lib.model_params(state))['eval/loss']
   final, params, evaluated = {}, train_lib.model_params(state), step
   if c.train.early_stopping and best_step not in (None, step):
     evaluated = best_step
-    params = workdir_lib.load_params(trainer.abstract_state['params'], workdir, best_step)
-  if c.eval.final and not stopped:  # A stopped run evaluates when it ends.
+    params = workdir_lib.load_params(run.trainer.abstract_state['params'],
+                                     run.workdir, best_step)
+  if c.eval.final and not done.stopped:  # A stopped run evaluates when it ends.
     if evaluated != step:
       writer.print(f'final evaluation of the best step, {evaluated} (by '
                    f'{best_key})')
-    final = task.final(trainer, params, writer)
+    final = run.task.final(run.trainer, params, writer)
     for line in metrics_lib.format_results(final):
       writer.print(line)
     if jax.process_index() == 0:
-      with open(os.path.join(workdir, workdir_lib.RESULTS_FILE), 'w') as f:
+      with open(os.path.join(run.workdir, workdir_lib.RESULTS_FILE), 'w') as f:
         json.dump({'step': evaluated, **final}, f, indent=2)
   best = writer.best('eval/loss')
   writer.close()
-  return Summary(workdir, step if stopped or early else
+  return Summary(run.workdir, step if done.stopped or done.early else
                  max(start, c.train.num_steps),
-                 eval_loss, eval_loss if best is None else best,
-                 rates.get('tokens_per_sec', 0.0), losses, final, stopped)
+                 done.eval_loss, done.eval_loss if best is None else best,
+                 done.rates.get('tokens_per_sec', 0.0), done.losses, final,
+                 done.stopped)
+
+
+def train_and_evaluate(config, workdir: str) -> Summary:
+  """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
+  run = _setup(config, workdir)
+  for line in run.task.notes():
+    print(line, flush=True)
+  train_iter = run.task.train_dataset()
+  start, state = _restore_or_initialise(run, train_iter)
+  eval_set = run.task.eval_batches()
+  num_params = transformer.count_params(state['params'])
+  writer = writer_lib.MetricWriter(workdir, start, run.c.train.num_steps)
+  writer.print(f'{num_params:,} parameters; mesh '
+               f'{dict(run.trainer.mesh.shape)}; '
+               f'{"resuming from step " + str(start) if start else "starting"}'
+               f' in {workdir}')
+
+  def evaluate(params) -> dict[str, float]:
+    return run.task.evaluate(run.trainer, params, eval_set)
+
+  state, done = _train(run, state, train_iter, start, writer, evaluate)
+  return _finish(run, state, start, done, writer, evaluate)

@@ -200,7 +200,7 @@ class Trainer:
       # A non-finite loss or gradient never reaches the state: the update is
       # skipped (one branch of a cond, so the state is still updated in
       # place) and recorded in the state, read by the host when it syncs
-      # anyway (lm.run), so no step waits on a check. The global norm is
+      # anyway (lm.train.loop), so no step waits on a check. The global norm is
       # non-finite when some gradient is (and, in float32, when the squared
       # sum overflows, past ~1e19).
       grad_norm = optax.tree.norm(grads)

@@ -18,6 +18,7 @@ from flax import nnx
 import jax
 
 from lm import config as config_lib
+from lm import errors
 from lm import tasks
 from lm.data import tokenizer as tokenizer_lib
 from lm.train import checkpoint as checkpoint_lib
@@ -37,7 +38,7 @@ CHANGES_FILE = 'config_changes.jsonl'
 IMPORTED_FILE = 'hf_source.json'  # An imported Hugging Face checkpoint's run.
 
 
-class RunError(ValueError):
+class RunError(errors.UserError):
   """A workdir or run setup that cannot be used, as one line."""
 
 

@@ -11,6 +11,8 @@ import time
 import jax
 import tqdm
 
+from lm import errors
+
 
 def _summary_writer(logdir: str):
   """tensorboardX's SummaryWriter for `logdir`. tensorboardX imports torch,
@@ -27,7 +29,7 @@ def _summary_writer(logdir: str):
   return SummaryWriter(logdir)
 
 
-class LogError(ValueError):
+class LogError(errors.UserError):
   """A metrics log that cannot be read, as one line."""
 
 

@@ -1,4 +1,4 @@
-"""Tests of lm.builders: TFDS builders prepared to ArrayRecord without TF."""
+"""Tests of lm.data.builders: TFDS builders prepared to ArrayRecord without TF."""
 
 import json
 import shutil

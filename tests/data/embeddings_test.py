@@ -1,4 +1,4 @@
-"""Tests of lm.embeddings: GloVe/word2vec text vectors into the token table."""
+"""Tests of lm.data.embeddings: GloVe/word2vec text vectors into the token table."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests of lm.encoder_data: masked stream rows, whole-split tiles, sentences."""
+"""Tests of lm.data.encoder_rows: masked stream rows, whole-split tiles, sentences."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests of lm.masking: BERT's 15% and 80/10/10, loss weights, determinism,
+"""Tests of lm.data.masking: BERT's 15% and 80/10/10, loss weights, determinism,
 whole words, word dropout."""
 
 import dataclasses

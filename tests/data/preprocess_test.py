@@ -1,4 +1,4 @@
-"""Tests of lm.preprocess."""
+"""Tests of lm.data.preprocess."""
 
 import pytest
 

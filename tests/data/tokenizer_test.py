@@ -1,4 +1,4 @@
-"""Tests of lm.tokenizer."""
+"""Tests of lm.data.tokenizer."""
 
 import json
 import pathlib

@@ -1,4 +1,4 @@
-"""Tests of lm.decode: sampling rules and cached generation."""
+"""Tests of lm.eval.decode: sampling rules and cached generation."""
 
 from flax import nnx
 import jax

@@ -1,4 +1,4 @@
-"""Tests of lm.metrics: word counts, summaries and sliding-window scoring."""
+"""Tests of lm.eval.metrics: word counts, summaries and sliding-window scoring."""
 
 import math
 import pathlib

@@ -1,4 +1,4 @@
-"""Tests of lm.heads on a bidirectional lm.model.GPT body (BERT-style)."""
+"""Tests of lm.models.heads on a bidirectional lm.models.transformer.GPT body (BERT-style)."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Tests of lm.positions: sinusoidal table, RoPE, ALiBi, T5 buckets."""
+"""Tests of lm.models.positions: sinusoidal table, RoPE, ALiBi, T5 buckets."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Tests of lm.model: causality, KV-cache parity, logical axes, dtypes."""
+"""Tests of lm.models.transformer: causality, KV-cache parity, logical axes, dtypes."""
 
 import chex
 from flax import nnx

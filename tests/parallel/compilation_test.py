@@ -1,4 +1,4 @@
-"""Tests of lm.compilation: the persistent cache and GPU XLA flags."""
+"""Tests of lm.parallel.compilation: the persistent cache and GPU XLA flags."""
 
 from conftest import run_cli
 import ml_collections

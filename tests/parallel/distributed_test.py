@@ -1,4 +1,4 @@
-"""Tests of lm.distributed: two processes over loopback train as one."""
+"""Tests of lm.parallel.distributed: two processes over loopback train as one."""
 
 import json
 import os

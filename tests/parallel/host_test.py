@@ -1,4 +1,4 @@
-"""Tests of lm.host: glibc keeps XLA:CPU's per-step buffers mapped."""
+"""Tests of lm.parallel.host: glibc keeps XLA:CPU's per-step buffers mapped."""
 
 import subprocess
 import sys

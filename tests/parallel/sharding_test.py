@@ -1,4 +1,4 @@
-"""Tests of lm.sharding: mesh sizes and logical-to-mesh rules."""
+"""Tests of lm.parallel.sharding: mesh sizes and logical-to-mesh rules."""
 
 import jax
 import jax.numpy as jnp

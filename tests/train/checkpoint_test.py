@@ -1,4 +1,4 @@
-"""Tests of lm.checkpoint: what is kept, what restores, what is refused."""
+"""Tests of lm.train.checkpoint: what is kept, what restores, what is refused."""
 
 import logging
 

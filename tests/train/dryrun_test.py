@@ -1,4 +1,4 @@
-"""Tests of lm.dryrun: AOT compile, per-device memory, FLOPs, fit check."""
+"""Tests of lm.train.dryrun: AOT compile, per-device memory, FLOPs, fit check."""
 
 from conftest import load_config
 from conftest import run_cli
@@ -44,7 +44,7 @@ def test_flops_and_the_remat_ceiling():
   plain = dryrun.analyse(cpu_config(), devices=jax.devices()[:1])
   tokens = 16 * 64
   assert plain.tokens_per_step == tokens
-  # Model FLOPs: 6N + attention per token (lm.flops), over the whole batch.
+  # Model FLOPs: 6N + attention per token (lm.train.flops), over the whole batch.
   assert plain.model_flops_per_device == pytest.approx(
       tokens * (6 * (plain.num_params - 64 * 128) + 12 * 4 * 4 * 32 * 64))
   # XLA's count of the same step is close to the model's...

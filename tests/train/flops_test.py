@@ -1,4 +1,4 @@
-"""Tests of lm.flops."""
+"""Tests of lm.train.flops."""
 
 from lm.models import layers
 from lm.train import flops

@@ -1,4 +1,4 @@
-"""Tests of lm.run: the loop's outputs, exact resume, init_from, bad workdirs."""
+"""Tests of lm.train.loop: the loop's outputs, exact resume, init_from, bad workdirs."""
 
 import json
 import os

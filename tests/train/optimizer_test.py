@@ -1,4 +1,4 @@
-"""Tests of lm.optimizer: nanoGPT's schedule, the decay mask, clipping."""
+"""Tests of lm.train.optimizer: nanoGPT's schedule, the decay mask, clipping."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Tests of lm.preemption: SIGTERM saves the step it is on and exits 0."""
+"""Tests of lm.train.preemption: SIGTERM saves the step it is on and exits 0."""
 
 import json
 import os

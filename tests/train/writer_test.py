@@ -1,4 +1,4 @@
-"""Tests of lm.writer."""
+"""Tests of lm.train.writer."""
 
 import json
 import subprocess
