@@ -26,9 +26,9 @@ CPU_ARGS = ['config/train_shakespeare_char.py', '--device=cpu',
 _FULL_VAL = '''
 import sys, numpy as np, torch
 sys.path.insert(0, '.')
-from model import GPT, TransformerConfig
+from model import GPT, GPTConfig
 ckpt = torch.load(sys.argv[1] + '/ckpt.pt', map_location='cpu')
-model = GPT(TransformerConfig(**ckpt['model_args']))
+model = GPT(GPTConfig(**ckpt['model_args']))
 model.load_state_dict({k.replace('_orig_mod.', ''): v
                        for k, v in ckpt['model'].items()})
 model.eval()
