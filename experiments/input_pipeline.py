@@ -65,13 +65,16 @@ def main():
   print(f'prepared (or reused), read and tokenized all splits in '
         f'{results["load_seconds"]:.1f} s; train stream {train_tokens:,} '
         'tokens', flush=True)
-  packed = iter(rows_lib.packed_dataset(rows_lib.process_documents(corpus),
-                                    args.length, args.batch, seed=0))
+  packed = iter(
+      rows_lib.packed_dataset(rows_lib.process_documents(corpus),
+                              args.length,
+                              args.batch,
+                              seed=0))
   results['segments_tokens_per_sec'] = measure(packed, args.batches)
   print(f"segments: {results['segments_tokens_per_sec']:,.0f} tokens/s",
         flush=True)
-  stream = iter(rows_lib.train_dataset(corpus.train, args.length, args.batch,
-                                   seed=0))
+  stream = iter(
+      rows_lib.train_dataset(corpus.train, args.length, args.batch, seed=0))
   results['stream_tokens_per_sec'] = measure(stream, args.batches)
   print(f"stream: {results['stream_tokens_per_sec']:,.0f} tokens/s")
   record = {'command': ' '.join(['python'] + sys.argv),

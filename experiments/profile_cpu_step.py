@@ -47,8 +47,9 @@ def main():
   trainer = train.Trainer(c, sharding.make_mesh(c.mesh))
   state = trainer.init(jax.random.PRNGKey(0))
   corpus = corpus_lib.load_corpus(c.data, c.model.max_len)
-  batches = iter(rows_lib.train_dataset(corpus.train, c.model.max_len,
-                                    c.data.batch_size, 0))
+  batches = iter(
+      rows_lib.train_dataset(corpus.train, c.model.max_len, c.data.batch_size,
+                             0))
   for _ in range(5):  # Compile and warm up outside the trace.
     state, m = trainer.train_step(state, trainer.global_batch(next(batches)))
     float(m['train/loss'])

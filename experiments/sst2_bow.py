@@ -39,7 +39,8 @@ def load(path: str, tfds_dir: str, max_train: int):
   out = []
   for split in ('train', 'validation'):
     source = prepare_lib.source(builder, split)
-    texts, labels = corpus_lib.read_texts(source), corpus_lib.read_labels(source)
+    texts, labels = corpus_lib.read_texts(source), corpus_lib.read_labels(
+        source)
     if split == 'train' and max_train:
       texts, labels = texts[:max_train], labels[:max_train]
     out += [texts, labels]

@@ -48,7 +48,8 @@ def dev_sentences(path: str, transform):
   """(texts, labels) of SST-2's dev split, through the project's builder."""
   from lm.data import prepare as prepare_lib
   from lm.data import corpus as corpus_lib
-  source = prepare_lib.source(prepare_lib.prepare('sst2', path=path), 'validation')
+  source = prepare_lib.source(prepare_lib.prepare('sst2', path=path),
+                              'validation')
   return ([transform(t) for t in corpus_lib.read_texts(source)],
           corpus_lib.read_labels(source))
 
@@ -64,14 +65,15 @@ def load_masked_lm(workdir: str):
   from lm.data import tokenizer as tokenizer_lib
   c = workdir_lib.saved_config(workdir)
   if c.task != 'masked_lm':
-    raise workdir_lib.RunError(f'{workdir} is a task={c.task} run; give a masked-LM '
-                       'run (python -m lm.main --config=configs/'
-                       'bert_wikitext2.py)')
+    raise workdir_lib.RunError(
+        f'{workdir} is a task={c.task} run; give a masked-LM '
+        'run (python -m lm.main --config=configs/'
+        'bert_wikitext2.py)')
   model = heads.MaskedLM(layers.TransformerConfig.from_config(c.model),
-                        rngs=nnx.Rngs(0))
+                         rngs=nnx.Rngs(0))
   graphdef, state = nnx.split(model, nnx.Param)
-  nnx.replace_by_pure_dict(state, workdir_lib.load_params(nnx.to_pure_dict(state),
-                                                  workdir))
+  nnx.replace_by_pure_dict(
+      state, workdir_lib.load_params(nnx.to_pure_dict(state), workdir))
   transform = preprocess.make(c.data.normalize, c.data.lowercase, False)
   return (nnx.merge(graphdef, state), tokenizer_lib.load(workdir), transform,
           c.model.max_len)

@@ -419,7 +419,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   for axis in axes:
     size = c.mesh[axis]
     if size == 0 or size < -1:
-      raise ConfigError(f'mesh.{axis} must be a positive size or -1, got {size}')
+      raise ConfigError(
+          f'mesh.{axis} must be a positive size or -1, got {size}')
     if c.mesh[f'dcn_{axis}'] < 1:
       raise ConfigError(f'mesh.dcn_{axis} must be >= 1, got '
                         f'{c.mesh[f"dcn_{axis}"]}')

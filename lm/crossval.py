@@ -149,7 +149,8 @@ def _alphabet(config):
   builder = corpus_lib.prepare(config.data)
   split = corpus_lib.resolve_splits(builder, config.data)['train']
   transform = preprocess.make(config.data.normalize, config.data.lowercase)
-  texts = map(transform, corpus_lib.read_texts(prepare_lib.source(builder, split)))
+  texts = map(transform,
+              corpus_lib.read_texts(prepare_lib.source(builder, split)))
   return tokenizer_lib.train('char', texts)
 
 

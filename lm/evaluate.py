@@ -46,10 +46,10 @@ def main(argv):
         evaluation.text_perplexity, FLAGS.workdir, FLAGS.text, FLAGS.max_len,
         FLAGS.stride, FLAGS.batch_size, FLAGS.step)}
   else:
-    c = cli.exit_on_user_error(evaluation.eval_config, FLAGS.workdir, FLAGS.max_len,
-                               FLAGS.stride, FLAGS.batch_size)
-    results = cli.exit_on_user_error(evaluation.evaluate_saved, c, FLAGS.workdir,
-                                     FLAGS.step)
+    c = cli.exit_on_user_error(evaluation.eval_config, FLAGS.workdir,
+                               FLAGS.max_len, FLAGS.stride, FLAGS.batch_size)
+    results = cli.exit_on_user_error(evaluation.evaluate_saved, c,
+                                     FLAGS.workdir, FLAGS.step)
   for line in metrics_lib.format_results(results):
     print(line)
   if FLAGS.out and jax.process_index() == 0:

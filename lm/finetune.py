@@ -72,12 +72,13 @@ class Classifier:
   def __init__(self, workdir: str, step: int | None = None):
     config = workdir_lib.saved_config(workdir)
     if not tasks.TASKS[config.task].classifies:
-      raise workdir_lib.RunError(f'{workdir} is a task={config.task} run, not a '
-                         'classifier; fine-tune one with python -m '
-                         'lm.finetune')
-    corpus = corpus_lib.load_corpus(
-        config.data, config.model.max_len,
-        tokenizer=tokenizer_lib.load(workdir))
+      raise workdir_lib.RunError(
+          f'{workdir} is a task={config.task} run, not a '
+          'classifier; fine-tune one with python -m '
+          'lm.finetune')
+    corpus = corpus_lib.load_corpus(config.data,
+                                    config.model.max_len,
+                                    tokenizer=tokenizer_lib.load(workdir))
     self.config = config
     self.task = tasks.get(config, corpus)
     self.trainer = train_lib.Trainer(config, sharding.make_mesh(config.mesh))
@@ -88,7 +89,7 @@ class Classifier:
       step = ckpt.best_step() or ckpt.latest_step()
     self.step = step
     self.params = workdir_lib.load_params(self.trainer.abstract_state['params'],
-                                  workdir, step)
+                                          workdir, step)
 
   def evaluate(self, split: str) -> dict:
     if split not in self.task.corpus.texts:

@@ -62,8 +62,8 @@ def dry_run(config, device_kind):
   config_lib.validate(config)
   vocab = config.model.vocab_size
   if not vocab:  # Taken from the data's tokenizer, as a run would.
-    vocab = corpus_lib.load_corpus(config.data, config.model.max_len
-                                 ).tokenizer.vocab_size
+    vocab = corpus_lib.load_corpus(config.data,
+                                   config.model.max_len).tokenizer.vocab_size
   if device_kind and config.model.dtype == 'auto':
     config = config.copy_and_resolve_references()
     config.model.dtype = 'bfloat16'  # As it would run on that accelerator.

@@ -33,7 +33,8 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
            num_samples) -> list[str]:
   """Generates `num_samples` continuations of `prompt` from the run."""
   for name, value, low in (('max_new_tokens', max_new_tokens, 1),
-                           ('num_samples', num_samples, 1), ('top_k', top_k, 0)):
+                           ('num_samples', num_samples, 1), ('top_k', top_k,
+                                                             0)):
     if value < low:
       raise config_lib.ConfigError(f'--{name} must be at least {low}, got '
                                    f'{value}')
@@ -52,12 +53,14 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
         'labels sentences: python -m lm.finetune predict)')
   tok = tokenizer_lib.load(workdir)
   if tok.vocab_size > config.model.vocab_size:
-    raise workdir_lib.RunError(f'{workdir}: its tokenizer has {tok.vocab_size} '
-                       f'entries but its model only {config.model.vocab_size}'
-                       '; the tokenizer files are not this run\'s')
+    raise workdir_lib.RunError(
+        f'{workdir}: its tokenizer has {tok.vocab_size} '
+        f'entries but its model only {config.model.vocab_size}'
+        '; the tokenizer files are not this run\'s')
   prompt_ids = tok.encode(prompt)
   graphdef, _ = task.abstract()
-  params = workdir_lib.load_params(workdir_lib.single_device_params(config), workdir)
+  params = workdir_lib.load_params(workdir_lib.single_device_params(config),
+                                   workdir)
   sampler = decode.Sampler(graphdef, task.model_cfg, valid_vocab=tok.vocab_size)
   ids = sampler.generate(params, prompt_ids, max_new_tokens,
                          num_samples=num_samples, temperature=temperature,

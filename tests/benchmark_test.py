@@ -22,7 +22,8 @@ def test_benchmark_appends_rows_to_its_section(tmp_path):
   text = out.read_text()
   assert text.startswith('# Benchmarks\n\n## Earlier\n\ntext\n')
   rows = [l for l in text.splitlines() if l.startswith('| 20')]
-  assert len(rows) == 2 and all('| tiny (0.121M) | 1 x cpu |' in l for l in rows)
+  assert len(rows) == 2 and all(
+      '| tiny (0.121M) | 1 x cpu |' in l for l in rows)
   assert text.count('## GPT-2 training speed') == 1
 
 

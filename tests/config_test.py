@@ -36,10 +36,10 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
      'must be divisible by model.num_heads'),
     (lambda c: c.data.__setattr__('batch_size', 0),
      "'data.batch_size' must be at least 1"),
-    (lambda c: c.optim.__setattr__('min_lr', 1.0),
-     'optim.min_lr <= optim.lr'),
+    (lambda c: c.optim.__setattr__('min_lr', 1.0), 'optim.min_lr <= optim.lr'),
     (lambda c: c.mesh.__setattr__('tensor', 0), 'mesh.tensor must be'),
-    (lambda c: c.model.__setattr__('mlp_dim', -3), "'model.mlp_dim' must be >= 0"),
+    (lambda c: c.model.__setattr__('mlp_dim', -3),
+     "'model.mlp_dim' must be >= 0"),
     (lambda c: c.__setattr__('seed', -1), 'seed must be in [0, 2**32)'),
     (lambda c: c.model.__setattr__('pooling', 'max'),
      "'model.pooling' is 'max'; valid choices: cls, mean"),
@@ -48,8 +48,8 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.optim.__setattr__('warmup_steps', -5),
      "'optim.warmup_steps' must be >= 0"),
     (lambda c: c.optim.__setattr__('b2', 1.0), 'optim.b2 must be in [0, 1)'),
-    (lambda c: c.mesh.__setattr__('rules', (('batch', 'dta'),)),
-     "mesh.rules entry ('batch', 'dta') must be"),
+    (lambda c: c.mesh.__setattr__('rules', (
+        ('batch', 'dta'),)), "mesh.rules entry ('batch', 'dta') must be"),
     (lambda c: c.data.__setattr__('remove_stopwords', True),
      'data.remove_stopwords is for classification pipelines'),
     (lambda c: c.data.__setattr__('tokenizer', 'sentencepiece'),
@@ -99,8 +99,8 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.data.__setattr__('token_dropout', 0.1),
      'data.token_dropout masks fine-tuning pieces (task=classification), a '
      'share in [0, 1); got 0.1 for task=causal_lm'),
-    (lambda c: c.update(task='classification') or c.data.update(
-        token_dropout=1.0),
+    (lambda c: c.update(task='classification') or c.data.update(token_dropout=
+                                                                1.0),
      'data.token_dropout masks fine-tuning pieces (task=classification), a '
      'share in [0, 1); got 1.0 for task=classification'),
     (lambda c: c.data.__setattr__('whole_word_mask', True),
@@ -114,16 +114,18 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.optim.__setattr__('layer_lr_decay', 0.8),
      'optim.layer_lr_decay is for fine-tuning an encoder '
      '(task=classification); a GPT has no encoder'),
-    (lambda c: c.update(task='classification', model=dict(
-        causal=False, scan_layers=True), data=dict(
-            name='sst2', tokenizer='sentencepiece', vocab_size=100),
-                        optim=dict(layer_lr_decay=0.8)),
+    (lambda c: c.update(
+        task='classification',
+        model=dict(causal=False, scan_layers=True),
+        data=dict(name='sst2', tokenizer='sentencepiece', vocab_size=100),
+        optim=dict(layer_lr_decay=0.8)),
      'optim.layer_lr_decay scales each block on its own; set '
      'model.scan_layers=false (stacked blocks)'),
-    (lambda c: c.update(task='classification', model=dict(causal=False),
-                        data=dict(name='sst2', tokenizer='sentencepiece',
-                                  vocab_size=100),
-                        optim=dict(layer_lr_decay=0.0)),
+    (lambda c: c.update(
+        task='classification',
+        model=dict(causal=False),
+        data=dict(name='sst2', tokenizer='sentencepiece', vocab_size=100),
+        optim=dict(layer_lr_decay=0.0)),
      'optim.layer_lr_decay must be in (0, 1] (1: off), got 0.0'),
     (lambda c: c.model.__setattr__('norm_eps', 0.0),
      'model.norm_eps must be > 0, got 0.0'),

@@ -45,9 +45,12 @@ def test_fold_splits_read_back_disjoint_and_complete(tmp_path, test_config):
   everything = corpus_lib.read_texts(prepare_lib.source(builder, 'train[:36]'))
   held = []
   for _, fold in crossval.fold_configs(c, 3):
-    train = corpus_lib.read_texts(prepare_lib.source(builder, fold.data.train_split))
-    out = corpus_lib.read_texts(prepare_lib.source(builder, fold.data.eval_split))
-    assert not set(train) & set(out) and sorted(train + out) == sorted(everything)
+    train = corpus_lib.read_texts(
+        prepare_lib.source(builder, fold.data.train_split))
+    out = corpus_lib.read_texts(
+        prepare_lib.source(builder, fold.data.eval_split))
+    assert not set(train) & set(out) and sorted(train +
+                                                out) == sorted(everything)
     held += out
   # The held-out folds, in order, are the (non-validation) corpus.
   assert held == everything

@@ -46,8 +46,11 @@ def transformers_nll(model, ids, max_len, stride):
 @pytest.mark.parametrize('max_len,stride', [(48, 48), (32, 12)])
 def test_text_perplexity_matches_transformers(imported, max_len, stride):
   model, run_dir, text = imported
-  got = evaluation.text_perplexity(run_dir, str(text), max_len=max_len,
-                            stride=stride, batch_size=8)
+  got = evaluation.text_perplexity(run_dir,
+                                   str(text),
+                                   max_len=max_len,
+                                   stride=stride,
+                                   batch_size=8)
   ids = tokenizer_lib.load(run_dir).encode(text.read_text()).tolist()
   nll, count = transformers_nll(model, ids, max_len, stride)
   assert got['tokens'] == count == len(ids) - 1

@@ -100,9 +100,10 @@ def test_a_moving_average_is_evaluated_kept_and_resumed(pretrained,
   assert not np.allclose(state['ema']['head']['out']['kernel'],
                          state['params']['head']['out']['kernel'])
   one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  loaded = workdir_lib.load_params(jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-      state['ema']), str(tmp_path / 'a'))
+  loaded = workdir_lib.load_params(
+      jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+          state['ema']), str(tmp_path / 'a'))
   chex.assert_trees_all_equal(loaded, state['ema'])
   final = json.loads((tmp_path / 'a' / 'eval_results.json').read_text())
   again = evaluation.evaluate_saved(c, str(tmp_path / 'a'))
@@ -110,7 +111,8 @@ def test_a_moving_average_is_evaluated_kept_and_resumed(pretrained,
   # Turning the average on or off is refused on resume.
   c.train.ema_decay = 0.0
   c.train.num_steps = 6
-  with pytest.raises(workdir_lib.RunError, match=r'holds a run with a moving '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'holds a run with a moving '
                      r'average of its parameters; keep train.ema_decay=0.5'):
     loop.train_and_evaluate(c, str(tmp_path / 'a'))
 
@@ -175,25 +177,29 @@ def test_evaluate_and_predict_commands(pretrained, tmp_path):
 def test_a_pretrained_run_that_does_not_fit_is_refused(pretrained, tmp_path):
   c = sst2(pretrained)
   c.data.vocab_size = 500
-  with pytest.raises(workdir_lib.RunError, match=r'init_from=.* was trained with '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'init_from=.* was trained with '
                      r'data.vocab_size=1000, this run asks for 500'):
     loop.train_and_evaluate(c, str(tmp_path / 'a'))
   c = sst2(pretrained)
   c.data.lowercase = True  # The pretrained encoder saw cased text.
-  with pytest.raises(workdir_lib.RunError, match=r'was trained with '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'was trained with '
                      r'data.lowercase=False, this run asks for True: set '
                      r'data.lowercase=False'):
     loop.train_and_evaluate(c, str(tmp_path / 'lower'))
   c = sst2(pretrained)
   c.model.embed_dim = 64
-  with pytest.raises(workdir_lib.RunError, match=r'holds another model shape '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'holds another model shape '
                      r'\(model.embed_dim: 32 -> 64'):
     loop.train_and_evaluate(c, str(tmp_path / 'b'))
   gpt = load_config('shakespeare_char', 'test')
   gpt.train.num_steps = 2
   gpt.eval.final = False
   loop.train_and_evaluate(gpt, str(tmp_path / 'gpt'))
-  with pytest.raises(workdir_lib.RunError, match=r'was trained with a char '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'was trained with a char '
                      r'tokenizer, not data.tokenizer=sentencepiece'):
     loop.train_and_evaluate(sst2(str(tmp_path / 'gpt')), str(tmp_path / 'c'))
 

@@ -33,12 +33,78 @@ CASES = {
 }
 
 GOLDEN = {
-    'bpe_causal_lm': {'params': 45280, 'loss_1': 6.928834438323975, 'grad_norm_1': 1.040876030921936, 'loss_3': 6.894128322601318, 'grad_norm_3': 0.9814400672912598, 'eval': {'eval/loss': 6.884136438369751}, 'tokens': [296, 296, 296, 296, 296, 296, 296, 296]},
-    'char_causal_lm': {'params': 28064, 'loss_1': 4.179473876953125, 'grad_norm_1': 1.8369051218032837, 'loss_3': 4.128355503082275, 'grad_norm_3': 1.8096221685409546, 'eval': {'eval/loss': 4.096349477767944}, 'tokens': [1, 1, 1, 1, 1, 1, 1, 1]},
-    'classification': {'params': 46466, 'loss_1': 0.691343367099762, 'grad_norm_1': 0.6122375130653381, 'loss_3': 0.6907651424407959, 'grad_norm_3': 0.17468829452991486, 'eval': {'eval/loss': 0.6933274841308594, 'eval/accuracy': 0.495}, 'tokens': [1, 1, 1, 1, 1, 1, 1, 1]},
-    'masked_lm': {'params': 47464, 'loss_1': 6.899407386779785, 'grad_norm_1': 3.3202857971191406, 'loss_3': 6.916873455047607, 'grad_norm_3': 3.764303207397461, 'eval': {'eval/loss': 6.9071643352508545, 'eval/accuracy': 0.0}, 'tokens': [200, 759, 973, 447, 973, 345, 70, 590]},
-    'replaced_token': {'params': 67337, 'loss_1': 41.384742736816406, 'grad_norm_1': 20.898273468017578, 'loss_3': 41.37503433227539, 'grad_norm_3': 20.903104782104492, 'eval': {'eval/loss': 6.916334629058838, 'eval/accuracy': 0.0, 'eval/detection_loss': 0.6892093420028687, 'eval/detection_accuracy': 0.7890625, 'eval/replaced': 0.125}, 'tokens': [139, 283, 903, 474, 139, 903, 399, 739]},
-    'word_causal_lm': {'params': 1078176, 'loss_1': 10.395171165466309, 'grad_norm_1': 1.1373255252838135, 'loss_3': 10.387117385864258, 'grad_norm_3': 1.0602060556411743, 'eval': {'eval/loss': 10.39910888671875}, 'tokens': [25029, 25029, 25029, 25029, 25029, 25029, 25029, 25029]},
+    'bpe_causal_lm': {
+        'params': 45280,
+        'loss_1': 6.928834438323975,
+        'grad_norm_1': 1.040876030921936,
+        'loss_3': 6.894128322601318,
+        'grad_norm_3': 0.9814400672912598,
+        'eval': {
+            'eval/loss': 6.884136438369751
+        },
+        'tokens': [296, 296, 296, 296, 296, 296, 296, 296]
+    },
+    'char_causal_lm': {
+        'params': 28064,
+        'loss_1': 4.179473876953125,
+        'grad_norm_1': 1.8369051218032837,
+        'loss_3': 4.128355503082275,
+        'grad_norm_3': 1.8096221685409546,
+        'eval': {
+            'eval/loss': 4.096349477767944
+        },
+        'tokens': [1, 1, 1, 1, 1, 1, 1, 1]
+    },
+    'classification': {
+        'params': 46466,
+        'loss_1': 0.691343367099762,
+        'grad_norm_1': 0.6122375130653381,
+        'loss_3': 0.6907651424407959,
+        'grad_norm_3': 0.17468829452991486,
+        'eval': {
+            'eval/loss': 0.6933274841308594,
+            'eval/accuracy': 0.495
+        },
+        'tokens': [1, 1, 1, 1, 1, 1, 1, 1]
+    },
+    'masked_lm': {
+        'params': 47464,
+        'loss_1': 6.899407386779785,
+        'grad_norm_1': 3.3202857971191406,
+        'loss_3': 6.916873455047607,
+        'grad_norm_3': 3.764303207397461,
+        'eval': {
+            'eval/loss': 6.9071643352508545,
+            'eval/accuracy': 0.0
+        },
+        'tokens': [200, 759, 973, 447, 973, 345, 70, 590]
+    },
+    'replaced_token': {
+        'params': 67337,
+        'loss_1': 41.384742736816406,
+        'grad_norm_1': 20.898273468017578,
+        'loss_3': 41.37503433227539,
+        'grad_norm_3': 20.903104782104492,
+        'eval': {
+            'eval/loss': 6.916334629058838,
+            'eval/accuracy': 0.0,
+            'eval/detection_loss': 0.6892093420028687,
+            'eval/detection_accuracy': 0.7890625,
+            'eval/replaced': 0.125
+        },
+        'tokens': [139, 283, 903, 474, 139, 903, 399, 739]
+    },
+    'word_causal_lm': {
+        'params': 1078176,
+        'loss_1': 10.395171165466309,
+        'grad_norm_1': 1.1373255252838135,
+        'loss_3': 10.387117385864258,
+        'grad_norm_3': 1.0602060556411743,
+        'eval': {
+            'eval/loss': 10.39910888671875
+        },
+        'tokens': [25029, 25029, 25029, 25029, 25029, 25029, 25029, 25029]
+    },
 }
 
 PROMPT_TOKENS = 4  # A causal LM continues the first eval row's first tokens,
@@ -50,8 +116,9 @@ def measure(name: str) -> dict:
   config, variant, overrides = CASES[name]
   c = conftest.load_config(config, variant)
   c.update(overrides)
-  corpus = corpus_lib.load_corpus(c.data, c.model.max_len,
-                                specials=tasks.TASKS[c.task].specials)
+  corpus = corpus_lib.load_corpus(c.data,
+                                  c.model.max_len,
+                                  specials=tasks.TASKS[c.task].specials)
   c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size)
   mesh = sharding.make_mesh(c.mesh)
   trainer = train_lib.Trainer(c, mesh)

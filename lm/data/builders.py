@@ -36,21 +36,39 @@ EMBEDDED_SHAKESPEARE = (pathlib.Path(__file__).parents[1] / 'assets' /
 
 # file -> (sha256, lines), from the corpora's READMEs (../shared/data/*).
 KNOWN_FILES = {
-    'wiki.train.tokens': ('9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f', 36718),
-    'wiki.valid.tokens': ('f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8', 3760),
-    'wiki.test.tokens': ('d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0', 4358),
-    'wiki.valid.raw': ('4cd0f6876d07a413aa911261ff6d363c72d757d47f0fdd6015702014c89cb9c7', 3760),
-    'wiki.test.raw': ('173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08', 4358),
-    'input.txt': ('86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed', 40000),
+    'wiki.train.tokens':
+        ('9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f',
+         36718),
+    'wiki.valid.tokens':
+        ('f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8',
+         3760),
+    'wiki.test.tokens':
+        ('d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0',
+         4358),
+    'wiki.valid.raw':
+        ('4cd0f6876d07a413aa911261ff6d363c72d757d47f0fdd6015702014c89cb9c7',
+         3760),
+    'wiki.test.raw':
+        ('173c87a53759e0201f33e0ccf978e510c2042d7f2cb78229d9a50d79b9e7dd08',
+         4358),
+    'input.txt':
+        ('86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed',
+         40000),
 }
 
 
 # GLUE SST-2 (../shared/data/sst2/README.md): named by folder, as `train.tsv`
 # and friends are common names.
 SST2_FILES = {
-    'train.tsv': ('48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1', 67350),
-    'dev.tsv': ('54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0', 873),
-    'test.tsv': ('69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13', 1822),
+    'train.tsv':
+        ('48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1',
+         67350),
+    'dev.tsv':
+        ('54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0', 873
+        ),
+    'test.tsv':
+        ('69a938605609b3e6663b4487918fe1565eb293734e6e520d0366d1d412fd2a13',
+         1822),
 }
 
 
@@ -183,7 +201,8 @@ class TinyShakespeare(_Builder):
     path = folder / 'input.txt' if folder else EMBEDDED_SHAKESPEARE
     if path == EMBEDDED_SHAKESPEARE:
       text = read_text(path, verify=False)
-      if hashlib.sha256(text.encode()).hexdigest() != KNOWN_FILES['input.txt'][0]:
+      if hashlib.sha256(
+          text.encode()).hexdigest() != KNOWN_FILES['input.txt'][0]:
         raise DataError(f'{path} (embedded) is altered; reinstall the package')
     else:
       text = read_text(path)

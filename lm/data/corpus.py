@@ -152,8 +152,10 @@ class Corpus:
 
 def prepare(d):
   """The prepared TFDS builder of data config `d` (see lm.data.builders.prepare)."""
-  return prepare_lib.prepare(d.name, config=d.config, path=d.path,
-                          data_dir=d.tfds_dir)
+  return prepare_lib.prepare(d.name,
+                             config=d.config,
+                             path=d.path,
+                             data_dir=d.tfds_dir)
 
 
 def load_corpus(d, max_len: int, tokenizer=None, splits=None,
@@ -170,17 +172,24 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
   builder = prepare(d)
   names = splits or resolve_splits(builder, d)
   transform = preprocess.make(d.normalize, d.lowercase, d.remove_stopwords)
-  texts = {s: [transform(t) for t in read_texts(prepare_lib.source(builder, n))]
-           for s, n in names.items() if n}
-  labels = ({s: read_labels(prepare_lib.source(builder, n))
-             for s, n in names.items() if n}
-            if 'label' in builder.info.features else {})
+  texts = {
+      s: [transform(t) for t in read_texts(prepare_lib.source(builder, n))]
+      for s, n in names.items()
+      if n
+  }
+  labels = ({
+      s: read_labels(prepare_lib.source(builder, n))
+      for s, n in names.items()
+      if n
+  } if 'label' in builder.info.features else {})
   if d.extra_name:  # Unlabelled text after the training split's.
-    extra = prepare_lib.prepare(d.extra_name, path=d.extra_path,
-                             data_dir=d.tfds_dir)
+    extra = prepare_lib.prepare(d.extra_name,
+                                path=d.extra_path,
+                                data_dir=d.tfds_dir)
     texts['train'] = texts['train'] + [
-        transform(t) for t in read_texts(prepare_lib.source(extra,
-                                                         d.extra_split))]
+        transform(t)
+        for t in read_texts(prepare_lib.source(extra, d.extra_split))
+    ]
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,

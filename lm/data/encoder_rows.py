@@ -233,8 +233,7 @@ def sentence_train_dataset(sentences: Sentences, global_batch: int, seed: int,
   else:
     ds = grain.MapDataset.source(sentences).shuffle(seed=seed).repeat()
     ds = ds[jax.process_index()::jax.process_count()]
-    ds = ds.batch(rows_lib.local_batch_size(global_batch),
-                  drop_remainder=True)
+    ds = ds.batch(rows_lib.local_batch_size(global_batch), drop_remainder=True)
   if token_dropout:
     ids = tok.special_ids
     ds = ds.random_map(masking.DropTokens(

@@ -48,10 +48,12 @@ def _prepare(name, config, path, data_dir):
             'path': path}
   if name == 'text_files':
     if not path:
-      raise builders.DataError("data.name='text_files' needs data.path=FILE_OR_DIR")
+      raise builders.DataError(
+          "data.name='text_files' needs data.path=FILE_OR_DIR")
     builder = builders.TextFiles(**kwargs)
   else:
-    builders._local_dir(path, name)  # Checked even when prepared data is reused.
+    builders._local_dir(path,
+                        name)  # Checked even when prepared data is reused.
     cls = builders.BUILDERS[name]
     if cls.BUILDER_CONFIGS:
       configs = [c.name for c in cls.BUILDER_CONFIGS]

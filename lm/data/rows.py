@@ -30,8 +30,9 @@ class Windows:
 
 def local_batch_size(global_batch: int) -> int:
   if global_batch % jax.process_count():
-    raise corpus_lib.DataError(f'data.batch_size={global_batch} must divide evenly over '
-                    f'{jax.process_count()} processes')
+    raise corpus_lib.DataError(
+        f'data.batch_size={global_batch} must divide evenly over '
+        f'{jax.process_count()} processes')
   return global_batch // jax.process_count()
 
 
@@ -84,9 +85,10 @@ class PackedRows:
     self._lengths = lengths[self._docs]
     self.rows_per_epoch = int(self._lengths.sum()) // self.max_len
     if self.rows_per_epoch == 0:
-      raise corpus_lib.DataError(f'the documents hold {self._lengths.sum()} targets, '
-                      f'fewer than one packed row of {self.max_len}; use more '
-                      'text or a smaller model.max_len')
+      raise corpus_lib.DataError(
+          f'the documents hold {self._lengths.sum()} targets, '
+          f'fewer than one packed row of {self.max_len}; use more '
+          'text or a smaller model.max_len')
     self._cached = (None, None)
 
   def __len__(self) -> int:
@@ -118,8 +120,11 @@ class PackedRows:
             'weights': np.ones(self.max_len, np.float32)}
 
 
-def packed_dataset(documents: corpus_lib.Documents, max_len: int, global_batch: int,
-                   seed: int, prefetch: int = 2) -> grain.IterDataset:
+def packed_dataset(documents: corpus_lib.Documents,
+                   max_len: int,
+                   global_batch: int,
+                   seed: int,
+                   prefetch: int = 2) -> grain.IterDataset:
   """Endless batches of shuffled documents packed into rows with segment ids
   (see PackedRows); `documents` are this process's (`process_documents`)."""
   ds = grain.MapDataset.source(PackedRows(documents, max_len, seed))
@@ -127,15 +132,17 @@ def packed_dataset(documents: corpus_lib.Documents, max_len: int, global_batch: 
                   ).to_iter_dataset(read_options(prefetch))
 
 
-def process_documents(corpus: corpus_lib.Corpus, split: str = 'train') -> corpus_lib.Documents:
+def process_documents(corpus: corpus_lib.Corpus,
+                      split: str = 'train') -> corpus_lib.Documents:
   """This process's share of a split (tfds.split_for_jax_process: equal
   contiguous parts across hosts), tokenized."""
   if jax.process_count() == 1:
     return corpus.documents[split]
   source = prepare_lib.source(corpus.builder,
-                           tfds.split_for_jax_process(corpus.splits[split]))
-  return corpus_lib.Documents.encode(corpus.tokenizer,
-                          [corpus.transform(t) for t in corpus_lib.read_texts(source)])
+                              tfds.split_for_jax_process(corpus.splits[split]))
+  return corpus_lib.Documents.encode(
+      corpus.tokenizer,
+      [corpus.transform(t) for t in corpus_lib.read_texts(source)])
 
 
 def eval_batches(tokens: np.ndarray, max_len: int, global_batch: int,

@@ -21,8 +21,9 @@ def _sentencepiece():
   try:
     import sentencepiece  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise vocabulary.TokenizerError('the sentencepiece tokenizer needs the sentencepiece '
-                         'package; pip install sentencepiece') from None
+    raise vocabulary.TokenizerError(
+        'the sentencepiece tokenizer needs the sentencepiece '
+        'package; pip install sentencepiece') from None
   return sentencepiece
 
 
@@ -36,8 +37,9 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     try:
       self._sp = _sentencepiece().SentencePieceProcessor(model_proto=model)
     except RuntimeError as e:
-      raise vocabulary.TokenizerError(f'not a SentencePiece model ({e}); train the '
-                           'tokenizer again') from None
+      raise vocabulary.TokenizerError(
+          f'not a SentencePiece model ({e}); train the '
+          'tokenizer again') from None
     self.eos_id = self.special_ids.get('eos')
 
   @classmethod
@@ -54,14 +56,17 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     """
     spm = _sentencepiece()
     if model_type not in ('bpe', 'unigram'):
-      raise vocabulary.TokenizerError(f'unknown SentencePiece model_type {model_type!r}; '
-                           "use 'bpe' or 'unigram'")
+      raise vocabulary.TokenizerError(
+          f'unknown SentencePiece model_type {model_type!r}; '
+          "use 'bpe' or 'unigram'")
     if vocab_size <= 0:
-      raise vocabulary.TokenizerError('a sentencepiece tokenizer needs vocab_size > 0 '
-                           '(e.g. 8000)')
+      raise vocabulary.TokenizerError(
+          'a sentencepiece tokenizer needs vocab_size > 0 '
+          '(e.g. 8000)')
     if specials not in vocabulary.SPECIALS:
-      raise vocabulary.TokenizerError(f'unknown specials {specials!r}; use one of '
-                           f'{", ".join(map(repr, vocabulary.SPECIALS))}')
+      raise vocabulary.TokenizerError(
+          f'unknown specials {specials!r}; use one of '
+          f'{", ".join(map(repr, vocabulary.SPECIALS))}')
     ids = (dict(unk_id=0, pad_id=1, bos_id=-1, eos_id=-1, unk_piece='[UNK]',
                 pad_piece='[PAD]',
                 control_symbols=list(vocabulary.BERT_CONTROLS.values()))
@@ -70,8 +75,9 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     lines = [line for text in texts for line in text.split('\n')
              if line.strip()]
     if not lines:
-      raise vocabulary.TokenizerError('no text to train SentencePiece on (every line is '
-                           'blank); check the training split')
+      raise vocabulary.TokenizerError(
+          'no text to train SentencePiece on (every line is '
+          'blank); check the training split')
     model = io.BytesIO()
     spm.set_random_generator_seed(seed)
     try:
@@ -124,8 +130,11 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     return self._sp.decode(vocabulary._checked_ids(ids, self.vocab_size))
 
   def spec(self) -> dict:
-    return {'type': 'sentencepiece', 'model_file': vocabulary.SPM_MODEL_FILE,
-            'sha256': vocabulary._sha256(self.model)}
+    return {
+        'type': 'sentencepiece',
+        'model_file': vocabulary.SPM_MODEL_FILE,
+        'sha256': vocabulary._sha256(self.model)
+    }
 
   def word_kinds(self) -> np.ndarray:
     """'\u2581' (a space) begins a word; a whitespace byte (newline: no
@@ -135,8 +144,8 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     for i in range(self.vocab_size):
       piece = sp.id_to_piece(i)
       if sp.is_byte(i):
-        kinds[i] = vocabulary.WORD_ALONE if chr(int(piece[3:-1], 16)).isspace() else (
-            vocabulary.WORD_CONTINUES)
+        kinds[i] = vocabulary.WORD_ALONE if chr(int(
+            piece[3:-1], 16)).isspace() else (vocabulary.WORD_CONTINUES)
       elif sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
         kinds[i] = vocabulary.WORD_ALONE
       elif piece.startswith('\u2581'):
@@ -144,12 +153,14 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     return kinds
 
   def _save_files(self, directory: str) -> None:
-    vocabulary._write_atomic(os.path.join(directory, vocabulary.SPM_MODEL_FILE), self.model)
+    vocabulary._write_atomic(os.path.join(directory, vocabulary.SPM_MODEL_FILE),
+                             self.model)
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'SentencePieceTokenizer':
-    return cls(vocabulary._read_checked(directory, spec['model_file'], spec['sha256'],
-                             'copy it back from where the run was trained'))
+    return cls(
+        vocabulary._read_checked(directory, spec['model_file'], spec['sha256'],
+                                 'copy it back from where the run was trained'))
 
 
 class HFTokenizer(vocabulary.Tokenizer):
@@ -169,8 +180,9 @@ class HFTokenizer(vocabulary.Tokenizer):
     try:
       self._tok = tokenizers.Tokenizer.from_str(content.decode('utf-8'))
     except Exception as e:  # pylint: disable=broad-except
-      raise vocabulary.TokenizerError('not a Hugging Face tokenizer.json: '
-                           f'{str(e).splitlines()[0][:200]}') from None
+      raise vocabulary.TokenizerError(
+          'not a Hugging Face tokenizer.json: '
+          f'{str(e).splitlines()[0][:200]}') from None
     self.specials = {name: token for name, token in specials.items()
                      if self._tok.token_to_id(token) is not None}
     self.eos_id = self.special_ids.get('eos')
@@ -206,14 +218,21 @@ class HFTokenizer(vocabulary.Tokenizer):
     return kinds
 
   def spec(self) -> dict:
-    return {'type': 'hf', 'file': vocabulary.HF_TOKENIZER_FILE,
-            'sha256': vocabulary._sha256(self.content), 'specials': self.specials}
+    return {
+        'type': 'hf',
+        'file': vocabulary.HF_TOKENIZER_FILE,
+        'sha256': vocabulary._sha256(self.content),
+        'specials': self.specials
+    }
 
   def _save_files(self, directory: str) -> None:
-    vocabulary._write_atomic(os.path.join(directory, vocabulary.HF_TOKENIZER_FILE), self.content)
+    vocabulary._write_atomic(
+        os.path.join(directory, vocabulary.HF_TOKENIZER_FILE), self.content)
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'HFTokenizer':
-    return cls(vocabulary._read_checked(directory, spec['file'], spec['sha256'],
-                             'import the checkpoint again (lm.convert '
-                             'from-hf)'), dict(spec['specials']))
+    return cls(
+        vocabulary._read_checked(
+            directory, spec['file'], spec['sha256'],
+            'import the checkpoint again (lm.convert '
+            'from-hf)'), dict(spec['specials']))

@@ -63,7 +63,8 @@ class CharTokenizer(vocabulary.Tokenizer):
     return np.fromiter((self._ids[ch] for ch in text), np.int32, len(text))
 
   def decode(self, ids) -> str:
-    return ''.join(self.chars[i] for i in vocabulary._checked_ids(ids, self.vocab_size))
+    return ''.join(
+        self.chars[i] for i in vocabulary._checked_ids(ids, self.vocab_size))
 
   def spec(self) -> dict:
     return {'type': 'char', 'chars': self.chars}
@@ -77,15 +78,17 @@ class CharTokenizer(vocabulary.Tokenizer):
     if os.path.isdir(path):
       super().save(path)
     else:
-      vocabulary._write_atomic(os.fspath(path), json.dumps(self.spec()).encode())
+      vocabulary._write_atomic(os.fspath(path),
+                               json.dumps(self.spec()).encode())
 
   @classmethod
   def load(cls, path: str) -> 'CharTokenizer':
     """The char tokenizer in run directory or tokenizer file `path`."""
     tok = load(path)
     if not isinstance(tok, cls):
-      raise vocabulary.TokenizerError(f'{path} holds a {tok.kind} tokenizer, not a char '
-                           'one; read it with lm.data.tokenizer.load')
+      raise vocabulary.TokenizerError(
+          f'{path} holds a {tok.kind} tokenizer, not a char '
+          'one; read it with lm.data.tokenizer.load')
     return tok
 
   @classmethod
@@ -106,11 +109,15 @@ class WordTokenizer(vocabulary.Tokenizer):
   def __init__(self, words: Sequence[str]):
     self.words = list(words)
     self._ids = {w: i for i, w in enumerate(self.words)}
-    missing = [w for w in (vocabulary.UNK, vocabulary.EOS) if w not in self._ids]
+    missing = [
+        w for w in (vocabulary.UNK, vocabulary.EOS) if w not in self._ids
+    ]
     if len(self._ids) != len(self.words) or missing:
-      raise vocabulary.TokenizerError(f'a word vocabulary needs {vocabulary.UNK} and {vocabulary.EOS} and no '
-                           'repeated words; train the tokenizer again')
-    self.unk_id, self.eos_id = self._ids[vocabulary.UNK], self._ids[vocabulary.EOS]
+      raise vocabulary.TokenizerError(
+          f'a word vocabulary needs {vocabulary.UNK} and {vocabulary.EOS} and no '
+          'repeated words; train the tokenizer again')
+    self.unk_id, self.eos_id = self._ids[vocabulary.UNK], self._ids[
+        vocabulary.EOS]
 
   @classmethod
   def train(cls, texts: Iterable[str], min_count: int = 1,
@@ -123,8 +130,10 @@ class WordTokenizer(vocabulary.Tokenizer):
     and so encode to `<unk>`. Ties in frequency keep the earlier word.
     """
     if max_size and max_size < 2:
-      raise vocabulary.TokenizerError(f'a word vocabulary of max_size={max_size} cannot '
-                           f'hold {vocabulary.EOS} and {vocabulary.UNK}; use at least 2 or 0 (all)')
+      raise vocabulary.TokenizerError(
+          f'a word vocabulary of max_size={max_size} cannot '
+          f'hold {vocabulary.EOS} and {vocabulary.UNK}; use at least 2 or 0 (all)'
+      )
     counts = collections.Counter()
     for text in texts:
       for line in vocabulary._lines(text):
@@ -205,7 +214,8 @@ class ByteTokenizer(vocabulary.Tokenizer):
     try:
       data = text.encode('utf-8')
     except UnicodeEncodeError as e:
-      raise vocabulary.TokenizerError(f'text is not encodable as UTF-8 ({e})') from None
+      raise vocabulary.TokenizerError(
+          f'text is not encodable as UTF-8 ({e})') from None
     return np.frombuffer(data, np.uint8).astype(np.int32)
 
   def decode(self, ids) -> str:
@@ -222,9 +232,13 @@ class ByteTokenizer(vocabulary.Tokenizer):
     return cls()
 
 
-_CLASSES = {'char': CharTokenizer, 'word': WordTokenizer,
-            'sentencepiece': subword.SentencePieceTokenizer, 'byte': ByteTokenizer,
-            'hf': subword.HFTokenizer}
+_CLASSES = {
+    'char': CharTokenizer,
+    'word': WordTokenizer,
+    'sentencepiece': subword.SentencePieceTokenizer,
+    'byte': ByteTokenizer,
+    'hf': subword.HFTokenizer
+}
 
 
 def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
@@ -241,33 +255,39 @@ def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
   """
   if kind == 'char':
     if vocab_size:
-      raise vocabulary.TokenizerError(f'vocab_size={vocab_size}: a char vocabulary is '
-                           'the training text\'s characters; set it to 0')
+      raise vocabulary.TokenizerError(
+          f'vocab_size={vocab_size}: a char vocabulary is '
+          'the training text\'s characters; set it to 0')
     chars = set()
     for text in texts:
       chars.update(text)
     tok = CharTokenizer(''.join(sorted(chars)))
   elif kind == 'word':
     if vocab_size and max_size and vocab_size != max_size:
-      raise vocabulary.TokenizerError(f'vocab_size={vocab_size} and max_size={max_size} '
-                           'both cap the word vocabulary; give one')
+      raise vocabulary.TokenizerError(
+          f'vocab_size={vocab_size} and max_size={max_size} '
+          'both cap the word vocabulary; give one')
     tok = WordTokenizer.train(texts, min_count, max_size or vocab_size)
   elif kind == 'sentencepiece':
     tok = subword.SentencePieceTokenizer.train(texts, vocab_size, model_type,
-                                       input_sentence_size, seed, specials)
+                                               input_sentence_size, seed,
+                                               specials)
   elif kind == 'byte':
     if vocab_size not in (0, 257):
-      raise vocabulary.TokenizerError(f'vocab_size={vocab_size}: the byte vocabulary is '
-                           'always 257; set it to 0')
+      raise vocabulary.TokenizerError(
+          f'vocab_size={vocab_size}: the byte vocabulary is '
+          'always 257; set it to 0')
     tok = ByteTokenizer()
   elif kind == 'hf':
-    raise vocabulary.TokenizerError('data.tokenizer=hf is the tokenizer of a Hugging '
-                         'Face checkpoint and is not trained: import one with '
-                         'python -m lm.convert from-hf and start from it with '
-                         '--config.init_from=RUN')
+    raise vocabulary.TokenizerError(
+        'data.tokenizer=hf is the tokenizer of a Hugging '
+        'Face checkpoint and is not trained: import one with '
+        'python -m lm.convert from-hf and start from it with '
+        '--config.init_from=RUN')
   else:
-    raise vocabulary.TokenizerError(f'unknown tokenizer kind {kind!r}; use one of '
-                         f'{", ".join(KINDS)}')
+    raise vocabulary.TokenizerError(
+        f'unknown tokenizer kind {kind!r}; use one of '
+        f'{", ".join(KINDS)}')
   if directory is not None:
     tok.save(directory)
   return tok
@@ -280,24 +300,29 @@ def save(tok: vocabulary.Tokenizer, directory: str) -> None:
 
 def load(path: str) -> vocabulary.Tokenizer:
   """The tokenizer saved in run directory `path` (or tokenizer file `path`)."""
-  file = os.path.join(path, vocabulary.TOKENIZER_FILE) if os.path.isdir(path) else path
+  file = os.path.join(
+      path, vocabulary.TOKENIZER_FILE) if os.path.isdir(path) else path
   if not os.path.exists(file):
-    raise vocabulary.TokenizerError(f'no tokenizer at {path}; is this a run directory?')
+    raise vocabulary.TokenizerError(
+        f'no tokenizer at {path}; is this a run directory?')
   try:
     with open(file, encoding='utf-8') as f:
       spec = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise vocabulary.TokenizerError(f'{file} is not valid JSON ({e}); restore it or '
-                         'train the tokenizer again') from None
+    raise vocabulary.TokenizerError(
+        f'{file} is not valid JSON ({e}); restore it or '
+        'train the tokenizer again') from None
   kind = spec.get('type') if isinstance(spec, dict) else None
   if kind not in _CLASSES:
-    raise vocabulary.TokenizerError(f'{file}: unknown tokenizer type {kind!r}; expected '
-                         f'one of {", ".join(KINDS)}')
+    raise vocabulary.TokenizerError(
+        f'{file}: unknown tokenizer type {kind!r}; expected '
+        f'one of {", ".join(KINDS)}')
   try:
     return _CLASSES[kind].from_spec(spec, os.path.dirname(os.fspath(file)))
   except vocabulary.TokenizerError:
     raise
   except (KeyError, TypeError, ValueError) as e:
-    raise vocabulary.TokenizerError(f'{file}: malformed {kind} tokenizer '
-                         f'({type(e).__name__}: {e}); restore it or train the '
-                         'tokenizer again') from None
+    raise vocabulary.TokenizerError(
+        f'{file}: malformed {kind} tokenizer '
+        f'({type(e).__name__}: {e}); restore it or train the '
+        'tokenizer again') from None

@@ -41,7 +41,9 @@ def sample_logits(rng, logits_BxV, temperature, top_k: int,
 class Sampler:
   """Generates continuations from a model's graph definition and parameters."""
 
-  def __init__(self, graphdef, cfg: layers.TransformerConfig,
+  def __init__(self,
+               graphdef,
+               cfg: layers.TransformerConfig,
                valid_vocab: int | None = None):
     """`valid_vocab`: ids at or above it (vocabulary padding) are never drawn."""
     self.graphdef = graphdef

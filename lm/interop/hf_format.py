@@ -55,8 +55,9 @@ def architecture(hf_config: dict) -> str:
                                  'bert': 'BertForMaskedLM'}.get(
                                      hf_config.get('model_type'), '')
   if name not in ARCHITECTURES:
-    raise FormatError(f'architecture {name or hf_config.get("model_type")!r} '
-                      f'is not supported; supported: {", ".join(ARCHITECTURES)}')
+    raise FormatError(
+        f'architecture {name or hf_config.get("model_type")!r} '
+        f'is not supported; supported: {", ".join(ARCHITECTURES)}')
   return name
 
 

@@ -135,8 +135,9 @@ def from_hf(model_dir: str, workdir: str) -> str:
   arch, fields = hf_format.model_fields(hf)
   task = tasks.for_architecture(arch)
   if checkpoint_lib.saved_steps(workdir):
-    raise workdir_lib.RunError(f'workdir {workdir} already holds a run; give a new '
-                       '--workdir')
+    raise workdir_lib.RunError(
+        f'workdir {workdir} already holds a run; give a new '
+        '--workdir')
   tok = read_tokenizer(model_dir)
   if tok.vocab_size > fields['vocab_size']:
     raise hf_format.FormatError(
@@ -170,7 +171,7 @@ def from_hf(model_dir: str, workdir: str) -> str:
   ckpt.save(0, {'params': params}, None)
   if not ckpt.wait():
     raise workdir_lib.RunError(f'could not save the checkpoint in {workdir}: '
-                       f'{ckpt.failures[-1][1]}')
+                               f'{ckpt.failures[-1][1]}')
   ckpt.close()
   with open(os.path.join(workdir, workdir_lib.IMPORTED_FILE), 'w') as f:
     json.dump({'model_dir': os.path.abspath(model_dir),
@@ -185,7 +186,8 @@ def from_hf(model_dir: str, workdir: str) -> str:
 def load_run_params(workdir: str, step: int | None = None):
   """(config, parameters in the per-layer layout) of a run."""
   c = workdir_lib.saved_config(workdir)
-  params = workdir_lib.load_params(workdir_lib.single_device_params(c), workdir, step)
+  params = workdir_lib.load_params(workdir_lib.single_device_params(c), workdir,
+                                   step)
   body = tasks.TASKS[c.task].body
   if c.model.scan_layers and body:
     params = {**params, body: transformer.unstack_layers(params[body])}
@@ -210,8 +212,9 @@ def to_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
   arch = hf_architecture(c)
   hf = hf_format.hf_config(arch, c.model)
   if os.path.isdir(out_dir) and os.listdir(out_dir):
-    raise workdir_lib.RunError(f'--out_dir={out_dir} is not empty; give a new or '
-                       'empty folder')
+    raise workdir_lib.RunError(
+        f'--out_dir={out_dir} is not empty; give a new or '
+        'empty folder')
   tok = tokenizer_lib.load(workdir)
   c, params = load_run_params(workdir, step)
   tensors = hf_format.from_params(arch, c.model, params)

@@ -136,13 +136,17 @@ class Attention(nnx.Module):
     self.cfg = cfg
     # Separate projections keep 'heads' the major axis of each kernel's
     # output, so tensor parallelism splits whole heads.
-    self.q = layers.Dense((D,), (H, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
+    self.q = layers.Dense((D,), (H, K), ('embed', 'heads', 'kv'),
+                          cfg,
+                          rngs=rngs)
     self.k, self.v = (
         layers.Dense((D,), (G, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
         for _ in range(2))
     # Residual projections get GPT-2's depth-scaled init.
-    self.out = layers.Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg, rngs=rngs,
-                     std=cfg.residual_std)
+    self.out = layers.Dense((H, K), (D,), ('heads', 'kv', 'embed'),
+                            cfg,
+                            rngs=rngs,
+                            std=cfg.residual_std)
     self.dropout = nnx.Dropout(cfg.dropout_at('attention'))
     self.dtype = layers.DTYPES[cfg.dtype]
     self.q_norm, self.k_norm = (

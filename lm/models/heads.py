@@ -34,12 +34,10 @@ class MLMHead(nnx.Module):
 
   def __init__(self, cfg: layers.TransformerConfig, *, rngs: nnx.Rngs):
     d = cfg.embed_dim
-    self.transform = layers.Dense((d,), (d,), ('embed', 'mlp'), cfg,
-                                     rngs=rngs)
+    self.transform = layers.Dense((d,), (d,), ('embed', 'mlp'), cfg, rngs=rngs)
     self.norm = layers.LayerNorm(cfg, rngs=rngs)
-    self.bias = layers.param(rngs, nnx.initializers.zeros,
-                                (cfg.vocab_size,), ('vocab',),
-                                cfg.param_dtype)
+    self.bias = layers.param(rngs, nnx.initializers.zeros, (cfg.vocab_size,),
+                             ('vocab',), cfg.param_dtype)
 
   def __call__(self, hidden_BxLxD, wte_VxD):
     x_BxLxD = self.norm(layers.gelu(self.transform(hidden_BxLxD)))
@@ -52,15 +50,19 @@ class Classifier(nnx.Module):
   """Hidden states [B, L, D] -> class logits [B, C] from position 0 ([CLS]),
   or from the mean over the real tokens (`real_BxL` nonzero) with 'mean'."""
 
-  def __init__(self, cfg: layers.TransformerConfig, num_classes: int, *,
-               rngs: nnx.Rngs, dropout: float = 0.1):
+  def __init__(self,
+               cfg: layers.TransformerConfig,
+               num_classes: int,
+               *,
+               rngs: nnx.Rngs,
+               dropout: float = 0.1):
     d = cfg.embed_dim
-    self.pooler = layers.Dense((d,), (d,), ('embed', 'mlp'), cfg,
-                                  rngs=rngs)
+    self.pooler = layers.Dense((d,), (d,), ('embed', 'mlp'), cfg, rngs=rngs)
     self.dropout = nnx.Dropout(dropout)
     self.pooling = cfg.pooling
-    self.out = layers.Dense((d,), (num_classes,), ('embed', None), cfg,
-                               rngs=rngs)
+    self.out = layers.Dense((d,), (num_classes,), ('embed', None),
+                            cfg,
+                            rngs=rngs)
 
   def __call__(self, hidden_BxLxD, real_BxL=None, deterministic=True,
                rngs=None):
@@ -122,8 +124,7 @@ class DetectorHead(nnx.Module):
 
   def __init__(self, cfg: layers.TransformerConfig, *, rngs: nnx.Rngs):
     d = cfg.embed_dim
-    self.transform = layers.Dense((d,), (d,), ('embed', 'mlp'), cfg,
-                                     rngs=rngs)
+    self.transform = layers.Dense((d,), (d,), ('embed', 'mlp'), cfg, rngs=rngs)
     self.out = layers.Dense((d,), (1,), ('embed', None), cfg, rngs=rngs)
 
   def __call__(self, hidden_BxLxD):

@@ -93,7 +93,13 @@ def param(rngs, init, shape, names, dtype):
 class Dense(nnx.Module):
   """x @ kernel (+ bias), contracting the trailing `len(in_shape)` axes."""
 
-  def __init__(self, in_shape, out_shape, names, cfg: TransformerConfig, *, rngs,
+  def __init__(self,
+               in_shape,
+               out_shape,
+               names,
+               cfg: TransformerConfig,
+               *,
+               rngs,
                std=0.02):
     self.n_in = len(in_shape)
     self.dtype = DTYPES[cfg.dtype]

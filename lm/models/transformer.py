@@ -72,17 +72,17 @@ class GPT(nnx.Module):
     self.cfg = cfg
     init = nnx.initializers.normal(0.02)
     self.wte = layers.param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
-                      ('vocab', 'embed'), cfg.param_dtype)
+                            ('vocab', 'embed'), cfg.param_dtype)
     self.wpe = (layers.param(rngs, init, (cfg.max_len, cfg.embed_dim),
-                       (None, 'embed'), cfg.param_dtype)
+                             (None, 'embed'), cfg.param_dtype)
                 if cfg.position == 'learned' else None)
     # T5 shares one bias table [buckets, heads] across the layers.
     self.wtt = (layers.param(rngs, init, (cfg.type_vocab_size, cfg.embed_dim),
-                       (None, 'embed'), cfg.param_dtype)
+                             (None, 'embed'), cfg.param_dtype)
                 if cfg.type_vocab_size else None)
-    self.relative = (layers.param(rngs, init, (cfg.relative_buckets, cfg.num_heads),
-                            (None, 'heads'), cfg.param_dtype)
-                     if cfg.position == 't5' else None)
+    self.relative = (layers.param(
+        rngs, init, (cfg.relative_buckets, cfg.num_heads),
+        (None, 'heads'), cfg.param_dtype) if cfg.position == 't5' else None)
     self.ln_e = layers.LayerNorm(cfg, rngs=rngs) if cfg.embed_norm else None
     self.dropout = nnx.Dropout(cfg.dropout_at('embed'))
     if cfg.scan_layers:
@@ -98,11 +98,11 @@ class GPT(nnx.Module):
       self.blocks = nnx.List([Block(cfg, rngs=rngs)
                               for _ in range(cfg.num_layers)])
     # Post-norm blocks already end in a norm.
-    self.ln_f = (layers.LayerNorm(cfg, rngs=rngs) if cfg.norm_position == 'pre'
-                 else None)
-    self.head = (None if cfg.tie_embeddings else
-                 layers.param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
-                        ('vocab', 'embed'), cfg.param_dtype))
+    self.ln_f = (layers.LayerNorm(cfg, rngs=rngs)
+                 if cfg.norm_position == 'pre' else None)
+    self.head = (None if cfg.tie_embeddings else layers.param(
+        rngs, init, (cfg.vocab_size, cfg.embed_dim),
+        ('vocab', 'embed'), cfg.param_dtype))
 
   def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None,
@@ -219,11 +219,14 @@ class GPT(nnx.Module):
     shape = (batch_size, c.max_len, c.kv_heads, c.head_dim)
     if c.scan_layers:
       shape = (c.num_layers, *shape)
-      return {'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
-              'v': jnp.zeros(shape, layers.DTYPES[c.dtype])}
-    return [{'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
-             'v': jnp.zeros(shape, layers.DTYPES[c.dtype])}
-            for _ in range(c.num_layers)]
+      return {
+          'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
+          'v': jnp.zeros(shape, layers.DTYPES[c.dtype])
+      }
+    return [{
+        'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
+        'v': jnp.zeros(shape, layers.DTYPES[c.dtype])
+    } for _ in range(c.num_layers)]
 
 
 def stack_layers(params: dict) -> dict:

@@ -36,4 +36,5 @@ def keep_freed_memory() -> bool:
   except (OSError, AttributeError):
     return False
   mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-  return bool(mallopt(_M_MMAP_THRESHOLD, _MAX) & mallopt(_M_TRIM_THRESHOLD, _MAX))
+  return bool(
+      mallopt(_M_MMAP_THRESHOLD, _MAX) & mallopt(_M_TRIM_THRESHOLD, _MAX))

@@ -39,18 +39,21 @@ class CausalLM(base.Task):
   def train_dataset(self):
     c = self.c
     if c.data.pack == 'segments':
-      return iter(rows_lib.packed_dataset(
-          rows_lib.process_documents(self.corpus), c.model.max_len,
-          c.data.batch_size, c.seed, c.data.prefetch))
-    return iter(rows_lib.train_dataset(
-        self.corpus.train, c.model.max_len, c.data.batch_size, c.seed,
-        c.data.prefetch))
+      return iter(
+          rows_lib.packed_dataset(rows_lib.process_documents(self.corpus),
+                                  c.model.max_len, c.data.batch_size, c.seed,
+                                  c.data.prefetch))
+    return iter(
+        rows_lib.train_dataset(self.corpus.train, c.model.max_len,
+                               c.data.batch_size, c.seed, c.data.prefetch))
 
   def eval_batches(self) -> list[dict[str, np.ndarray]]:
     """This process's rows of the fixed validation sample."""
     c = self.c
-    return rows_lib.eval_batches(self.corpus.val, c.model.max_len,
-                                 c.data.batch_size, c.train.eval_batches,
+    return rows_lib.eval_batches(self.corpus.val,
+                                 c.model.max_len,
+                                 c.data.batch_size,
+                                 c.train.eval_batches,
                                  seed=c.seed + 1)
 
   def evaluate(self, trainer, params, batches) -> dict[str, float]:

@@ -18,12 +18,14 @@ def evaluate_saved(config, workdir: str, step: int | None = None
   """The final evaluation (`Task.final`) of a finished run's parameters,
   latest or at `step`, under `config` (e.g. with another eval.max_len: train
   short, test long)."""
-  corpus = corpus_lib.load_corpus(
-      config.data, config.model.max_len,
-      tokenizer=workdir_lib.saved_tokenizer(workdir, '', config.data.tokenizer))
+  corpus = corpus_lib.load_corpus(config.data,
+                                  config.model.max_len,
+                                  tokenizer=workdir_lib.saved_tokenizer(
+                                      workdir, '', config.data.tokenizer))
   c = workdir_lib.resolve(config, corpus.tokenizer.vocab_size)
   trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
-  params = workdir_lib.load_params(trainer.abstract_state['params'], workdir, step)
+  params = workdir_lib.load_params(trainer.abstract_state['params'], workdir,
+                                   step)
   return tasks.get(c, corpus).final(trainer, params)
 
 
@@ -64,5 +66,6 @@ def text_perplexity(workdir: str, path: str, max_len: int = 0,
     raise config_lib.ConfigError(f'--text={path} has {len(stream)} tokens; '
                                  'at least 2 are needed')
   trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
-  params = workdir_lib.load_params(trainer.abstract_state['params'], workdir, step)
+  params = workdir_lib.load_params(trainer.abstract_state['params'], workdir,
+                                   step)
   return tasks.get(c).evaluate_stream(trainer, params, stream, text)

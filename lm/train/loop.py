@@ -153,11 +153,11 @@ def _setup(config, workdir: str) -> _Run:
   c = workdir_lib.adopt_imported(config)
   # Before preparing data, which can take minutes.
   workdir_lib.make_workdir(workdir)
-  corpus = corpus_lib.load_corpus(
-      c.data, c.model.max_len,
-      tokenizer=workdir_lib.saved_tokenizer(workdir, c.init_from,
-                                            c.data.tokenizer),
-      specials=tasks.TASKS[c.task].specials)
+  corpus = corpus_lib.load_corpus(c.data,
+                                  c.model.max_len,
+                                  tokenizer=workdir_lib.saved_tokenizer(
+                                      workdir, c.init_from, c.data.tokenizer),
+                                  specials=tasks.TASKS[c.task].specials)
   c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size)
   init_part = (workdir_lib.check_init_from(c, corpus.tokenizer)
                if c.init_from else '')
@@ -196,8 +196,8 @@ def _restore_or_initialise(run: _Run, train_iter):
     state['params'][part] = workdir_lib.load_params(
         {part: trainer.abstract_state['params'][part]}, c.init_from)[part]
   elif c.init_from:
-    state['params'] = workdir_lib.load_params(
-        trainer.abstract_state['params'], c.init_from)
+    state['params'] = workdir_lib.load_params(trainer.abstract_state['params'],
+                                              c.init_from)
   elif c.model.init_embeddings:
     coverage = init_embeddings(state, trainer, run.corpus.tokenizer,
                                c.model.init_embeddings)

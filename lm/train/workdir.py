@@ -141,7 +141,8 @@ def saved_tokenizer(workdir: str, init_from: str, kind: str):
       raise RunError(f'{run_dir} holds checkpoints but no {TOKENIZER_FILE}: '
                      'its vocabulary is unknown; restore the file or use a '
                      'new --workdir')
-  found = [(d, tokenizer_lib.load(d)) for d in (workdir, init_from)
+  found = [(d, tokenizer_lib.load(d))
+           for d in (workdir, init_from)
            if d and os.path.exists(os.path.join(d, TOKENIZER_FILE))]
   for run_dir, tok in found:
     if tok.kind != kind:

@@ -29,8 +29,10 @@ def texts(builder, split):
 
 @needs_wikitext
 def test_wikitext2_matches_published_counts_and_bytes(tfds_dir):
-  b = prepare_lib.prepare('wikitext2', config='tokens', path=str(WIKITEXT),
-                       data_dir=tfds_dir)
+  b = prepare_lib.prepare('wikitext2',
+                          config='tokens',
+                          path=str(WIKITEXT),
+                          data_dir=tfds_dir)
   counts = {s: b.info.splits[s].num_examples for s in b.info.splits}
   assert counts == {'train': 36718, 'validation': 3760, 'test': 4358}
   assert b.info.file_format.value == 'array_record'
@@ -39,8 +41,10 @@ def test_wikitext2_matches_published_counts_and_bytes(tfds_dir):
   train_tokens = sum(len(t.split()) + 1 for t in texts(b, 'train'))
   assert train_tokens == 2088628  # Words plus one <eos> per line.
   # Prepared once: a second call reuses the ArrayRecords.
-  again = prepare_lib.prepare('wikitext2', config='tokens', path=str(WIKITEXT),
-                           data_dir=tfds_dir)
+  again = prepare_lib.prepare('wikitext2',
+                              config='tokens',
+                              path=str(WIKITEXT),
+                              data_dir=tfds_dir)
   assert again.data_dir == b.data_dir
 
 
@@ -48,8 +52,10 @@ def test_raw_config_prepares_the_splits_it_finds(tfds_dir):
   raw = SHARED_DATA / 'wikitext-2-raw'
   if not raw.is_dir():
     pytest.skip('../shared/data/wikitext-2-raw absent')
-  b = prepare_lib.prepare('wikitext2', config='raw', path=str(raw),
-                       data_dir=tfds_dir)
+  b = prepare_lib.prepare('wikitext2',
+                          config='raw',
+                          path=str(raw),
+                          data_dir=tfds_dir)
   assert set(b.info.splits) == {'validation', 'test'}
   with pytest.raises(builders.DataError, match="no split 'train'; it has"):
     prepare_lib.source(b, 'train')
@@ -90,21 +96,25 @@ def test_altered_file_is_refused_with_counts(tmp_path):
   (folder / 'wiki.valid.tokens').write_text(''.join(lines[:-1]))
   with pytest.raises(builders.DataError, match=r'3,759 lines \(expected '
                      r'3,760\).*copy it again'):
-    prepare_lib.prepare('wikitext2', path=str(folder),
-                     data_dir=str(tmp_path / 'tfds'))
+    prepare_lib.prepare('wikitext2',
+                        path=str(folder),
+                        data_dir=str(tmp_path / 'tfds'))
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tfds_dir):
   fresh = str(tmp_path / 'tfds')  # Nothing prepared there yet.
   with pytest.raises(builders.DataError, match='is not a directory'):
-    prepare_lib.prepare('wikitext2', path=str(tmp_path / 'nope'), data_dir=fresh)
+    prepare_lib.prepare('wikitext2',
+                        path=str(tmp_path / 'nope'),
+                        data_dir=fresh)
   with pytest.raises(builders.DataError, match='holds no wiki.valid.tokens'):
     prepare_lib.prepare('wikitext2', path=str(tmp_path), data_dir=fresh)
   with pytest.raises(builders.DataError, match="no config 'big'"):
     prepare_lib.prepare('wikitext2', config='big', data_dir=tfds_dir)
   with pytest.raises(builders.DataError, match='does not exist'):
-    prepare_lib.prepare('text_files', path=str(tmp_path / 'x.txt'),
-                     data_dir=tfds_dir)
+    prepare_lib.prepare('text_files',
+                        path=str(tmp_path / 'x.txt'),
+                        data_dir=tfds_dir)
   bad = tmp_path / 'bad'
   bad.mkdir()
   (bad / 'train.txt').write_bytes(b'ok\nbroken \xff here\n')

@@ -55,8 +55,8 @@ def test_extra_text_follows_the_training_split(tmp_path):
 
 def test_missing_validation_is_held_out_of_train(tmp_path):
   (tmp_path / 'notes.txt').write_text(''.join(f'line {i}\n' for i in range(50)))
-  corpus = corpus_lib.load_corpus(data_config(name='text_files',
-                                            path=str(tmp_path)), 8)
+  corpus = corpus_lib.load_corpus(
+      data_config(name='text_files', path=str(tmp_path)), 8)
   assert corpus.splits == {'train': 'train[:45]', 'validation': 'train[45:]',
                            'test': ''}
   assert corpus.texts['validation'][0] == 'line 45\n'
@@ -107,7 +107,9 @@ def packed(tmp_path, seed=0):
   corpus = corpus_lib.load_corpus(
       data_config(name='text_files', path=str(tmp_path), tokenizer='word'), 8)
   return corpus, rows_lib.packed_dataset(rows_lib.process_documents(corpus),
-                                         16, 4, seed=seed)
+                                         16,
+                                         4,
+                                         seed=seed)
 
 
 def test_packed_rows_keep_documents_apart(tmp_path):
@@ -171,14 +173,15 @@ def test_eval_batches_are_fixed():
 
 def test_bad_corpora_give_one_line(tmp_path):
   with pytest.raises(corpus_lib.DataError, match='does not exist'):
-    corpus_lib.load_corpus(data_config(name='text_files',
-                                     path=str(tmp_path / 'missing.txt')), 8)
+    corpus_lib.load_corpus(
+        data_config(name='text_files', path=str(tmp_path / 'missing.txt')), 8)
   (tmp_path / 'bad.txt').write_bytes(b'\xff\xfe')
   with pytest.raises(corpus_lib.DataError, match='is not valid UTF-8'):
-    corpus_lib.load_corpus(data_config(name='text_files',
-                                     path=str(tmp_path / 'bad.txt')), 8)
+    corpus_lib.load_corpus(
+        data_config(name='text_files', path=str(tmp_path / 'bad.txt')), 8)
   (tmp_path / 'short.txt').write_text('abcdefghij\n' * 20)
-  with pytest.raises(corpus_lib.DataError, match='validation split has 22 '
+  with pytest.raises(corpus_lib.DataError,
+                     match='validation split has 22 '
                      'tokens'):
-    corpus_lib.load_corpus(data_config(name='text_files',
-                                     path=str(tmp_path / 'short.txt')), 64)
+    corpus_lib.load_corpus(
+        data_config(name='text_files', path=str(tmp_path / 'short.txt')), 64)

@@ -127,8 +127,8 @@ def test_token_dropout_masks_its_share_of_ordinary_pieces_only():
 # Whole-word masking: ids 4-499 begin a word, 500-997 continue one, 998
 # stands alone (a newline).
 KINDS = np.array([vocabulary.WORD_ALONE] * 4 + [vocabulary.WORD_STARTS] * 496 +
-                 [vocabulary.WORD_CONTINUES] * 498 + [vocabulary.WORD_ALONE] * 2,
-                 np.int8)
+                 [vocabulary.WORD_CONTINUES] * 498 +
+                 [vocabulary.WORD_ALONE] * 2, np.int8)
 WORD_SPEC = dataclasses.replace(SPEC, rate=0.4, word_kinds=KINDS)
 
 

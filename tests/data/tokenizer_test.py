@@ -59,7 +59,8 @@ def test_load_missing_or_foreign_file(tmp_path):
   with pytest.raises(vocabulary.TokenizerError, match='no tokenizer'):
     tokenizer_lib.CharTokenizer.load(tmp_path / 'missing.json')
   (tmp_path / 'bpe.json').write_text('{"type": "bpe"}')
-  with pytest.raises(vocabulary.TokenizerError, match="unknown tokenizer "
+  with pytest.raises(vocabulary.TokenizerError,
+                     match="unknown tokenizer "
                      "type 'bpe'"):
     tokenizer_lib.CharTokenizer.load(tmp_path / 'bpe.json')
 

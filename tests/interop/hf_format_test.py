@@ -99,7 +99,8 @@ def test_import_maps_the_config_fields():
   assert hf_format.model_fields(dict(GPT2, n_inner=None))[1]['mlp_dim'] == 24
   arch, f = hf_format.model_fields(BERT)
   assert (arch, f['num_classes'], f['norm_eps'], f['norm_position'],
-          f['embed_norm']) == ('BertForSequenceClassification', 4, 1e-12, 'post', True)
+          f['embed_norm']) == ('BertForSequenceClassification', 4, 1e-12,
+                               'post', True)
 
 
 @pytest.mark.parametrize('hf,message', [
@@ -123,20 +124,41 @@ def test_import_refuses_unsupported_configs(hf, message):
 
 
 @pytest.mark.parametrize('arch,change,message', [
-    ('GPT2LMHeadModel', {'position': 'rope'}, "model.position='rope'"),
-    ('GPT2LMHeadModel', {'norm': 'rmsnorm'}, "model.norm='rmsnorm'"),
-    ('GPT2LMHeadModel', {'activation': 'swiglu'}, "model.activation='swiglu'"),
-    ('GPT2LMHeadModel', {'num_kv_heads': 1}, 'model.num_kv_heads=1'),
-    ('GPT2LMHeadModel', {'norm_position': 'post'}, "model.norm_position='post'"),
-    ('BertForMaskedLM', {'norm_position': 'pre', 'embed_norm': True,
-                   'type_vocab_size': 2}, "model.norm_position='pre'"),
-    ('BertForMaskedLM', {'norm_position': 'post', 'embed_norm': False,
-                   'type_vocab_size': 2}, 'model.embed_norm=False'),
-    ('BertForSequenceClassification', {'norm_position': 'post', 'embed_norm': True},
-     'model.type_vocab_size=0'),
-    ('BertForSequenceClassification', {'norm_position': 'post', 'embed_norm': True,
-                        'type_vocab_size': 2, 'pooling': 'mean'},
-     "model.pooling='mean'"),
+    ('GPT2LMHeadModel', {
+        'position': 'rope'
+    }, "model.position='rope'"),
+    ('GPT2LMHeadModel', {
+        'norm': 'rmsnorm'
+    }, "model.norm='rmsnorm'"),
+    ('GPT2LMHeadModel', {
+        'activation': 'swiglu'
+    }, "model.activation='swiglu'"),
+    ('GPT2LMHeadModel', {
+        'num_kv_heads': 1
+    }, 'model.num_kv_heads=1'),
+    ('GPT2LMHeadModel', {
+        'norm_position': 'post'
+    }, "model.norm_position='post'"),
+    ('BertForMaskedLM', {
+        'norm_position': 'pre',
+        'embed_norm': True,
+        'type_vocab_size': 2
+    }, "model.norm_position='pre'"),
+    ('BertForMaskedLM', {
+        'norm_position': 'post',
+        'embed_norm': False,
+        'type_vocab_size': 2
+    }, 'model.embed_norm=False'),
+    ('BertForSequenceClassification', {
+        'norm_position': 'post',
+        'embed_norm': True
+    }, 'model.type_vocab_size=0'),
+    ('BertForSequenceClassification', {
+        'norm_position': 'post',
+        'embed_norm': True,
+        'type_vocab_size': 2,
+        'pooling': 'mean'
+    }, "model.pooling='mean'"),
 ])
 def test_export_names_the_unsupported_option(arch, change, message):
   m = dict(config_lib.default().model.to_dict(), mlp_dim=512, **change)

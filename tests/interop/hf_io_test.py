@@ -221,7 +221,8 @@ def test_finetune_from_an_imported_bert_takes_its_architecture(tmp_path,
   _, _, folder = hf_fixtures.bert(tmp_path / 'hf')
   imported = str(tmp_path / 'bert')
   hf_io.from_hf(folder, imported)
-  with pytest.raises(workdir_lib.RunError, match='imported Hugging Face checkpoint'):
+  with pytest.raises(workdir_lib.RunError,
+                     match='imported Hugging Face checkpoint'):
     loop.train_and_evaluate(load_config('sst2', 'test'), imported)
   c = load_config('sst2', 'test')
   c.init_from = imported
@@ -235,7 +236,8 @@ def test_finetune_from_an_imported_bert_takes_its_architecture(tmp_path,
   assert 'accuracy' in summary.final['validation']
 
 
-def test_sharded_training_from_an_imported_gpt2_starts_at_its_loss(tmp_path, capsys):
+def test_sharded_training_from_an_imported_gpt2_starts_at_its_loss(
+    tmp_path, capsys):
   model, _, folder = hf_fixtures.gpt2(tmp_path / 'hf')
   imported = str(tmp_path / 'gpt2')
   hf_io.from_hf(folder, imported)

@@ -13,9 +13,14 @@ from lm.models import heads
 from lm.models import layers
 from lm.models import transformer
 
-CFG = layers.TransformerConfig(vocab_size=50, num_layers=2, num_heads=2,
-                          embed_dim=32, mlp_dim=64, max_len=16, causal=False,
-                          type_vocab_size=2)
+CFG = layers.TransformerConfig(vocab_size=50,
+                               num_layers=2,
+                               num_heads=2,
+                               embed_dim=32,
+                               mlp_dim=64,
+                               max_len=16,
+                               causal=False,
+                               type_vocab_size=2)
 PAD, CLS, SEP = 0, 1, 2
 
 

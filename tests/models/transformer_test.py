@@ -12,8 +12,12 @@ from lm.models import attention as attention_lib
 from lm.models import layers
 from lm.models import transformer
 
-CFG = layers.TransformerConfig(vocab_size=37, num_layers=2, num_heads=4,
-                          embed_dim=32, mlp_dim=64, max_len=16)
+CFG = layers.TransformerConfig(vocab_size=37,
+                               num_layers=2,
+                               num_heads=4,
+                               embed_dim=32,
+                               mlp_dim=64,
+                               max_len=16)
 
 
 def make(cfg=CFG, seed=0):
@@ -274,8 +278,9 @@ def test_splash_attention_equals_the_reference(kw):
 
 
 def test_sliding_window_and_bidirectional_masks():
-  mask = attention_lib.attention_mask(jnp.arange(6)[None], jnp.arange(6)[None],
-                                  window=3)
+  mask = attention_lib.attention_mask(jnp.arange(6)[None],
+                                      jnp.arange(6)[None],
+                                      window=3)
   assert np.asarray(mask[0, 5]).tolist() == [False] * 3 + [True] * 3
   model = make(variant(attention_window=3))
   x = tokens()

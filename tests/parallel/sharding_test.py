@@ -12,8 +12,16 @@ RULES = config_lib.default().mesh.rules
 
 
 def test_minus_one_takes_the_remaining_devices():
-  assert sharding.mesh_shape({'data': -1, 'fsdp': 2, 'tensor': 1}, 8) == (4, 2, 1)
-  assert sharding.mesh_shape({'data': 2, 'fsdp': 2, 'tensor': 2}, 8) == (2, 2, 2)
+  assert sharding.mesh_shape({
+      'data': -1,
+      'fsdp': 2,
+      'tensor': 1
+  }, 8) == (4, 2, 1)
+  assert sharding.mesh_shape({
+      'data': 2,
+      'fsdp': 2,
+      'tensor': 2
+  }, 8) == (2, 2, 2)
 
 
 @pytest.mark.parametrize('sizes, message', [
@@ -29,7 +37,8 @@ def test_bad_mesh_sizes(sizes, message):
 def test_logical_rules():
   assert sharding.logical_to_spec(('batch', None), RULES) == P(('data', 'fsdp'),
                                                                None)
-  assert sharding.logical_to_spec(('embed', 'mlp'), RULES) == P('fsdp', 'tensor')
+  assert sharding.logical_to_spec(('embed', 'mlp'),
+                                  RULES) == P('fsdp', 'tensor')
   # 'fsdp' already shards the batch dim, so 'embed' stays whole.
   assert sharding.logical_to_spec(('batch', None, 'embed'), RULES) == P(
       ('data', 'fsdp'), None, None)

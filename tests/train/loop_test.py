@@ -126,7 +126,8 @@ def test_workdir_of_another_model_is_refused(resumable, tmp_path):
   before = sorted(os.listdir(tmp_path / 'checkpoints'))
   other = resumable.copy_and_resolve_references()
   other.model.num_layers = 3
-  with pytest.raises(workdir_lib.RunError, match=r'holds a run of another model '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'holds a run of another model '
                      r'\(model.num_layers: 2 -> 3\)'):
     loop.train_and_evaluate(other, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
@@ -141,7 +142,8 @@ def test_config_changes_on_resume_are_refused_or_allowed_and_recorded(
   loop.train_and_evaluate(longer, str(tmp_path))
   other = longer.copy_and_resolve_references()
   other.train.num_steps, other.optim.lr = 8, 3e-4
-  with pytest.raises(workdir_lib.RunError, match=r'holds a run of another config '
+  with pytest.raises(workdir_lib.RunError,
+                     match=r'holds a run of another config '
                      r'\(optim.lr: 0.001 -> 0.0003\); set '
                      r'--config.allow_config_change=true'):
     loop.train_and_evaluate(other, str(tmp_path))
@@ -197,16 +199,19 @@ def test_resume_keeps_the_saved_vocabulary(resumable, tmp_path):
   c = resumable.copy_and_resolve_references()
   c.data.update(name='text_files', path=str(other))
   # The run's tokenizer is kept: text it cannot encode is named.
-  with pytest.raises(vocabulary.TokenizerError, match='not in the '
+  with pytest.raises(vocabulary.TokenizerError,
+                     match='not in the '
                      'vocabulary'):
     loop.train_and_evaluate(c, str(tmp_path / 'run'))
   c = resumable.copy_and_resolve_references()
   c.data.tokenizer = 'byte'
-  with pytest.raises(workdir_lib.RunError, match='trained with a char tokenizer, not '
+  with pytest.raises(workdir_lib.RunError,
+                     match='trained with a char tokenizer, not '
                      'data.tokenizer=byte'):
     loop.train_and_evaluate(c, str(tmp_path / 'run'))
   os.remove(tmp_path / 'run' / workdir_lib.TOKENIZER_FILE)
-  with pytest.raises(workdir_lib.RunError, match='holds checkpoints but no '
+  with pytest.raises(workdir_lib.RunError,
+                     match='holds checkpoints but no '
                      'tokenizer.json'):
     loop.train_and_evaluate(resumable, str(tmp_path / 'run'))
 
@@ -280,7 +285,8 @@ def test_nonfinite_policies_in_a_run(resumable, tmp_path, policy):
   c.train.update(nonfinite=policy, num_steps=4, log_every=2)
   c.eval.final = False
   if policy == 'stop':
-    with pytest.raises(loop.NumericsError, match=r'non-finite loss or '
+    with pytest.raises(loop.NumericsError,
+                       match=r'non-finite loss or '
                        r"gradients at step 1, first in gradient of params\["):
       loop.train_and_evaluate(c, str(tmp_path / 'run'))
     return
