@@ -12,6 +12,8 @@ from typing import Any
 
 import ml_collections
 
+from lm import errors
+
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
     'task': ('causal_lm', 'masked_lm', 'replaced_token', 'classification'),
@@ -57,7 +59,7 @@ MASKED_TASKS = ('masked_lm', 'replaced_token')
 DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError):
   """A user mistake in a config, reported as one line."""
 
 
