@@ -1,8 +1,9 @@
 """Attention: masks, the reference einsum attention, the TPU splash kernel,
-and the multi-head (grouped-, multi-query) `Attention` layer.
+and the multi-head (grouped-, multi-query) `Attention` layer, self- or cross-.
 
 Tensor names carry their shapes:
-  B batch, L query length, M key length (the KV cache's length when decoding),
+  B batch, L query length, M key length (the KV cache's length when decoding,
+  the encoder's in cross-attention),
   D model width, H heads, G key/value heads, K head width, N relative-position
   buckets.
 """

@@ -12,7 +12,8 @@ head, biases, dropout sites and depth-scaled init. Every parameter is
 declared with logical axis names; `lm.sharding` maps them onto mesh axes.
 
 Tensor names carry their shapes:
-  B batch, L query length, M key length (the KV cache's length when decoding),
+  B batch, L query length, M key length (the KV cache's length when decoding,
+  the encoder's in cross-attention),
   D model width, H heads, G key/value heads, K head width, F MLP width,
   V vocabulary, N relative-position buckets.
 """
