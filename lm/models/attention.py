@@ -1,8 +1,9 @@
 """Attention: masks, the reference einsum attention, the TPU splash kernel,
-and the multi-head (grouped-, multi-query) `Attention` layer.
+and the multi-head (grouped-, multi-query) `Attention` layer, self- or cross-.
 
 Tensor names carry their shapes:
-  B batch, L query length, M key length (the KV cache's length when decoding),
+  B batch, L query length, M key length (the KV cache's length when decoding,
+  the encoder's in cross-attention),
   D model width, H heads, G key/value heads, K head width, N relative-position
   buckets.
 """
@@ -10,6 +11,7 @@ Tensor names carry their shapes:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from flax import nnx
 import jax
@@ -20,19 +22,29 @@ from lm.models import positions as positions_lib
 from lm.parallel import sharding
 
 
-def attention_mask(q_positions_BxL, k_positions_BxM, segment_ids_BxL=None,
-                   causal=True, window=0):
+def attention_mask(q_positions_BxL, k_positions_BxM, q_segment_ids_BxL=None,
+                   k_segment_ids_BxM=None, *, causal=True, window=0):
   """[B, L, M] True where a query may attend to a key.
 
   Positions restart in each packed segment, so position order is causal
   order within a segment; the segment test stops attention across them.
+  A query attends only to keys of its own segment id. Key ids default to the
+  query ids (self-attention); with key ids alone (cross-attention from an
+  unpacked row) every query is in segment 1, the id of real tokens, so keys
+  of padding (id 0) are masked.
   """
   q, k = q_positions_BxL[:, :, None], k_positions_BxM[:, None, :]
   mask_BxLxM = k <= q if causal else jnp.ones_like(k <= q)
   if window:
     mask_BxLxM &= jnp.abs(q - k) < window
-  if segment_ids_BxL is not None:
-    mask_BxLxM &= segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+  if q_segment_ids_BxL is None and k_segment_ids_BxM is not None:
+    q_segment_ids_BxL = jnp.ones(q_positions_BxL.shape,
+                                 k_segment_ids_BxM.dtype)
+  if q_segment_ids_BxL is not None:
+    if k_segment_ids_BxM is None:
+      k_segment_ids_BxM = q_segment_ids_BxL
+    mask_BxLxM &= (q_segment_ids_BxL[:, :, None] ==
+                   k_segment_ids_BxM[:, None, :])
   return mask_BxLxM
 
 
@@ -118,85 +130,137 @@ def splash_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL=None,
   return y_BxGxRxLxK.transpose(0, 3, 1, 2, 4).reshape(B, L, H, K)
 
 
+class CrossCache(NamedTuple):
+  """Keys and values of a sequence other than the queries' (an encoder's
+  output), computed once by `Attention.cross_cache` and only read after.
+
+  Its own type (a pytree, kept through jit, scan and while_loop) tells it
+  from the self-attention cache, a dict {'k', 'v'} written at each call.
+  """
+  k_BxMxGxK: jax.Array
+  v_BxMxGxK: jax.Array
+
+
 class Attention(nnx.Module):
-  """Self-attention (causal unless cfg.causal is False), optionally over a KV
+  """Multi-head attention of x's queries to the keys and values of x (self-
+  attention) or of another sequence kv (cross-attention), optionally over a
   cache.
 
+  `causal` (default cfg.causal) masks keys at later positions; `positional`
+  False drops RoPE, ALiBi, T5's bias and the attention window: for cross-
+  attention, whose queries and keys have positions in different sequences.
   H query heads share G = cfg.kv_heads key/value heads (G = H: multi-head,
   G = 1: multi-query, else grouped-query); the cache holds G heads.
   `cfg.attention_impl` 'reference' is `reference_attention` (attention
   dropout applies here only); 'xla' and 'cudnn' call
   `jax.nn.dot_product_attention` with that implementation (cuDNN's fused
   kernel on NVIDIA GPUs); 'splash' is the TPU kernel (`splash_attention`;
-  decoding through the cache uses the reference).
+  for self-attention without a cache only, else the reference).
   """
 
-  def __init__(self, cfg: layers.TransformerConfig, *, rngs):
+  def __init__(self, cfg: layers.TransformerConfig, *, rngs, causal=None,
+               positional=True):
     H, G, K, D = cfg.num_heads, cfg.kv_heads, cfg.head_dim, cfg.embed_dim
     self.cfg = cfg
+    self.causal = cfg.causal if causal is None else causal
+    self.positional = positional
     # Separate projections keep 'heads' the major axis of each kernel's
     # output, so tensor parallelism splits whole heads.
-    self.q = layers.Dense((D,), (H, K), ('embed', 'heads', 'kv'),
-                          cfg,
+    self.q = layers.Dense((D,), (H, K), ('embed', 'heads', 'kv'), cfg,
                           rngs=rngs)
     self.k, self.v = (
         layers.Dense((D,), (G, K), ('embed', 'heads', 'kv'), cfg, rngs=rngs)
         for _ in range(2))
     # Residual projections get GPT-2's depth-scaled init.
-    self.out = layers.Dense((H, K), (D,), ('heads', 'kv', 'embed'),
-                            cfg,
-                            rngs=rngs,
-                            std=cfg.residual_std)
+    self.out = layers.Dense((H, K), (D,), ('heads', 'kv', 'embed'), cfg,
+                            rngs=rngs, std=cfg.residual_std)
     self.dropout = nnx.Dropout(cfg.dropout_at('attention'))
     self.dtype = layers.DTYPES[cfg.dtype]
     self.q_norm, self.k_norm = (
         (layers.LayerNorm(cfg, rngs=rngs, dim=K, rms=True) for _ in range(2))
         if cfg.qk_norm else (None, None))
 
-  def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
-               cache=None, relative_NxH=None, deterministic=True, rngs=None):
-    """`relative_NxH`: T5's bias table (shared by all layers, so the model
-    passes it in) when cfg.position is 't5'."""
+  def _position(self, kind):
+    return self.positional and self.cfg.position == kind
+
+  def _keys_values(self, kv_BxMxD, kv_positions_BxM):
+    """Keys (normed, rotated where the layer says so) and values of kv."""
+    k_BxMxGxK, v_BxMxGxK = self.k(kv_BxMxD), self.v(kv_BxMxD)
+    if self.k_norm is not None:
+      k_BxMxGxK = self.k_norm(k_BxMxGxK)
+    if self._position('rope'):  # Keys are rotated before they are cached.
+      k_BxMxGxK = positions_lib.rope(k_BxMxGxK, kv_positions_BxM,
+                                     self.cfg.rope_base)
+    return k_BxMxGxK, v_BxMxGxK
+
+  def cross_cache(self, kv_BxMxD, kv_positions_BxM=None) -> CrossCache:
+    """The keys and values of kv (positions default 0..M-1), computed once:
+    passed as `cache`, later calls attend to kv without projecting it."""
+    if kv_positions_BxM is None:
+      kv_positions_BxM = jnp.arange(kv_BxMxD.shape[1])[None]
+    return CrossCache(*self._keys_values(kv_BxMxD, kv_positions_BxM))
+
+  def __call__(self, x_BxLxD, kv_BxMxD=None, *, positions_BxL,
+               kv_positions_BxM=None, segment_ids_BxL=None,
+               kv_segment_ids_BxM=None, cache=None, relative_NxH=None,
+               deterministic=True, rngs=None):
+    """The attention output [B, L, D] and the cache (None if not given).
+
+    Self-attention unless kv is given (or `cache` is a `CrossCache`, which
+    stands for kv and is returned unchanged). Key positions default to the
+    queries' (self-attention) or 0..M-1; key segment ids to the queries'
+    (see `attention_mask`). A self-attention cache (a dict {'k', 'v'}) gets
+    this call's keys and values at `positions_BxL`, and attention reads all
+    of it. `relative_NxH`: T5's bias table (shared by all layers, so the
+    model passes it in) when cfg.position is 't5'.
+    """
     cfg = self.cfg
+    cross = kv_BxMxD is not None or isinstance(cache, CrossCache)
+    if kv_BxMxD is not None and cache is not None:
+      raise ValueError('kv and a cache: pass kv or its cross_cache')
     q_BxLxHxK = self.q(x_BxLxD)
-    k_BxLxGxK, v_BxLxGxK = self.k(x_BxLxD), self.v(x_BxLxD)
     q_BxLxHxK = sharding.constrain(q_BxLxHxK, ('batch', None, 'heads', None))
-    if cfg.qk_norm:
-      q_BxLxHxK, k_BxLxGxK = self.q_norm(q_BxLxHxK), self.k_norm(k_BxLxGxK)
-    if cfg.position == 'rope':  # Keys are rotated before they are cached.
+    if self.q_norm is not None:
+      q_BxLxHxK = self.q_norm(q_BxLxHxK)
+    if self._position('rope'):
       q_BxLxHxK = positions_lib.rope(q_BxLxHxK, positions_BxL, cfg.rope_base)
-      k_BxLxGxK = positions_lib.rope(k_BxLxGxK, positions_BxL, cfg.rope_base)
-    if cache is None:
-      k_BxMxGxK, v_BxMxGxK = k_BxLxGxK, v_BxLxGxK
-      key_positions_BxM = positions_BxL
+    if kv_positions_BxM is None:
+      kv_positions_BxM = (positions_BxL if not cross else jnp.arange(
+          (kv_BxMxD if cache is None else cache.k_BxMxGxK).shape[1])[None])
+    if isinstance(cache, CrossCache):
+      k_BxMxGxK, v_BxMxGxK = cache
     else:
+      k_BxMxGxK, v_BxMxGxK = self._keys_values(
+          x_BxLxD if kv_BxMxD is None else kv_BxMxD, kv_positions_BxM)
+    if cache is not None and not cross:
       # Write this call's keys and values at their positions; attend over the
       # whole cache, masking the slots not yet written (positions > query).
       start = positions_BxL[0, 0]
       cache = {'k': jax.lax.dynamic_update_slice_in_dim(
-                   cache['k'], k_BxLxGxK.astype(cache['k'].dtype), start, 1),
+                   cache['k'], k_BxMxGxK.astype(cache['k'].dtype), start, 1),
                'v': jax.lax.dynamic_update_slice_in_dim(
-                   cache['v'], v_BxLxGxK.astype(cache['v'].dtype), start, 1)}
+                   cache['v'], v_BxMxGxK.astype(cache['v'].dtype), start, 1)}
       k_BxMxGxK, v_BxMxGxK = cache['k'], cache['v']
-      key_positions_BxM = jnp.arange(k_BxMxGxK.shape[1])[None]
+      kv_positions_BxM = jnp.arange(k_BxMxGxK.shape[1])[None]
     H = q_BxLxHxK.shape[2]
     k_BxMxGxK = k_BxMxGxK.astype(self.dtype)
     v_BxMxGxK = v_BxMxGxK.astype(self.dtype)
-    mask_BxLxM = attention_mask(positions_BxL, key_positions_BxM,
-                                segment_ids_BxL, cfg.causal,
-                                cfg.attention_window)
+    window = cfg.attention_window if self.positional else 0
+    mask_BxLxM = attention_mask(positions_BxL, kv_positions_BxM,
+                                segment_ids_BxL, kv_segment_ids_BxM,
+                                causal=self.causal, window=window)
     bias_BxHxLxM = None
-    if cfg.position == 'alibi':
+    if self._position('alibi'):
       bias_BxHxLxM = positions_lib.alibi_bias(
-          positions_lib.alibi_slopes(H), positions_BxL, key_positions_BxM)
-    elif cfg.position == 't5':
+          positions_lib.alibi_slopes(H), positions_BxL, kv_positions_BxM)
+    elif self._position('t5'):
       bias_BxHxLxM = positions_lib.relative_bias(
-          relative_NxH, positions_BxL, key_positions_BxM,
-          cfg.relative_max_distance, bidirectional=not cfg.causal)
-    if cfg.attention_impl == 'splash' and cache is None:
+          relative_NxH, positions_BxL, kv_positions_BxM,
+          cfg.relative_max_distance, bidirectional=not self.causal)
+    if (cfg.attention_impl == 'splash' and cache is None and not cross
+        and kv_segment_ids_BxM is None):  # The kernel: self-attention only.
       y_BxLxHxK = splash_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
-                                   segment_ids_BxL, cfg.causal,
-                                   cfg.attention_window)
+                                   segment_ids_BxL, self.causal, window)
     elif cfg.attention_impl in ('reference', 'splash'):
       y_BxLxHxK = reference_attention(
           q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM, bias_BxHxLxM,

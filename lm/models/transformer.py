@@ -12,7 +12,8 @@ head, biases, dropout sites and depth-scaled init. Every parameter is
 declared with logical axis names; `lm.parallel.sharding` maps them onto mesh axes.
 
 Tensor names carry their shapes:
-  B batch, L query length, M key length (the KV cache's length when decoding),
+  B batch, L query length, M key length (the KV cache's length when decoding,
+  the encoder's in cross-attention),
   D model width, H heads, G key/value heads, K head width, F MLP width,
   V vocabulary, N relative-position buckets.
 """
@@ -33,35 +34,58 @@ class Block(nnx.Module):
   """Pre-norm: x + attn(ln(x)), then x + mlp(ln(x)); post-norm (the original
   Transformer): ln(x + attn(x)), then ln(x + mlp(x)). Dropout on each
   branch's output (site 'residual').
+
+  With `cross`, a cross-attention sub-layer (its own norm `ln_cross`) sits
+  between self-attention and the MLP, normed the same way: its queries
+  attend, without causal mask or positions, to an encoder's output.
   """
 
-  def __init__(self, cfg: layers.TransformerConfig, *, rngs):
+  def __init__(self, cfg: layers.TransformerConfig, *, rngs, cross=False):
     self.ln1 = layers.LayerNorm(cfg, rngs=rngs)
     self.attn = attention_lib.Attention(cfg, rngs=rngs)
+    # Encoder and decoder positions are in different sequences: no position
+    # information (RoPE, ALiBi, T5) relates them, and no causal order.
+    self.ln_cross, self.cross_attn = (
+        (layers.LayerNorm(cfg, rngs=rngs),
+         attention_lib.Attention(cfg, rngs=rngs, causal=False,
+                                 positional=False))
+        if cross else (None, None))
     self.ln2 = layers.LayerNorm(cfg, rngs=rngs)
     self.mlp = layers.MLP(cfg, rngs=rngs)
     self.dropout = nnx.Dropout(cfg.dropout_at('residual'))
     self.pre = cfg.norm_position == 'pre'
 
+  def _residual(self, norm, branch, x_BxLxD, deterministic, rngs):
+    """x + branch(norm(x)) (pre-norm) or norm(x + branch(x)) (post-norm),
+    with dropout on the branch; `branch` returns (y, aux), aux passed on."""
+    y_BxLxD, aux = branch(norm(x_BxLxD) if self.pre else x_BxLxD)
+    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
+                                     rngs=rngs)
+    return (x_BxLxD if self.pre else norm(x_BxLxD)), aux
+
   def __call__(self, x_BxLxD, *, positions_BxL, segment_ids_BxL=None,
-               cache=None, relative_NxH=None, deterministic=True, rngs=None):
-    pre, post = ((self.ln1, self.ln2), (None, None)) if self.pre else (
-        (None, None), (self.ln1, self.ln2))
-    y_BxLxD, cache = self.attn(pre[0](x_BxLxD) if self.pre else x_BxLxD,
-                               positions_BxL=positions_BxL,
-                               segment_ids_BxL=segment_ids_BxL, cache=cache,
-                               relative_NxH=relative_NxH,
-                               deterministic=deterministic, rngs=rngs)
-    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
-                                     rngs=rngs)
-    if not self.pre:
-      x_BxLxD = post[0](x_BxLxD)
-    y_BxLxD = self.mlp(pre[1](x_BxLxD) if self.pre else x_BxLxD,
-                       deterministic=deterministic, rngs=rngs)
-    x_BxLxD = x_BxLxD + self.dropout(y_BxLxD, deterministic=deterministic,
-                                     rngs=rngs)
-    if not self.pre:
-      x_BxLxD = post[1](x_BxLxD)
+               encoded_BxMxD=None, encoded_segment_ids_BxM=None,
+               cross_cache=None, cache=None, relative_NxH=None,
+               deterministic=True, rngs=None):
+    """The block's output [B, L, D] and the updated self-attention cache.
+
+    A cross block attends to `encoded_BxMxD` (or to its keys and values,
+    `cross_cache` from `cross_attn.cross_cache`, when decoding); encoder
+    segment ids mask its padding (id 0) or match packed segments to the
+    queries' `segment_ids_BxL` (see `attention_lib.attention_mask`).
+    """
+    kw = dict(deterministic=deterministic, rngs=rngs)
+    x_BxLxD, cache = self._residual(self.ln1, lambda h_BxLxD: self.attn(
+        h_BxLxD, positions_BxL=positions_BxL, segment_ids_BxL=segment_ids_BxL,
+        cache=cache, relative_NxH=relative_NxH, **kw), x_BxLxD, **kw)
+    if self.cross_attn is not None:
+      x_BxLxD, _ = self._residual(self.ln_cross, lambda h_BxLxD: (
+          self.cross_attn(h_BxLxD, encoded_BxMxD, positions_BxL=positions_BxL,
+                          segment_ids_BxL=segment_ids_BxL,
+                          kv_segment_ids_BxM=encoded_segment_ids_BxM,
+                          cache=cross_cache, **kw)), x_BxLxD, **kw)
+    x_BxLxD, _ = self._residual(self.ln2, lambda h_BxLxD: (
+        self.mlp(h_BxLxD, **kw), None), x_BxLxD, **kw)
     return sharding.constrain(x_BxLxD, ('batch', None, 'embed')), cache
 
 
