@@ -22,7 +22,7 @@ def _summary_writer(logdir: str):
   if 'tensorboardX' not in sys.modules and 'torch' not in sys.modules:
     sys.modules['torch'] = None  # `import torch` raises ImportError.
     try:
-      pass  # pylint: disable=g-import-not-at-top,unused-import
+      import tensorboardX  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
     finally:
       del sys.modules['torch']
   from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
