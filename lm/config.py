@@ -3,6 +3,7 @@
 Experiment configs under `configs/` start from `default()` and change fields;
 `validate()` runs at the command-line edge, before anything is compiled, and
 turns a mistake into one `ConfigError` line that names the key and the fix.
+A config that builds on another loads it with `sibling()`.
 
 Each section's defaults are in lm.config_defaults and its value checks in
 lm.config_checks; this module joins them and keeps the public names. These
@@ -11,7 +12,11 @@ three modules are the lowest layer: they import no other lm module.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import sys
+import types
 from typing import Any
 
 import ml_collections
@@ -106,6 +111,49 @@ def _check_schema(c: ml_collections.ConfigDict) -> None:
     if given[key] not in options:
       raise ConfigError(f'config key {key!r} is {given[key]!r}; valid choices: '
                         f'{", ".join(options)}')
+
+
+def sibling(config_file: str, name: str) -> types.ModuleType:
+  """The config module NAME.py in the folder of `config_file`.
+
+  A config that builds on another one passes its own `__file__`:
+
+    wikitext2_word = lm_config.sibling(__file__, 'wikitext2_word')
+
+  configs/ is no package, and absl's --config runs a config file by its path,
+  so a config finds its neighbours by file, not on sys.path. The module is
+  run once per process and kept in sys.modules under NAME: the name that
+  `import NAME`, with configs/ on sys.path, gives it (as the tests'
+  conftest.load_config imports configs). However a config is reached first,
+  every later user gets that same module object, with the same SHAPES and
+  helpers. A module NAME already loaded from another file is an ImportError
+  rather than silently used in its place.
+
+  Args:
+    config_file: the calling config's `__file__`.
+    name: the sibling's file name without `.py`.
+
+  Returns:
+    The loaded module.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)),
+                      f'{name}.py')
+  module = sys.modules.get(name)
+  if module is not None:
+    loaded = getattr(module, '__file__', None) or ''
+    if loaded and os.path.realpath(loaded) == os.path.realpath(path):
+      return module
+    raise ImportError(f'cannot load config {path}: a module {name!r} is '
+                      f'already loaded from {loaded or "elsewhere"}')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module  # Before it runs, as an import does.
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]  # A failed load leaves no half-run module.
+    raise
+  return module
 
 
 def to_json(c: ml_collections.ConfigDict) -> str:
