@@ -29,12 +29,9 @@ Variants (`--config=configs/bert_wikitext2.py:VARIANT`), BERT's shapes:
   test    a very small model for the test suite.
 """
 
-import os
-import sys
+from lm import config as lm_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wikitext2_word  # pylint: disable=g-import-not-at-top,wrong-import-position
-sys.path.pop(0)
+wikitext2_word = lm_config.sibling(__file__, 'wikitext2_word')
 
 # Variant -> (layers, width, heads): the BERT miniatures of Turc et al.
 # (2019) and BERT-base.

@@ -19,13 +19,10 @@ variants' encoders (rotary positions) with the measured recipe: a moving average
 into 3,000 steps; the final evaluation is of the best step (patience 6).
 """
 
-import os
-import sys
+from lm import config as lm_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bert_wikitext2  # pylint: disable=g-import-not-at-top,wrong-import-position
-import wikitext2_word  # pylint: disable=g-import-not-at-top,wrong-import-position
-sys.path.pop(0)
+bert_wikitext2 = lm_config.sibling(__file__, 'bert_wikitext2')
+wikitext2_word = lm_config.sibling(__file__, 'wikitext2_word')
 
 
 def get_config(arg=None):

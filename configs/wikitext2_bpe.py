@@ -13,12 +13,9 @@ Variants, chosen with `--config=configs/wikitext2_bpe.py:VARIANT`:
   test    a tiny model for the test suite.
 """
 
-import os
-import sys
+from lm import config as lm_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import wikitext2_word  # pylint: disable=g-import-not-at-top,wrong-import-position
-sys.path.pop(0)
+wikitext2_word = lm_config.sibling(__file__, 'wikitext2_word')
 
 
 def get_config(arg=None):

@@ -1,7 +1,13 @@
 """Tests of lm.config: the schema catches mistakes with one clear line."""
 
+import importlib
+import sys
+
+from absl import flags
+from conftest import REPO
 from conftest import load_config
 import ml_collections
+from ml_collections import config_flags
 import pytest
 
 from lm import config as config_lib
@@ -36,10 +42,10 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
      'must be divisible by model.num_heads'),
     (lambda c: c.data.__setattr__('batch_size', 0),
      "'data.batch_size' must be at least 1"),
-    (lambda c: c.optim.__setattr__('min_lr', 1.0), 'optim.min_lr <= optim.lr'),
+    (lambda c: c.optim.__setattr__('min_lr', 1.0),
+     'optim.min_lr <= optim.lr'),
     (lambda c: c.mesh.__setattr__('tensor', 0), 'mesh.tensor must be'),
-    (lambda c: c.model.__setattr__('mlp_dim', -3),
-     "'model.mlp_dim' must be >= 0"),
+    (lambda c: c.model.__setattr__('mlp_dim', -3), "'model.mlp_dim' must be >= 0"),
     (lambda c: c.__setattr__('seed', -1), 'seed must be in [0, 2**32)'),
     (lambda c: c.model.__setattr__('pooling', 'max'),
      "'model.pooling' is 'max'; valid choices: cls, mean"),
@@ -48,8 +54,8 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.optim.__setattr__('warmup_steps', -5),
      "'optim.warmup_steps' must be >= 0"),
     (lambda c: c.optim.__setattr__('b2', 1.0), 'optim.b2 must be in [0, 1)'),
-    (lambda c: c.mesh.__setattr__('rules', (
-        ('batch', 'dta'),)), "mesh.rules entry ('batch', 'dta') must be"),
+    (lambda c: c.mesh.__setattr__('rules', (('batch', 'dta'),)),
+     "mesh.rules entry ('batch', 'dta') must be"),
     (lambda c: c.data.__setattr__('remove_stopwords', True),
      'data.remove_stopwords is for classification pipelines'),
     (lambda c: c.data.__setattr__('tokenizer', 'sentencepiece'),
@@ -99,8 +105,8 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.data.__setattr__('token_dropout', 0.1),
      'data.token_dropout masks fine-tuning pieces (task=classification), a '
      'share in [0, 1); got 0.1 for task=causal_lm'),
-    (lambda c: c.update(task='classification') or c.data.update(token_dropout=
-                                                                1.0),
+    (lambda c: c.update(task='classification') or c.data.update(
+        token_dropout=1.0),
      'data.token_dropout masks fine-tuning pieces (task=classification), a '
      'share in [0, 1); got 1.0 for task=classification'),
     (lambda c: c.data.__setattr__('whole_word_mask', True),
@@ -114,18 +120,16 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.optim.__setattr__('layer_lr_decay', 0.8),
      'optim.layer_lr_decay is for fine-tuning an encoder '
      '(task=classification); a GPT has no encoder'),
-    (lambda c: c.update(
-        task='classification',
-        model=dict(causal=False, scan_layers=True),
-        data=dict(name='sst2', tokenizer='sentencepiece', vocab_size=100),
-        optim=dict(layer_lr_decay=0.8)),
+    (lambda c: c.update(task='classification', model=dict(
+        causal=False, scan_layers=True), data=dict(
+            name='sst2', tokenizer='sentencepiece', vocab_size=100),
+                        optim=dict(layer_lr_decay=0.8)),
      'optim.layer_lr_decay scales each block on its own; set '
      'model.scan_layers=false (stacked blocks)'),
-    (lambda c: c.update(
-        task='classification',
-        model=dict(causal=False),
-        data=dict(name='sst2', tokenizer='sentencepiece', vocab_size=100),
-        optim=dict(layer_lr_decay=0.0)),
+    (lambda c: c.update(task='classification', model=dict(causal=False),
+                        data=dict(name='sst2', tokenizer='sentencepiece',
+                                  vocab_size=100),
+                        optim=dict(layer_lr_decay=0.0)),
      'optim.layer_lr_decay must be in (0, 1] (1: off), got 0.0'),
     (lambda c: c.model.__setattr__('norm_eps', 0.0),
      'model.norm_eps must be > 0, got 0.0'),
@@ -185,3 +189,75 @@ def test_config_changes_skip_the_fields_a_resume_may_change(test_config):
   other.optim.lr, other.seed = 0.5, 7
   assert config_lib.config_changes(test_config, other) == [
       f'optim.lr: {test_config.optim.lr} -> 0.5', 'seed: 0 -> 7']
+
+
+# Configs that build on others load them with config_lib.sibling.
+
+
+@pytest.fixture
+def scratch_modules():
+  """Names the test puts in sys.modules; they are removed after it."""
+  names = []
+  yield names
+  for name in names:
+    sys.modules.pop(name, None)
+
+
+def test_sibling_loads_a_config_once_by_path(tmp_path, scratch_modules):
+  name = 'config_test_sibling_base'
+  scratch_modules.append(name)
+  (tmp_path / f'{name}.py').write_text('LOADS = []\nLOADS.append(1)\n')
+  caller = str(tmp_path / 'caller.py')  # Need not exist: only its folder.
+  module = config_lib.sibling(caller, name)
+  assert module.LOADS == [1] and module.__file__ == str(tmp_path / f'{name}.py')
+  # Cached under its own name: the same object as a second load and as
+  # `import NAME` with the folder on sys.path (tests' conftest.load_config).
+  assert sys.modules[name] is module
+  assert config_lib.sibling(caller, name) is module
+  sys.path.insert(0, str(tmp_path))
+  try:
+    assert importlib.import_module(name) is module
+  finally:
+    sys.path.pop(0)
+  assert module.LOADS == [1]  # Run once.
+
+
+def test_sibling_refuses_a_module_of_that_name_from_elsewhere(
+    tmp_path, scratch_modules):
+  scratch_modules.append('config_test_sibling_clash')
+  for folder in ('a', 'b'):
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / 'config_test_sibling_clash.py').write_text('')
+  config_lib.sibling(str(tmp_path / 'a' / 'x.py'), 'config_test_sibling_clash')
+  with pytest.raises(ImportError, match='already loaded from'):
+    config_lib.sibling(str(tmp_path / 'b' / 'x.py'),
+                       'config_test_sibling_clash')
+
+
+def test_sibling_that_fails_to_load_leaves_nothing_behind(tmp_path,
+                                                          scratch_modules):
+  scratch_modules.append('config_test_sibling_broken')
+  (tmp_path / 'config_test_sibling_broken.py').write_text('1 / 0\n')
+  with pytest.raises(ZeroDivisionError):
+    config_lib.sibling(str(tmp_path / 'x.py'), 'config_test_sibling_broken')
+  assert 'config_test_sibling_broken' not in sys.modules
+
+
+def test_configs_load_by_path_as_absl_does_and_share_siblings(
+    monkeypatch, scratch_modules):
+  # lm.main's --config runs the file by its (relative) path; the tests import
+  # configs/ as modules. Both give one config, and one module per sibling.
+  monkeypatch.chdir(REPO)
+  if 'config_config' not in sys.modules:  # absl's name for the --config file.
+    scratch_modules.append('config_config')
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', flag_values=flag_values)
+  flag_values(['prog', '--config=configs/sst2.py:test'])
+  assert (config_lib.to_json(flag_values.config) ==
+          config_lib.to_json(load_config('sst2', 'test')))
+  word = sys.modules['wikitext2_word']
+  assert word.__file__ == str(REPO / 'configs' / 'wikitext2_word.py')
+  assert sys.modules['sst2'].wikitext2_word is word
+  assert sys.modules['bert_wikitext2'].wikitext2_word is word
+  assert sys.modules['sst2'].bert_wikitext2 is sys.modules['bert_wikitext2']
+  assert config_lib.sibling('configs/sst2.py', 'wikitext2_word') is word

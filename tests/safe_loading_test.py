@@ -16,6 +16,8 @@ UNSAFE_BUILTINS = {'eval', 'exec', 'compile', '__import__'}
 UNSAFE_METHODS = {'exec_module', 'import_module', 'run_path', 'run_module'}
 # Where a user-chosen Python file is run on purpose.
 ALLOWED = {('lm/study.py', 'exec_module'),  # The study file given on the CLI.
+           # A config's sibling config (lm.config.sibling).
+           ('lm/config.py', 'exec_module'),
            # The PyTorch baseline: the pytorch/examples checkout given to it.
            ('experiments/word_language_model.py', 'exec_module')}
 

@@ -131,8 +131,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tfds_dir):
 def test_processes_preparing_at_once_do_not_race(tmp_path):
   # Several processes (a multi-process run's, or parallel study cells) share
   # one data directory: one prepares, the others wait and reuse it.
-  code = ('import sys; from lm import builders; '
-          'b = builders.prepare("tiny_shakespeare", data_dir=sys.argv[1]); '
+  code = ('import sys; from lm.data import prepare; '
+          'b = prepare.prepare("tiny_shakespeare", data_dir=sys.argv[1]); '
           'print(b.info.splits["train"].num_examples)')
   procs = [subprocess.Popen([sys.executable, '-c', code, str(tmp_path)],
                             cwd=REPO, stdout=subprocess.PIPE,

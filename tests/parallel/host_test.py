@@ -11,7 +11,7 @@ from lm.parallel import host
 # allocated again on every call; prints the page faults per call.
 PROBE = '''
 import resource, sys
-from lm import host
+from lm.parallel import host
 if sys.argv[1] == '1':
   assert host.keep_freed_memory()
 import jax, jax.numpy as jnp

@@ -75,7 +75,7 @@ def test_tensorboard_gets_the_scalars_without_importing_torch(tmp_path):
   # on load; the writer hides it, and a later `import torch` still works.
   code = f'''
 import glob, sys
-from lm import writer
+from lm.train import writer
 w = writer.MetricWriter({str(tmp_path)!r}, 0, 2)
 w.write(1, {{'train/loss': 2.5}})
 w.close()
