@@ -16,7 +16,10 @@ requests (experiments/nanogpt.py runs it):
       --torch_python=PATH/bin/python --rounds=3 --iters=200
 
 Variants of this project can be compared in the same rounds with
-`--variant NAME=ENV_OR_FLAG ...` (e.g. `--variant nomalloc=LM_KEEP_FREED_MEMORY=0`).
+`--variant NAME=ENV_OR_FLAG ...` (e.g. `--variant nomalloc=LM_KEEP_FREED_MEMORY=0`),
+and another checkout of it (e.g. the commit before a refactoring) with
+`--checkout NAME=PATH`: its `python -m lm.main` runs from PATH, so its own `lm`
+is imported.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def run_nanogpt(nanogpt_dir, torch_python, iters, out_dir) -> list[float]:
       f'--eval_interval={iters + 1000}', '--always_save_checkpoint=False'))
 
 
-def run_lm(iters, workdir, env_extra, flags) -> list[float]:
+def run_lm(iters, workdir, env_extra, flags, repo=REPO) -> list[float]:
   env = dict(os.environ, **env_extra)
   subprocess.run(
       [sys.executable, '-m', 'lm.main',
@@ -53,7 +56,7 @@ def run_lm(iters, workdir, env_extra, flags) -> list[float]:
        f'--config.train.num_steps={iters}', '--config.train.log_every=1',
        f'--config.train.eval_every={iters + 1000}',
        f'--config.checkpoint.every={iters + 1000}', *flags],
-      cwd=REPO, env=env, capture_output=True, text=True, check=True)
+      cwd=repo, env=env, capture_output=True, text=True, check=True)
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f]
   return [1000 * TOKENS_PER_STEP / r['tokens_per_sec'] for r in rows
@@ -81,6 +84,9 @@ def main():
   ap.add_argument('--variant', action='append', default=[],
                   help='NAME=ENV=VALUE or NAME=--config.KEY=VALUE: another '
                   'configuration of this project, timed in the same rounds')
+  ap.add_argument('--checkout', action='append', default=[],
+                  help='NAME=PATH: another checkout of this project, timed in '
+                  'the same rounds')
   ap.add_argument('--out', type=pathlib.Path,
                   default=REPO / 'experiments' / 'results' /
                   'cpu_throughput.json')
@@ -94,7 +100,13 @@ def main():
   for spec in args.variant:
     name, env, flags = parse_variant(spec)
     contenders[name] = (env, flags)
+  for spec in args.checkout:
+    name, _, path = spec.partition('=')
+    if not (pathlib.Path(path) / 'lm' / 'main.py').exists():
+      ap.error(f'--checkout {spec}: {path} is not a checkout of this project')
+    contenders[name] = ({}, [], pathlib.Path(path).resolve())
   times = {name: [] for name in contenders}
+  round_medians = {name: [] for name in contenders}
   with tempfile.TemporaryDirectory() as tmp:
     for r in range(args.rounds):
       for name, setting in contenders.items():
@@ -105,6 +117,7 @@ def main():
         else:
           ms = run_lm(args.iters, out, *setting)
         run_median = statistics.median(ms[args.skip:])
+        round_medians[name].append(run_median)
         times[name].extend(ms[args.skip:])
         print(f'round {r + 1}/{args.rounds} {name:>10}: median '
               f'{run_median:6.1f} ms/step ({time.time() - start:.0f}s)',
@@ -120,7 +133,10 @@ def main():
     med = statistics.median(ms)
     results['contenders'][name] = {'median_ms': med,
                                    'tokens_per_sec': TOKENS_PER_STEP / med * 1e3,
-                                   'speedup_vs_nanogpt': base / med}
+                                   'speedup_vs_nanogpt': base / med,
+                                   # Each round's median, for paired
+                                   # comparisons between contenders.
+                                   'round_medians_ms': round_medians[name]}
     print(f'| {name} | {med:.1f} | {TOKENS_PER_STEP / med * 1e3:,.0f} | '
           f'{base / med:.2f}x |')
   args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def measure(name: str) -> dict:
   eval_batches = task.eval_batches()
   out['eval'] = task.evaluate(trainer, params, eval_batches)
   batch = trainer.global_batch(eval_batches[0])
-  if c.task == 'causal_lm':
+  if task.generates:
     sampler = decode.Sampler(trainer.graphdef, trainer.model_cfg,
                              valid_vocab=corpus.tokenizer.vocab_size)
     prompt = np.asarray(batch['inputs'])[0, :PROMPT_TOKENS]
