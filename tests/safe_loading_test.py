@@ -19,7 +19,9 @@ ALLOWED = {('lm/study.py', 'exec_module'),  # The study file given on the CLI.
            # A config's sibling config (lm.config.sibling).
            ('lm/config.py', 'exec_module'),
            # The PyTorch baseline: the pytorch/examples checkout given to it.
-           ('experiments/word_language_model.py', 'exec_module')}
+           ('experiments/word_language_model.py', 'exec_module'),
+           # The config named on its command line, in either checkout.
+           ('experiments/step_hlo.py', 'import_module')}
 
 
 def sources():
