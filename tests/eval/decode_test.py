@@ -9,12 +9,9 @@ from lm.eval import decode
 from lm.models import layers
 from lm.models import transformer
 
-CFG = layers.TransformerConfig(vocab_size=23,
-                               num_layers=2,
-                               num_heads=2,
-                               embed_dim=16,
-                               mlp_dim=32,
-                               max_len=8)
+CFG = layers.TransformerConfig(
+    vocab_size=23, num_layers=2, num_heads=2,
+    embed_dim=16, mlp_dim=32, max_len=8)
 
 
 def sampler_and_params(seed=0):

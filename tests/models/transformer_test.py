@@ -1,4 +1,5 @@
-"""Tests of lm.models.transformer: causality, KV-cache parity, logical axes, dtypes."""
+"""Tests of lm.models.transformer: causality, KV-cache parity, logical axes,
+dtypes."""
 
 import chex
 from flax import nnx
@@ -12,12 +13,9 @@ from lm.models import attention as attention_lib
 from lm.models import layers
 from lm.models import transformer
 
-CFG = layers.TransformerConfig(vocab_size=37,
-                               num_layers=2,
-                               num_heads=4,
-                               embed_dim=32,
-                               mlp_dim=64,
-                               max_len=16)
+CFG = layers.TransformerConfig(
+    vocab_size=37, num_layers=2, num_heads=4,
+    embed_dim=32, mlp_dim=64, max_len=16)
 
 
 def make(cfg=CFG, seed=0):

@@ -5,12 +5,9 @@ from lm.train import flops
 
 
 def test_flops_per_token_by_hand():
-  cfg = layers.TransformerConfig(vocab_size=65,
-                                 num_layers=4,
-                                 num_heads=4,
-                                 embed_dim=128,
-                                 mlp_dim=512,
-                                 max_len=64)
+  cfg = layers.TransformerConfig(
+      vocab_size=65, num_layers=4, num_heads=4,
+      embed_dim=128, mlp_dim=512, max_len=64)
   n = 1000 + 64 * 128
   want = 6 * 1000 + 12 * 4 * 4 * 32 * 64
   assert flops.train_flops_per_token(cfg, n) == want
