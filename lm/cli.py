@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import flags
@@ -10,6 +11,40 @@ from absl import logging
 from lm import config
 from lm import errors
 from lm.parallel import host
+
+
+class OutputError(errors.UserError):
+  """An output path a command cannot write, as one line."""
+
+
+def _blocking_file(path: str) -> str | None:
+  """The first existing ancestor of `path` that is not a directory."""
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  return None if os.path.isdir(parent) else parent
+
+
+def check_output_file(flag: str, path: str) -> None:
+  """Says why file `path` (flag --FLAG) cannot be written, before any work
+  is done: a directory in its place, or a file where a folder must be."""
+  if os.path.isdir(path):
+    raise OutputError(f'--{flag}={path} is a directory; give a file path')
+  blocker = _blocking_file(path)
+  if blocker:
+    raise OutputError(f'--{flag}={path}: {blocker} is a file, not a folder; '
+                      'give a path in a folder')
+
+
+def check_output_dir(flag: str, path: str) -> None:
+  """Says why folder `path` (flag --FLAG) cannot be created or written into,
+  before any work is done: a file in its place or above it."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise OutputError(f'--{flag}={path} is a file; give a new or empty folder')
+  blocker = _blocking_file(path)
+  if blocker:
+    raise OutputError(f'--{flag}={path}: {blocker} is a file, not a folder; '
+                      'give a path in a folder')
 
 
 def usage_error(message: str) -> None:

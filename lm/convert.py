@@ -55,6 +55,7 @@ def main(argv):
   else:
     if not FLAGS.workdir or not FLAGS.out_dir:
       cli.usage_error('to-hf needs --workdir=RUN and --out_dir=HF_DIR')
+    cli.exit_on_user_error(cli.check_output_dir, 'out_dir', FLAGS.out_dir)
     print(cli.exit_on_user_error(hf_io.to_hf, FLAGS.workdir, FLAGS.out_dir,
                                  FLAGS.step))
 

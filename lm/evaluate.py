@@ -41,6 +41,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   cli.start(argv, logging.ERROR)
+  if FLAGS.out:  # Before minutes of evaluation, not after.
+    cli.exit_on_user_error(cli.check_output_file, 'out', FLAGS.out)
   if FLAGS.text:
     results = {'text': cli.exit_on_user_error(
         evaluation.text_perplexity, FLAGS.workdir, FLAGS.text, FLAGS.max_len,

@@ -4,6 +4,7 @@ Reads the run's config, tokenizer and latest checkpoint, and generates with a
 KV cache in a jitted decode loop.
 """
 
+import math
 import sys
 
 from absl import app
@@ -38,7 +39,7 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
     if value < low:
       raise config_lib.ConfigError(f'--{name} must be at least {low}, got '
                                    f'{value}')
-  if temperature < 0:
+  if not temperature >= 0 or math.isinf(temperature):  # NaN fails >= 0.
     raise config_lib.ConfigError(f'--temperature must be >= 0, got '
                                  f'{temperature}')
   if not prompt:

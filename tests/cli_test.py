@@ -142,6 +142,25 @@ BAD_INPUTS = {
     'sample: negative temperature': (
         'lm.sample', '--workdir={tmp}/empty', '--temperature=-1',
         r'--temperature must be >= 0, got -1'),
+    'sample: NaN temperature': (
+        'lm.sample', '--workdir={tmp}/empty', '--temperature=nan',
+        r'--temperature must be >= 0, got nan'),
+    'sample: infinite temperature': (
+        'lm.sample', '--workdir={tmp}/empty', '--temperature=inf',
+        r'--temperature must be >= 0, got inf'),
+    'evaluate: --out a folder': (
+        'lm.evaluate', '--workdir={tmp}/empty', '--out={tmp}/empty',
+        r'--out=.*/empty is a directory; give a file path'),
+    'evaluate: --out under a file': (
+        'lm.evaluate', '--workdir={tmp}/empty', '--out={tmp}/file/r.json',
+        r'--out=.*/file/r.json: .*/file is a file, not a folder'),
+    'convert: --out_dir a file': (
+        'lm.convert', 'to-hf', '--workdir={tmp}/empty', '--out_dir={tmp}/file',
+        r'--out_dir=.*/file is a file; give a new or empty folder'),
+    'convert: --out_dir under a file': (
+        'lm.convert', 'to-hf', '--workdir={tmp}/empty',
+        '--out_dir={tmp}/file/hf',
+        r'--out_dir=.*/file/hf: .*/file is a file, not a folder'),
     'sample: unreadable config.json': (
         'lm.sample', '--workdir={tmp}/garbled',
         r'config.json is not a config this version can read'),
