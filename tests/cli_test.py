@@ -171,6 +171,13 @@ BAD_INPUTS = {
     'study file without a grid': (
         'lm.study', '{tmp}/study.py',
         r'get_study\(\) lacks base, grid, metrics, seeds'),
+    'tfds_dir a file': (*TRAIN, '--config.data.tfds_dir={tmp}/file',
+                        r'data.tfds_dir=.*/file cannot hold prepared data '
+                        r'\(File exists\)'),
+    'tfds_dir under a file': (
+        *TRAIN, '--config.data.tfds_dir={tmp}/file/tfds',
+        r'data.tfds_dir=.*/file/tfds cannot hold prepared data '
+        r'\(Not a directory\)'),
     'crossval with one fold': ('lm.crossval', CONFIG, '--workdir={tmp}/cv',
                                '--folds=1', r'--folds must be at least 2'),
 }

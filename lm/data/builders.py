@@ -88,7 +88,7 @@ def read_text(path: pathlib.Path, *, verify: bool = True,
     raw = path.read_bytes()
   except FileNotFoundError:
     raise DataError(f'data file not found: {path}') from None
-  except (IsADirectoryError, PermissionError) as e:
+  except OSError as e:  # A folder, no permission, a link loop, ...
     raise DataError(f'cannot read data file {path}: {e.strerror}') from None
   if verify and path.name in known:
     sha256, lines = known[path.name]
@@ -293,6 +293,10 @@ def _text_files(path: pathlib.Path) -> list[pathlib.Path]:
                     'file or a folder of .txt/.jsonl files')
   if not files:
     raise DataError(f'{path} holds no .txt or .jsonl files')
+  for f in files:
+    if not f.is_file():  # A folder, a broken link or a link loop.
+      raise DataError(f'{f} is not a file that can be read (a folder, a '
+                      'broken link or a link loop); move it out of data.path')
   return files
 
 

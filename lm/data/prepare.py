@@ -34,8 +34,17 @@ def _prepare_lock(data_dir: str, name: str):
   if '://' in root:  # Cloud storage: no file locks; prepare it beforehand.
     yield
     return
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, f'.{name}.lock'), 'w') as f:
+  try:
+    os.makedirs(root, exist_ok=True)
+    f = open(os.path.join(root, f'.{name}.lock'), 'w')
+  except OSError as e:
+    where = ('data.tfds_dir' if data_dir else
+             'TFDS_DATA_DIR' if os.environ.get('TFDS_DATA_DIR') else
+             'the TFDS data folder')
+    raise builders.DataError(
+        f'{where}={root} cannot hold prepared data ({e.strerror}); give a '
+        'folder that can be created and written') from None
+  with f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield
@@ -52,8 +61,8 @@ def _prepare(name, config, path, data_dir):
           "data.name='text_files' needs data.path=FILE_OR_DIR")
     builder = builders.TextFiles(**kwargs)
   else:
-    builders._local_dir(path,
-                        name)  # Checked even when prepared data is reused.
+    # Checked even when prepared data is reused.
+    builders._local_dir(path, name)  # pylint: disable=protected-access
     cls = builders.BUILDERS[name]
     if cls.BUILDER_CONFIGS:
       configs = [c.name for c in cls.BUILDER_CONFIGS]

@@ -190,3 +190,26 @@ def test_sst2_tsv_quoted_and_odd_lines():
 def test_sst2_bad_rows_name_file_and_line(text, message):
   with pytest.raises(builders.DataError, match=message):
     list(builders.parse_tsv(text, 'x.tsv', True))
+
+
+@pytest.mark.parametrize('make', [
+    lambda p: p.mkdir(),  # A folder named like a text file.
+    lambda p: p.symlink_to(p.parent / 'gone.txt'),  # A broken link.
+    lambda p: p.symlink_to(p),  # A link to itself: a loop.
+], ids=['folder', 'broken_link', 'link_loop'])
+def test_text_files_that_cannot_be_read_are_named(tmp_path, tfds_dir, make):
+  corpus = tmp_path / 'corpus'
+  corpus.mkdir()
+  (corpus / 'train.txt').write_text('fine\n')
+  make(corpus / 'notes.txt')
+  with pytest.raises(builders.DataError,
+                     match=r'notes.txt is not a file that can be read \(a '
+                     r'folder, a broken link or a link loop\); move it out'):
+    prepare_lib.prepare('text_files', path=str(corpus), data_dir=tfds_dir)
+
+
+def test_a_link_loop_given_as_the_file_is_one_line(tmp_path):
+  loop = tmp_path / 'loop.txt'
+  loop.symlink_to(loop)
+  with pytest.raises(builders.DataError, match='cannot read data file .*loop'):
+    builders.read_text(loop)
