@@ -48,31 +48,67 @@ flags.DEFINE_bool('dry_run', False, 'List the cells and stop.')
 FLAGS = flags.FLAGS
 
 
-def _load_module(path: str, name: str):
-  if not os.path.exists(path):
+def _failed(where: str, e: Exception) -> config_lib.ConfigError:
+  """A user's Python file that failed, as one line naming it."""
+  if isinstance(e, SyntaxError):
+    return config_lib.ConfigError(f'{where}: {e.msg} (line {e.lineno})')
+  return config_lib.ConfigError(f'{where}: {type(e).__name__}: {e}')
+
+
+def _call(path: str, name: str, function: str, *args):
+  """`function(*args)` of the Python file at `path` (loaded as module
+  `name`); whatever goes wrong in the user's file is one ConfigError line."""
+  if not os.path.isfile(path):
     raise config_lib.ConfigError(f'no such file: {path}')
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
   try:
     spec.loader.exec_module(module)
+    if not callable(getattr(module, function, None)):
+      raise config_lib.ConfigError(f'{path} defines no {function}()')
+    return getattr(module, function)(*args)
+  except config_lib.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _failed(f'{path}' if function == 'get_study' else
+                  f'{path}: {function}({", ".join(map(repr, args))})',
+                  e) from None
   finally:
     sys.path.pop(0)
-  return module
 
 
 def load_config(spec: str):
   """The config of 'path.py[:variant]'."""
   path, _, arg = spec.partition(':')
-  return _load_module(path, 'study_base').get_config(arg or None)
+  return _call(path, 'study_base', 'get_config', arg or None)
+
+
+# A study's keys and the type each must have.
+_STUDY_TYPES = {'base': str, 'grid': dict, 'seeds': list, 'metrics': list,
+                'overrides': dict, 'before': dict, 'eval_lens': list,
+                'out': str}
 
 
 def load_study(path: str) -> dict:
-  study = _load_module(path, 'study_file').get_study()
+  study = _call(path, 'study_file', 'get_study')
+  if not isinstance(study, dict):
+    raise config_lib.ConfigError(f'{path}: get_study() returned a '
+                                 f'{type(study).__name__}, not a dict')
   missing = {'base', 'grid', 'seeds', 'metrics'} - set(study)
   if missing:
     raise config_lib.ConfigError(f'{path}: get_study() lacks '
                                  f'{", ".join(sorted(missing))}')
+  for key, kind in _STUDY_TYPES.items():
+    if key in study and not isinstance(study[key], kind):
+      raise config_lib.ConfigError(
+          f'{path}: get_study()[{key!r}] is a {type(study[key]).__name__}, '
+          f'not a {kind.__name__} (see python -m lm.study --help)')
+  for cell, overrides in study['grid'].items():
+    if not isinstance(overrides, dict):
+      raise config_lib.ConfigError(
+          f'{path}: grid cell {cell!r} is a {type(overrides).__name__}, not '
+          'a dict of {dotted key: value}')
   study.setdefault('eval_lens', [])
   study.setdefault('overrides', {})
   study.setdefault('before', {})

@@ -178,6 +178,20 @@ BAD_INPUTS = {
         *TRAIN, '--config.data.tfds_dir={tmp}/file/tfds',
         r'data.tfds_dir=.*/file/tfds cannot hold prepared data '
         r'\(Not a directory\)'),
+    'study file that does not parse': (
+        'lm.study', '{tmp}/unparsable.py',
+        r'unparsable.py: invalid syntax \(line 1\)'),
+    'study file without get_study': (
+        'lm.study', '{tmp}/nostudy.py', r'nostudy.py defines no get_study\(\)'),
+    'study whose get_study raises': (
+        'lm.study', '{tmp}/raises.py', r'raises.py: ValueError: boom'),
+    'study grid as a list': (
+        'lm.study', '{tmp}/listgrid.py',
+        r"get_study\(\)\['grid'\] is a list, not a dict"),
+    'study base of an unknown variant': (
+        'lm.study', '{tmp}/badbase.py',
+        r"shakespeare_char.py: get_config\('nope'\): ValueError: unknown "
+        r"variant 'nope'"),
     'crossval with one fold': ('lm.crossval', CONFIG, '--workdir={tmp}/cv',
                                '--folds=1', r'--folds must be at least 2'),
 }
@@ -192,6 +206,16 @@ def bad_input_files(tmp_path):
   (tmp_path / 'empty').mkdir()
   (tmp_path / 'vectors.txt').write_text('the 0.1 0.2\n')
   (tmp_path / 'study.py').write_text('def get_study():\n  return {}\n')
+  (tmp_path / 'unparsable.py').write_text('def get_study(:\n')
+  (tmp_path / 'nostudy.py').write_text('x = 1\n')
+  (tmp_path / 'raises.py').write_text(
+      'def get_study():\n  raise ValueError("boom")\n')
+  study = ("def get_study():\n  return {{'base': {base!r}, 'grid': {grid}, "
+           "'seeds': [0], 'metrics': ['validation.loss']}}\n")
+  (tmp_path / 'listgrid.py').write_text(study.format(
+      base='configs/shakespeare_char.py:test', grid="[{'seed': 1}]"))
+  (tmp_path / 'badbase.py').write_text(study.format(
+      base='configs/shakespeare_char.py:nope', grid="{'a': {}}"))
   (tmp_path / 'garbled').mkdir()
   (tmp_path / 'garbled' / 'config.json').write_text('{"model": ')
   (tmp_path / 'badtok').mkdir()
