@@ -137,6 +137,21 @@ def _first_line(e: Exception) -> str:
   return f'{type(e).__name__}: {text[0][:300] if text else ""}'
 
 
+def _damaged_metadata(workdir: str) -> tuple[int, str] | None:
+  """(step, file) of the first step whose saved metrics (the JSON Orbax
+  reads when it opens the directory) do not parse; None if all do."""
+  for step in saved_steps(workdir):
+    path = os.path.join(directory(workdir), str(step), 'metrics', 'metrics')
+    try:
+      with open(path) as f:
+        json.load(f)
+    except FileNotFoundError:
+      continue
+    except (OSError, ValueError):
+      return step, path
+  return None
+
+
 class Checkpointer:
   """Saves and restores a run's checkpoints in `WORKDIR/checkpoints`."""
 
@@ -160,9 +175,12 @@ class Checkpointer:
     try:
       self._manager = self._make_manager(keep, read_only)
     except (ValueError, KeyError, TypeError) as e:  # E.g. damaged metrics.
+      damaged = _damaged_metadata(workdir)
+      where = (f': step {damaged[0]}\'s {damaged[1]} is damaged; move that '
+               'step' if damaged else '; move the damaged step')
       raise CheckpointError(f'cannot read the checkpoints in {self.directory}'
-                            f' ({_first_line(e)}); move the damaged step '
-                            'aside or use a new --workdir') from None
+                            f' ({_first_line(e)}){where} aside or use a new '
+                            '--workdir') from None
 
   def _make_manager(self, keep, read_only):
     return ocp.CheckpointManager(

@@ -281,3 +281,14 @@ def test_export_refuses_a_task_without_a_hugging_face_class():
                      match='a task=replaced_token .ELECTRA. run is exported '
                      'through its fine-tune'):
     hf_io.hf_architecture(c)
+
+
+def test_a_bfloat16_checkpoint_imports_as_its_float32_values(tmp_path):
+  model, tok, _ = hf_fixtures.gpt2(tmp_path / 'f32')
+  half = hf_fixtures.save(model.bfloat16(), tok, tmp_path / 'bf16')
+  run_dir = str(tmp_path / 'run')
+  hf_io.from_hf(half, run_dir)
+  ids = np.random.RandomState(0).randint(0, 1000, (2, 37))
+  # The reference: the same bfloat16 weights, computed in float32.
+  theirs = hf_fixtures.torch_logits(model.float(), ids)
+  assert np.abs(ours(run_dir, ids) - theirs).max() < TOL

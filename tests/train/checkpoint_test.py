@@ -140,7 +140,9 @@ def test_damaged_checkpoint_metadata_is_one_line_error(tmp_path):
   ckpt.close()
   (tmp_path / 'checkpoints' / '1' / 'metrics' / 'metrics').write_text('{"ev')
   with pytest.raises(checkpoint_lib.CheckpointError,
-                     match='cannot read the checkpoints in'):
+                     match=r"cannot read the checkpoints in .*: step 1's "
+                     r'.*checkpoints/1/metrics/metrics is damaged; move that '
+                     'step aside'):
     checkpoint_lib.Checkpointer(str(tmp_path))
 
 
