@@ -192,6 +192,15 @@ BAD_INPUTS = {
         'lm.study', '{tmp}/badbase.py',
         r"shakespeare_char.py: get_config\('nope'\): ValueError: unknown "
         r"variant 'nope'"),
+    'cudnn attention on a CPU': (
+        *TRAIN, '--config.model.attention_impl=cudnn',
+        r'model.attention_impl=cudnn needs an NVIDIA GPU .*; this run\'s '
+        r'devices are CPUs: use model.attention_impl=xla'),
+    'splash attention on a CPU': (
+        *TRAIN, '--config.model.attention_impl=splash',
+        '--config.model.max_len=128',
+        r'model.attention_impl=splash needs a TPU .*; this run\'s devices are '
+        r'CPUs'),
     'crossval with one fold': ('lm.crossval', CONFIG, '--workdir={tmp}/cv',
                                '--folds=1', r'--folds must be at least 2'),
 }

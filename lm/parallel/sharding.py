@@ -107,6 +107,23 @@ def check_model(c, mesh: Mesh) -> None:
           f'{dict(mesh.shape)}); choose sizes that divide it')
 
 
+# Attention kernels that run on one kind of device only: (platform, what).
+KERNELS = {'cudnn': ('gpu', "an NVIDIA GPU (cuDNN's fused kernel)"),
+           'splash': ('tpu', 'a TPU (the Pallas splash kernel)')}
+
+
+def check_kernels(c, mesh: Mesh) -> None:
+  """A device-specific attention kernel needs that kind of device: said in
+  one line before anything compiles (the dry run compiles for other chips
+  and does not ask)."""
+  impl = c.model.attention_impl
+  platform = mesh.devices.flat[0].platform
+  if impl in KERNELS and KERNELS[impl][0] != platform:
+    raise MeshError(f'model.attention_impl={impl} needs {KERNELS[impl][1]}; '
+                    f'this run\'s devices are {platform.upper()}s: use '
+                    'model.attention_impl=xla (or reference)')
+
+
 def logical_to_spec(names, rules) -> P:
   """PartitionSpec for a tuple of logical axis names (None: replicated)."""
   table = dict(rules)

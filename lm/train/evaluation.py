@@ -13,6 +13,14 @@ from lm.train import trainer as train_lib
 from lm.train import workdir as workdir_lib
 
 
+def _trainer(c) -> train_lib.Trainer:
+  """The trainer of resolved config `c` on all devices, once its attention
+  kernel is known to run on them."""
+  mesh = sharding.make_mesh(c.mesh)
+  sharding.check_kernels(c, mesh)
+  return train_lib.Trainer(c, mesh)
+
+
 def evaluate_saved(config, workdir: str, step: int | None = None
                    ) -> dict[str, dict]:
   """The final evaluation (`Task.final`) of a finished run's parameters,
@@ -23,7 +31,7 @@ def evaluate_saved(config, workdir: str, step: int | None = None
                                   tokenizer=workdir_lib.saved_tokenizer(
                                       workdir, '', config.data.tokenizer))
   c = workdir_lib.resolve(config, corpus.tokenizer.vocab_size)
-  trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
+  trainer = _trainer(c)
   params = workdir_lib.load_params(trainer.abstract_state['params'], workdir,
                                    step)
   return tasks.get(c, corpus).final(trainer, params)
@@ -65,7 +73,7 @@ def text_perplexity(workdir: str, path: str, max_len: int = 0,
   if len(stream) < 2:
     raise config_lib.ConfigError(f'--text={path} has {len(stream)} tokens; '
                                  'at least 2 are needed')
-  trainer = train_lib.Trainer(c, sharding.make_mesh(c.mesh))
+  trainer = _trainer(c)
   params = workdir_lib.load_params(trainer.abstract_state['params'], workdir,
                                    step)
   return tasks.get(c).evaluate_stream(trainer, params, stream, text)

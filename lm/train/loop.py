@@ -168,6 +168,7 @@ def _setup(config, workdir: str) -> _Run:
   mesh = sharding.make_mesh(c.mesh)
   sharding.check_batch(c, mesh)
   sharding.check_model(c, mesh)
+  sharding.check_kernels(c, mesh)
   task = tasks.get(c, corpus)
   best_key, best_mode = task.best_metric
   ckpt = checkpoint_lib.Checkpointer(workdir,
