@@ -250,3 +250,23 @@ def test_help(tmp_path):
   for module in ('lm.main', 'lm.sample', 'lm.evaluate', 'lm.convert'):
     p = run_cli(module, '--help')
     assert p.returncode == 0 and '--workdir' in p.stdout
+
+
+def test_checkpoints_without_config_json_are_refused_untouched(tmp_path):
+  workdir = tmp_path / 'run'
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
+  assert p.returncode == 0, p.stderr
+  (workdir / 'config.json').unlink()
+  before = sorted(str(f.relative_to(workdir)) for f in workdir.rglob('*'))
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}',
+              '--config.model.embed_dim=64')
+  assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+  assert p.stderr.strip().splitlines()[-1] == (
+      f'error: {workdir} holds checkpoints (the latest of step 10) but no '
+      'config.json, so the model they were trained as is unknown; restore '
+      'config.json or use a new --workdir')
+  assert sorted(str(f.relative_to(workdir))
+                for f in workdir.rglob('*')) == before  # Nothing written.
+  p = run_cli('lm.sample', f'--workdir={workdir}')
+  assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+  assert 'holds no run (config.json missing)' in p.stderr

@@ -85,6 +85,13 @@ def make_workdir(workdir: str) -> None:
   if not os.access(workdir, os.W_OK):
     raise RunError(f'workdir {workdir} is not writable; choose another '
                    '--workdir')
+  steps = checkpoint_lib.saved_steps(workdir)
+  if steps and not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    # Nothing is written: a new config.json would claim the checkpoints.
+    raise RunError(f'{workdir} holds checkpoints (the latest of step '
+                   f'{steps[-1]}) but no {CONFIG_FILE}, so the model they '
+                   f'were trained as is unknown; restore {CONFIG_FILE} or use '
+                   'a new --workdir')
 
 
 def prepare_workdir(workdir: str, config) -> None:
