@@ -208,6 +208,9 @@ def checkpoint_defaults() -> ml_collections.ConfigDict:
   # on restore) is an error; true: move it to WORKDIR/corrupt_checkpoints and
   # resume from the newest intact one.
   c.fallback = False
+  # A step without manifest.json cannot be verified: refused (or, with
+  # fallback, set aside) unless this trusts it.
+  c.trust_unverified = False
   return c
 
 

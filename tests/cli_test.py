@@ -270,3 +270,21 @@ def test_checkpoints_without_config_json_are_refused_untouched(tmp_path):
   p = run_cli('lm.sample', f'--workdir={workdir}')
   assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
   assert 'holds no run (config.json missing)' in p.stderr
+
+
+def test_a_checkpoint_without_its_manifest_is_refused(tmp_path):
+  workdir = tmp_path / 'run'
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
+  assert p.returncode == 0, p.stderr
+  latest = max((workdir / 'checkpoints').iterdir(), key=lambda d: int(d.name))
+  (latest / 'manifest.json').unlink()
+  more = ('--config.train.num_steps=12',)
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}', *more)
+  assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+  assert p.stderr.strip().splitlines()[-1].startswith(
+      f'error: checkpoint step {latest.name} at {latest} has no '
+      'manifest.json, so its files cannot be verified')
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}', *more,
+              '--config.checkpoint.trust_unverified=true')
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert f'resuming from step {latest.name}' in p.stdout

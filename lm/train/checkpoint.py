@@ -35,8 +35,9 @@ from lm import errors
 
 BEST_METRIC = 'eval/loss'
 MANIFEST = 'manifest.json'
-# Orbax rewrites this one when it commits, after the manifest is written.
-_UNCHECKED = (MANIFEST, '_CHECKPOINT_METADATA')
+# Orbax rewrites or writes these when it commits, after the manifest is
+# written (commit_success.txt marks a finished save on some file systems).
+_UNCHECKED = (MANIFEST, '_CHECKPOINT_METADATA', 'commit_success.txt')
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'
 # Orbax splits the write of an array replicated over R devices into R slices,
 # one per device, and compiles a slice for each shape and device the first
@@ -111,6 +112,11 @@ def verify(step_dir: str) -> str | None:
     files = [(str(name), int(size), str(sha)) for name, (size, sha) in files]
   except (OSError, ValueError, TypeError, AttributeError):
     return f'{MANIFEST} is unreadable'
+  if not files:
+    return f'{MANIFEST} lists no files'
+  unlisted = sorted(set(_files(step_dir)) - {name for name, _, _ in files})
+  if unlisted:  # A file the manifest does not vouch for.
+    return f'{unlisted[0]} is not in {MANIFEST}'
   for name, size, sha in files:
     path = os.path.join(step_dir, name)
     if not os.path.exists(path):
@@ -157,8 +163,10 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 2,
                async_save: bool = True, read_only: bool = False,
-               best_metric: str = BEST_METRIC, best_mode: str = 'min'):
+               best_metric: str = BEST_METRIC, best_mode: str = 'min',
+               trust_unverified: bool = False):
     self.workdir = os.path.abspath(workdir)
+    self.trust_unverified = trust_unverified
     self.directory = directory(workdir)
     self.failures: list[tuple[int, str]] = []  # (step, why) of failed saves.
     self._async = async_save
@@ -307,8 +315,14 @@ class Checkpointer:
   def check(self, step: int) -> None:
     """Raises CheckpointError naming step, path and fault if `step` is not
     intact. A step without a manifest (written before manifests existed, or
-    the manifest deleted) cannot be checked: it is used, with a warning."""
+    the manifest deleted) cannot be verified: an error, unless the
+    Checkpointer trusts unverified steps (then used, with a warning)."""
     if not os.path.exists(os.path.join(self.step_dir(step), MANIFEST)):
+      if not self.trust_unverified:
+        raise CheckpointError(
+            f'checkpoint step {step} at {self.step_dir(step)} has no '
+            f'{MANIFEST}, so its files cannot be verified; set '
+            '--config.checkpoint.trust_unverified=true to use it anyway')
       logging.warning('checkpoint step %d at %s has no %s: its files cannot '
                       'be checked', step, self.step_dir(step), MANIFEST)
       return

@@ -174,7 +174,8 @@ def _setup(config, workdir: str) -> _Run:
   ckpt = checkpoint_lib.Checkpointer(workdir,
                                      max_to_keep=c.checkpoint.max_to_keep,
                                      async_save=c.checkpoint.async_save,
-                                     best_metric=best_key, best_mode=best_mode)
+                                     best_metric=best_key, best_mode=best_mode,
+                                     trust_unverified=c.checkpoint.trust_unverified)
   return _Run(c, workdir, corpus, train_lib.Trainer(c, mesh), task, ckpt,
               init_part)
 

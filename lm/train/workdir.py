@@ -179,14 +179,18 @@ def load_params(abstract_params, run_dir: str, step: int | None = None):
   if not checkpoint_lib.saved_steps(run_dir):
     raise RunError(f'{run_dir} holds no checkpoint; give a workdir that '
                    'python -m lm.main has trained')
-  ckpt = checkpoint_lib.Checkpointer(run_dir, read_only=True)
+  config = (saved_config(run_dir) if os.path.exists(
+      os.path.join(run_dir, CONFIG_FILE)) else None)
+  # The run's own setting says whether its unverified steps are trusted.
+  ckpt = checkpoint_lib.Checkpointer(
+      run_dir, read_only=True,
+      trust_unverified=bool(config and config.checkpoint.trust_unverified))
   if step is None:
     step = ckpt.latest_step()
   elif step not in ckpt.all_steps():
     raise RunError(f'{run_dir} holds no checkpoint of step {step}; it has '
                    f'{", ".join(map(str, ckpt.all_steps()))}')
-  ema = (os.path.exists(os.path.join(run_dir, CONFIG_FILE)) and
-         saved_config(run_dir).train.ema_decay > 0)
+  ema = bool(config and config.train.ema_decay > 0)
   return ckpt.restore_params(step, abstract_params, 'ema' if ema else 'params')
 
 

@@ -146,12 +146,39 @@ def test_damaged_checkpoint_metadata_is_one_line_error(tmp_path):
     checkpoint_lib.Checkpointer(str(tmp_path))
 
 
-def test_a_step_without_manifest_is_used_unchecked(tmp_path):
-  ckpt = saved(tmp_path, [1])
-  (tmp_path / 'checkpoints' / '1' / 'manifest.json').unlink()  # Older format.
-  step, restored, _ = ckpt.restore_latest(state(0.0))
-  assert step == 1
+def test_a_step_without_manifest_is_refused_unless_trusted(tmp_path):
+  ckpt = saved(tmp_path, [1, 2])
+  (tmp_path / 'checkpoints' / '2' / 'manifest.json').unlink()
+  with pytest.raises(checkpoint_lib.CheckpointError,
+                     match=r'step 2 at .* has no manifest.json, so its files '
+                     r'cannot be verified; set --config.checkpoint.'
+                     r'trust_unverified=true to use it anyway; set '
+                     r'--config.checkpoint.fallback=true to resume from step '
+                     r'1'):
+    ckpt.restore_latest(state(0.0))
+  with pytest.raises(checkpoint_lib.CheckpointError, match='no manifest'):
+    ckpt.restore_params(2, state(0.0)['params'])  # init_from, lm.sample.
+  # Trusted (an older format, say): used as it is, damage and all.
+  trusting = checkpoint_lib.Checkpointer(str(tmp_path), max_to_keep=3,
+                                         trust_unverified=True)
+  step, _, _ = trusting.restore_latest(state(0.0))
+  assert step == 2
+  # With fallback it is set aside like a corrupted step.
+  step, restored, _ = ckpt.restore_latest(state(0.0), fallback=True,
+                                          say=lambda _: None)
+  assert step == 1 and ckpt.all_steps() == [1]
   chex.assert_trees_all_equal(restored, state(1.0))
+
+
+@pytest.mark.parametrize('manifest', ['{}', '{"nothing.bin": [1, "00"]}'],
+                         ids=['empty', 'other_files'])
+def test_a_manifest_that_does_not_list_the_files_is_not_intact(tmp_path,
+                                                               manifest):
+  ckpt = saved(tmp_path, [1])
+  (tmp_path / 'checkpoints' / '1' / 'manifest.json').write_text(manifest)
+  with pytest.raises(checkpoint_lib.CheckpointError,
+                     match='lists no files|is missing|is not in manifest.json'):
+    ckpt.restore_latest(state(0.0))
 
 
 def test_fallback_never_starts_a_run_afresh(tmp_path):
