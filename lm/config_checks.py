@@ -56,7 +56,8 @@ POSITIVE = ('model.num_layers', 'model.num_heads', 'model.embed_dim',
             'checkpoint.every', 'checkpoint.max_to_keep',
             'optim.grad_accum_steps')
 NON_NEGATIVE = ('model.vocab_size', 'model.mlp_dim', 'model.type_vocab_size',
-                'data.prefetch', 'train.early_stopping', 'optim.warmup_steps',
+                'data.prefetch', 'train.early_stopping',
+                'train.nonfinite_limit', 'optim.warmup_steps',
                 'optim.decay_steps', 'optim.weight_decay', 'optim.grad_clip',
                 'optim.momentum')
 

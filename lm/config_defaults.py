@@ -174,6 +174,9 @@ def train_defaults() -> ml_collections.ConfigDict:
   # A non-finite loss or gradient: its update is always skipped; 'stop' then
   # ends the run naming the step and leaf, 'skip' counts it and goes on.
   c.nonfinite = 'stop'
+  # Under 'skip': stop as 'stop' does once this many updates in a row were
+  # skipped (seen where the host syncs: log and checkpoint steps); 0: never.
+  c.nonfinite_limit = 50
   # > 0: stop after this many evaluations without a better eval metric
   # (classification: accuracy; else loss); the best step is then evaluated.
   c.early_stopping = 0

@@ -10,6 +10,8 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
+import numpy as np
 
 from lm import cli
 from lm import config as config_lib
@@ -62,6 +64,11 @@ def sample(workdir, prompt, max_new_tokens, temperature, top_k, seed,
   graphdef, _ = task.abstract()
   params = workdir_lib.load_params(workdir_lib.single_device_params(config),
                                    workdir)
+  if not all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(params)):
+    raise workdir_lib.RunError(
+        f'{workdir}: its parameters hold NaN or infinite values (the run '
+        'diverged); there is nothing to sample: train it again with a lower '
+        'optim.lr')
   sampler = decode.Sampler(graphdef, task.model_cfg, valid_vocab=tok.vocab_size)
   ids = sampler.generate(params, prompt_ids, max_new_tokens,
                          num_samples=num_samples, temperature=temperature,

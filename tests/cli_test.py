@@ -4,6 +4,7 @@ import json
 import re
 
 from conftest import run_cli
+import numpy as np
 import pytest
 
 from lm.data import tokenizer as tokenizer_lib
@@ -288,3 +289,21 @@ def test_a_checkpoint_without_its_manifest_is_refused(tmp_path):
               '--config.checkpoint.trust_unverified=true')
   assert p.returncode == 0, p.stderr[-2000:]
   assert f'resuming from step {latest.name}' in p.stdout
+
+
+def test_sampling_from_non_finite_parameters_is_refused(tmp_path):
+  from lm.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'run'
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
+  assert p.returncode == 0, p.stderr
+  # The latest step's parameters as a diverged run leaves them.
+  ckpt = checkpoint_lib.Checkpointer(str(workdir), async_save=False)
+  state, data = ckpt.restore(ckpt.latest_step(), None)
+  state['params']['wte'] = np.full_like(state['params']['wte'], np.nan)
+  ckpt.save(ckpt.latest_step() + 1, state, data)
+  ckpt.close()
+  p = run_cli('lm.sample', f'--workdir={workdir}')
+  assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+  assert p.stderr.strip().endswith(
+      'its parameters hold NaN or infinite values (the run diverged); there '
+      'is nothing to sample: train it again with a lower optim.lr')

@@ -37,7 +37,8 @@ from lm.train import writer as writer_lib
 
 
 class NumericsError(workdir_lib.RunError):
-  """Non-finite loss or gradients under train.nonfinite='stop'."""
+  """Non-finite loss or gradients under train.nonfinite='stop', or too many
+  in a row under 'skip' (train.nonfinite_limit)."""
 
 
 @dataclasses.dataclass
@@ -65,19 +66,27 @@ def init_embeddings(state, trainer, tok, path: str):
   return coverage
 
 
-def _nonfinite(c, trainer, state, step, count, seen, writer, ckpt) -> int:
-  """Reports skipped non-finite updates; under 'stop', ends the run."""
+def _nonfinite(c, trainer, state, step, count, seen, run, writer,
+               ckpt) -> int:
+  """Reports skipped non-finite updates; under 'stop', or once `run`
+  updates in a row were skipped (train.nonfinite_limit), ends the run."""
   bad = jax.device_get(state['nonfinite'])
   first = (f'step {int(bad["first_step"])}, first in '
            f'{trainer.nonfinite_leaf(int(bad["first_leaf"]))}')
-  if c.train.nonfinite == 'stop':
+  limit = c.train.nonfinite_limit
+  if c.train.nonfinite == 'stop' or 0 < limit <= run:
     ckpt.wait()
     ckpt.close()
+    if c.train.nonfinite == 'stop':
+      raise NumericsError(
+          f'non-finite loss or gradients at {first}; the update was skipped '
+          'and the run stopped (the last checkpoint is before it). Lower '
+          'optim.lr, check the data, or set train.nonfinite=skip to skip '
+          'such steps and go on')
     raise NumericsError(
-        f'non-finite loss or gradients at {first}; the update was skipped '
-        'and the run stopped (the last checkpoint is before it). Lower '
-        'optim.lr, check the data, or set train.nonfinite=skip to skip such '
-        'steps and go on')
+        f'step {step}: the last {run} updates were all non-finite and '
+        f'skipped (train.nonfinite_limit={limit}; {count} in all, the first '
+        f'at {first}); the run stopped. Lower optim.lr or check the data')
   writer.print(f'step {step}: {count - seen} non-finite update(s) skipped, '
                f'{count} in all (the first at {first})')
   return count
@@ -229,6 +238,9 @@ def _train(run: _Run, state, train_iter, start: int, writer, evaluate):
       peak * jax.device_count())
   done = _Progress(start)
   spikes, nonfinite_seen = writer_lib.LossSpikes(), 0
+  # At host syncs: the step and skip count, and the skipped updates in a row.
+  synced, skipped_run = start, 0
+  synced_count = int(jax.device_get(state['nonfinite']['count']))
   patience = EarlyStopping(c.train.early_stopping, best_key, best_mode,
                            writer_lib.history(run.workdir, start))
   with preemption_lib.Preemption() as preemption:
@@ -270,9 +282,14 @@ def _train(run: _Run, state, train_iter, start: int, writer, evaluate):
               (c.train.early_stopping > 0 and best_key in scalars))
       if scalars or save:  # The host syncs here anyway: check the numerics.
         count = int(metrics['train/nonfinite_steps'])
+        # Every update since the last sync skipped: the run of them grows.
+        skipped_run = (skipped_run + step - synced
+                       if count - synced_count >= step - synced else 0)
+        synced, synced_count = step, count
         if count > nonfinite_seen:
           nonfinite_seen = _nonfinite(c, trainer, state, step, count,
-                                      nonfinite_seen, writer, ckpt)
+                                      nonfinite_seen, skipped_run, writer,
+                                      ckpt)
       if save:
         writer.flush()  # The log is never behind the latest checkpoint.
         # Only a strictly better step competes for the best checkpoint.

@@ -293,6 +293,12 @@ def test_nonfinite_policies_in_a_run(resumable, tmp_path, policy):
   s = loop.train_and_evaluate(c, str(tmp_path / 'run'))
   assert s.steps == 4 and all(np.isnan(s.losses))
   assert read_metrics(tmp_path / 'run')[-1]['train/nonfinite_steps'] == 4
+  # A limit on skipped updates in a row stops the run as 'stop' does.
+  c.train.nonfinite_limit = 2
+  with pytest.raises(loop.NumericsError,
+                     match=r'step 2: the last 2 updates were all non-finite '
+                     r'and skipped \(train.nonfinite_limit=2; 2 in all'):
+    loop.train_and_evaluate(c, str(tmp_path / 'limited'))
 
 
 # -- Fault injection on real training processes -------------------------------
