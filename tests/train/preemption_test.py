@@ -80,3 +80,22 @@ def test_a_second_signal_exits_at_once_keeping_the_last_checkpoint(tmp_path):
   assert latest is not None and latest >= 40
   state, _ = ckpt.restore(latest, None)  # Complete and readable.
   assert int(state['step']) == latest
+
+
+def test_two_sigterms_50_ms_apart_are_two_signals(tmp_path):
+  workdir = str(tmp_path)
+  # Steps of a few hundred ms: the main thread is mostly inside XLA, where
+  # Python defers its handlers.
+  proc = start_run(workdir, '--config.checkpoint.every=20',
+                   '--config.model.embed_dim=512', '--config.model.max_len=64',
+                   '--config.data.batch_size=32')
+  wait_for_steps(workdir, 3, proc)
+  # The same signal twice, 50 ms apart: two signals. (Sent back to back, the
+  # kernel merges them: a standard signal that is already pending is not
+  # queued again.)
+  proc.send_signal(signal.SIGTERM)
+  time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert 'second signal (SIGTERM): exiting at once' in err, err[-2000:]
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
