@@ -237,6 +237,10 @@ def check_encoder(c: ml_collections.ConfigDict) -> None:
   if m.num_classes < 2:
     raise ConfigError(f'model.num_classes must be at least 2, got '
                       f'{m.num_classes}')
+  if m.class_names and len(m.class_names) != m.num_classes:
+    raise ConfigError(f'model.class_names names {len(m.class_names)} '
+                      f'classes but model.num_classes={m.num_classes}; name '
+                      'each class once, or none')
   if o.encoder_lr_scale < 0:
     raise ConfigError('optim.encoder_lr_scale must be >= 0, got '
                       f'{o.encoder_lr_scale}')

@@ -123,6 +123,9 @@ def model_defaults() -> ml_collections.ConfigDict:
   c.remat = 'none'  # full or dots: recompute activations (less memory).
   c.type_vocab_size = 0  # > 0: token-type embeddings (BERT: 2).
   c.num_classes = 2  # classification: the classifier's outputs.
+  # classification: the classes' names, in order (an imported Hugging Face
+  # classifier's id2label, written back on export); () names them LABEL_i.
+  c.class_names = ()
   # classification: what the classifier reads: the [CLS] state (BERT) or the
   # mean of the real tokens' states (padding excluded). On SST-2 mean pooling
   # learned faster and then overfitted, ending below [CLS] (BENCHMARKS.md).

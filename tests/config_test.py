@@ -136,6 +136,9 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, gelu_tanh, relu, "
      'relu2, swiglu'),
+    (lambda c: c.model.__setattr__('class_names', ('a', 'b', 'c')),
+     'model.class_names names 3 classes but model.num_classes=2; name each '
+     'class once, or none'),
 ])
 def test_bad_values_are_named(test_config, mutate, message):
   mutate(test_config)

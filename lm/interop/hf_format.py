@@ -128,6 +128,10 @@ def model_fields(hf_config: dict) -> tuple[str, dict]:
     labels = hf_config.get('id2label') or {}
     fields['num_classes'] = int(hf_config.get('num_labels') or len(labels)
                                 or 2)
+    names = tuple(str(labels.get(str(i), labels.get(i, f'LABEL_{i}')))
+                  for i in range(fields['num_classes']))
+    if names != tuple(f'LABEL_{i}' for i in range(len(names))):
+      fields['class_names'] = names  # Kept, to be written back on export.
   return arch, fields
 
 
@@ -185,8 +189,11 @@ def hf_config(arch: str, m) -> dict:
     need('pooling', ('cls',), 'BertForSequenceClassification reads the '
          '[CLS] state')
     n = m['num_classes']
-    out.update(num_labels=n, id2label={str(i): f'LABEL_{i}' for i in range(n)},
-               label2id={f'LABEL_{i}': i for i in range(n)})
+    names = list(m['class_names'] if 'class_names' in m else ()) or [
+        f'LABEL_{i}' for i in range(n)]
+    out.update(num_labels=n,
+               id2label={str(i): name for i, name in enumerate(names)},
+               label2id={name: i for i, name in enumerate(names)})
   return out
 
 

@@ -240,8 +240,9 @@ def adopt_imported(c):
     return c
   old, c = saved_config(c.init_from), c.copy_and_resolve_references()
   keys = [f'model.{k}' for k in config_lib.ARCHITECTURE_KEYS + (
-      'norm_eps', 'causal')
-      if k != 'num_classes' or tasks.TASKS[c.task].loads_from(old.task) == '']
+      'norm_eps', 'causal', 'class_names')
+      if k not in ('num_classes', 'class_names') or
+      tasks.TASKS[c.task].loads_from(old.task) == '']
   keys += [f'data.{k}' for k in ('tokenizer', 'vocab_size', 'spm_model_type',
                                  'lowercase', 'normalize')]
   changed = []

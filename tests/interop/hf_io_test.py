@@ -109,12 +109,15 @@ def test_bert_masked_lm_parity_with_padding(tmp_path):
 
 
 def test_bert_classifier_parity_and_round_trip(tmp_path):
+  names = {0: 'negative', 1: 'neutral', 2: 'positive'}
   model, tok, folder = hf_fixtures.bert(
-      tmp_path / 'hf', 'BertForSequenceClassification', num_labels=3)
+      tmp_path / 'hf', 'BertForSequenceClassification', num_labels=3,
+      id2label=names, label2id={v: k for k, v in names.items()})
   run_dir, out = str(tmp_path / 'run'), str(tmp_path / 'out')
   hf_io.from_hf(folder, run_dir)
   c = workdir_lib.saved_config(run_dir)
   assert (c.task, c.model.num_classes) == ('classification', 3)
+  assert c.model.class_names == ('negative', 'neutral', 'positive')
   ids = np.random.RandomState(2).randint(5, len(tok), (4, 25))
   theirs = hf_fixtures.torch_logits(model, ids)
   assert np.abs(ours(run_dir, ids, segment_ids_BxL=np.ones_like(ids))
@@ -123,6 +126,7 @@ def test_bert_classifier_parity_and_round_trip(tmp_path):
   import transformers  # pylint: disable=g-import-not-at-top
   back = reloaded(out, 'BertForSequenceClassification')
   assert back.config.num_labels == 3
+  assert back.config.id2label == names  # The names, not LABEL_0...
   assert np.abs(hf_fixtures.torch_logits(back, ids) - theirs).max() < TOL
   text = 'To be, or not to be'
   assert (transformers.AutoTokenizer.from_pretrained(out)(text)['input_ids']
