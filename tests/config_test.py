@@ -136,7 +136,10 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, gelu_tanh, relu, "
      'relu2, swiglu'),
-    (lambda c: c.model.__setattr__('class_names', ('a', 'b', 'c')),
+    (lambda c: c.update(task='classification',
+                        model=dict(causal=False, class_names=('a', 'b', 'c')),
+                        data=dict(name='sst2', tokenizer='sentencepiece',
+                                  vocab_size=100)),
      'model.class_names names 3 classes but model.num_classes=2; name each '
      'class once, or none'),
 ])
