@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import flags
@@ -54,14 +55,31 @@ def usage_error(message: str) -> None:
   sys.exit(2)
 
 
+def _exit_on_signal(signum, frame) -> None:
+  """Outside the training loop (which stops after its step instead): one
+  line, then exit 128 + signal at once. Nothing is left half-written: every
+  file a run keeps is written to a temporary name and renamed (config,
+  tokenizer, checkpoints), or prepared under a temporary folder (data)."""
+  del frame
+  name = signal.Signals(signum).name
+  # On a line of its own: a progress bar may hold the current one.
+  print(f'\n{name}: stopped (nothing is left half-written; run the same '
+        'command again to go on)', file=sys.stderr, flush=True)
+  os._exit(128 + signum)  # pylint: disable=protected-access
+
+
 def start(argv, quiet_level=logging.WARNING) -> None:
-  """Rejects stray arguments, quiets library logs, tunes the host allocator."""
+  """Rejects stray arguments, quiets library logs, tunes the host allocator,
+  and makes SIGINT and SIGTERM end the command in one line (a traceback
+  from inside JAX's threads, then a crash, otherwise)."""
   if len(argv) > 1:
     usage_error(f'unexpected arguments: {" ".join(argv[1:])}; give flags as '
                 '--name=value (see --help)')
   if not flags.FLAGS['verbosity'].present:  # Library INFO logs drown output.
     logging.set_verbosity(quiet_level)
   host.keep_freed_memory()
+  for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, _exit_on_signal)
 
 
 def exit_on_user_error(fn, *args, **kwargs):

@@ -8,6 +8,8 @@ import subprocess
 import time
 
 from conftest import popen_cli
+from conftest import run_cli
+import pytest
 
 from lm.train import checkpoint as checkpoint_lib
 
@@ -99,3 +101,44 @@ def test_two_sigterms_50_ms_apart_are_two_signals(tmp_path):
   _, err = proc.communicate(timeout=120)
   assert 'second signal (SIGTERM): exiting at once' in err, err[-2000:]
   assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_training_starts_is_one_line(tmp_path, sig):
+  workdir = tmp_path / 'run'
+  proc = start_run(str(workdir))
+  deadline = time.time() + 60
+  # The workdir is made once the command has started, before data and the
+  # first compile: the signal lands in start-up.
+  while not workdir.exists() and time.time() < deadline:
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(0.05)
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=120)
+  assert not (workdir / 'metrics.jsonl').exists()  # Before the loop.
+  assert proc.returncode == 128 + sig, err[-2000:]
+  assert 'Traceback' not in err, err[-2000:]
+  assert err.strip().splitlines()[-1] == (
+      f'{signal.Signals(sig).name}: stopped (nothing is left half-written; '
+      'run the same command again to go on)')
+
+
+def test_a_signal_during_the_final_evaluation_is_one_line_then_redone(
+    tmp_path):
+  workdir = tmp_path / 'run'
+  # A final evaluation of about 15 s: every window of the validation split.
+  args = ('lm.main', '--config=configs/shakespeare_char.py:test',
+          f'--workdir={workdir}', '--config.eval.stride=1')
+  proc = popen_cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True)
+  wait_for_steps(str(workdir), 10, proc)  # The last step is logged,
+  time.sleep(3)  # saved, and the final evaluation under way.
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert 'Traceback' not in err, err[-2000:]
+  assert err.strip().splitlines()[-1].startswith('SIGTERM: stopped')
+  assert not (workdir / 'eval_results.json').exists()
+  p = run_cli(*args)  # The rerun trains nothing and evaluates again.
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert (workdir / 'eval_results.json').exists()
