@@ -319,12 +319,14 @@ def _finish(run: _Run, state, start: int, done: _Progress, writer,
   _report_failed_saves(ckpt, writer, step, 0)
   if ckpt.failures and ckpt.failures[-1][0] == step:
     writer.close()
+    latest = ckpt.latest_step()
+    kept = (f'the latest saved is step {latest}' if latest is not None else
+            'no step of this run is saved')
     raise workdir_lib.RunError(
         f'training {"stopped at" if done.stopped else "reached"} step '
         f'{step} but its checkpoint could not be written '
-        f'({ckpt.failures[-1][1]}); the latest saved is step '
-        f'{ckpt.latest_step()}: free space or fix the permissions of the '
-        'workdir, then rerun to redo the steps after it')
+        f'({ckpt.failures[-1][1]}); {kept}: free space or fix the '
+        'permissions of the workdir, then rerun to redo the steps after it')
   if done.stopped:
     writer.print(f'stopped at step {step} ({done.stopped}); checkpoint '
                  'saved: run the same command again to resume')

@@ -440,6 +440,9 @@ def test_failed_checkpoint_writes_are_reported_and_retried(tmp_path):
   assert out.stderr.strip().splitlines()[-1].startswith(
       'error: training reached step 10 but its checkpoint could not be '
       'written (PermissionError')
+  assert out.stderr.strip().endswith(
+      '; no step of this run is saved: free space or fix the permissions of '
+      'the workdir, then rerun to redo the steps after it')
   # 2. The directory turns unwritable mid-run and back: the run goes on,
   # keeps its earlier checkpoint and saves again once it can.
   workdir = tmp_path / 'b'
