@@ -112,7 +112,7 @@ def _lines(text: str):
     yield i, {'text': line}
 
 
-def _local_dir(path: str, name: str) -> pathlib.Path | None:
+def local_dir(path: str, name: str) -> pathlib.Path | None:
   if not path:
     return None
   folder = pathlib.Path(path)
@@ -169,7 +169,7 @@ class Wikitext2(_Builder):
 
   def _split_generators(self, dl_manager):
     kind = self.builder_config.name
-    folder = _local_dir(self.path, 'wikitext2')
+    folder = local_dir(self.path, 'wikitext2')
     if folder is None:
       extracted = _download(dl_manager, self.URLS[kind], 'wikitext2',
                             '../shared/data/wikitext-2')
@@ -197,7 +197,7 @@ class TinyShakespeare(_Builder):
   TRAIN_FRACTION = 0.9
 
   def _split_generators(self, dl_manager):
-    folder = _local_dir(self.path, 'tiny_shakespeare')
+    folder = local_dir(self.path, 'tiny_shakespeare')
     path = folder / 'input.txt' if folder else EMBEDDED_SHAKESPEARE
     if path == EMBEDDED_SHAKESPEARE:
       text = read_text(path, verify=False)
@@ -355,7 +355,7 @@ class Sst2(_Builder):
         disable_shuffling=True)
 
   def _split_generators(self, dl_manager):
-    folder = _local_dir(self.path, 'sst2')
+    folder = local_dir(self.path, 'sst2')
     if folder is None:
       folder = next(_download(dl_manager, self.URL, 'sst2',
                               '../shared/data/sst2').rglob('dev.tsv')).parent

@@ -62,7 +62,7 @@ def _prepare(name, config, path, data_dir):
     builder = builders.TextFiles(**kwargs)
   else:
     # Checked even when prepared data is reused.
-    builders._local_dir(path, name)  # pylint: disable=protected-access
+    builders.local_dir(path, name)
     cls = builders.BUILDERS[name]
     if cls.BUILDER_CONFIGS:
       configs = [c.name for c in cls.BUILDER_CONFIGS]

@@ -127,13 +127,13 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     return np.fromiter(itertools.chain.from_iterable(ids), np.int32)
 
   def decode(self, ids) -> str:
-    return self._sp.decode(vocabulary._checked_ids(ids, self.vocab_size))
+    return self._sp.decode(vocabulary.checked_ids(ids, self.vocab_size))
 
   def spec(self) -> dict:
     return {
         'type': 'sentencepiece',
         'model_file': vocabulary.SPM_MODEL_FILE,
-        'sha256': vocabulary._sha256(self.model)
+        'sha256': vocabulary.file_sha256(self.model)
     }
 
   def word_kinds(self) -> np.ndarray:
@@ -153,13 +153,13 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
     return kinds
 
   def _save_files(self, directory: str) -> None:
-    vocabulary._write_atomic(os.path.join(directory, vocabulary.SPM_MODEL_FILE),
+    vocabulary.write_atomic(os.path.join(directory, vocabulary.SPM_MODEL_FILE),
                              self.model)
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'SentencePieceTokenizer':
     return cls(
-        vocabulary._read_checked(directory, spec['model_file'], spec['sha256'],
+        vocabulary.read_checked(directory, spec['model_file'], spec['sha256'],
                                  'copy it back from where the run was trained'))
 
 
@@ -201,7 +201,7 @@ class HFTokenizer(vocabulary.Tokenizer):
                       np.int32)
 
   def decode(self, ids) -> str:
-    return self._tok.decode(vocabulary._checked_ids(ids, self.vocab_size),
+    return self._tok.decode(vocabulary.checked_ids(ids, self.vocab_size),
                             skip_special_tokens=True)
 
   def word_kinds(self) -> np.ndarray | None:
@@ -221,18 +221,18 @@ class HFTokenizer(vocabulary.Tokenizer):
     return {
         'type': 'hf',
         'file': vocabulary.HF_TOKENIZER_FILE,
-        'sha256': vocabulary._sha256(self.content),
+        'sha256': vocabulary.file_sha256(self.content),
         'specials': self.specials
     }
 
   def _save_files(self, directory: str) -> None:
-    vocabulary._write_atomic(
+    vocabulary.write_atomic(
         os.path.join(directory, vocabulary.HF_TOKENIZER_FILE), self.content)
 
   @classmethod
   def from_spec(cls, spec: dict, directory: str) -> 'HFTokenizer':
     return cls(
-        vocabulary._read_checked(
+        vocabulary.read_checked(
             directory, spec['file'], spec['sha256'],
             'import the checkpoint again (lm.convert '
             'from-hf)'), dict(spec['specials']))

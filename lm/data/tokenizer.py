@@ -64,7 +64,7 @@ class CharTokenizer(vocabulary.Tokenizer):
 
   def decode(self, ids) -> str:
     return ''.join(
-        self.chars[i] for i in vocabulary._checked_ids(ids, self.vocab_size))
+        self.chars[i] for i in vocabulary.checked_ids(ids, self.vocab_size))
 
   def spec(self) -> dict:
     return {'type': 'char', 'chars': self.chars}
@@ -78,7 +78,7 @@ class CharTokenizer(vocabulary.Tokenizer):
     if os.path.isdir(path):
       super().save(path)
     else:
-      vocabulary._write_atomic(os.fspath(path),
+      vocabulary.write_atomic(os.fspath(path),
                                json.dumps(self.spec()).encode())
 
   @classmethod
@@ -114,8 +114,8 @@ class WordTokenizer(vocabulary.Tokenizer):
     ]
     if len(self._ids) != len(self.words) or missing:
       raise vocabulary.TokenizerError(
-          f'a word vocabulary needs {vocabulary.UNK} and {vocabulary.EOS} and no '
-          'repeated words; train the tokenizer again')
+          f'a word vocabulary needs {vocabulary.UNK} and {vocabulary.EOS} '
+          'and no repeated words; train the tokenizer again')
     self.unk_id, self.eos_id = self._ids[vocabulary.UNK], self._ids[
         vocabulary.EOS]
 
@@ -131,12 +131,11 @@ class WordTokenizer(vocabulary.Tokenizer):
     """
     if max_size and max_size < 2:
       raise vocabulary.TokenizerError(
-          f'a word vocabulary of max_size={max_size} cannot '
-          f'hold {vocabulary.EOS} and {vocabulary.UNK}; use at least 2 or 0 (all)'
-      )
+          f'a word vocabulary of max_size={max_size} cannot hold '
+          f'{vocabulary.EOS} and {vocabulary.UNK}; use at least 2 or 0 (all)')
     counts = collections.Counter()
     for text in texts:
-      for line in vocabulary._lines(text):
+      for line in vocabulary.split_lines(text):
         counts.update(line.split())
         counts[vocabulary.EOS] += 1
     words = [w for w, n in counts.items()
@@ -163,14 +162,14 @@ class WordTokenizer(vocabulary.Tokenizer):
   def encode(self, text: str) -> np.ndarray:
     get, unk, eos = self._ids.get, self.unk_id, self.eos_id
     ids = []
-    for line in vocabulary._lines(text):
+    for line in vocabulary.split_lines(text):
       ids.extend([get(w, unk) for w in line.split()])
       ids.append(eos)
     return np.array(ids, np.int32)
 
   def decode(self, ids) -> str:
     out, line = [], []
-    for i in vocabulary._checked_ids(ids, self.vocab_size):
+    for i in vocabulary.checked_ids(ids, self.vocab_size):
       if i == self.eos_id:
         out.append(' '.join(line) + '\n')
         line = []
@@ -220,7 +219,7 @@ class ByteTokenizer(vocabulary.Tokenizer):
 
   def decode(self, ids) -> str:
     data = bytes(10 if i == self.eos_id else i
-                 for i in vocabulary._checked_ids(ids, self.vocab_size))
+                 for i in vocabulary.checked_ids(ids, self.vocab_size))
     return data.decode('utf-8', errors='replace')
 
   def spec(self) -> dict:

@@ -40,17 +40,17 @@ class TokenizerError(errors.UserError):
   """Text the tokenizer cannot encode, or a tokenizer file it cannot read."""
 
 
-def _sha256(data: bytes) -> str:
+def file_sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
   with open(path + '.tmp', 'wb') as f:
     f.write(data)
   os.replace(path + '.tmp', path)  # Never a half-written file.
 
 
-def _read_checked(directory: str, name: str, sha256: str, fix: str) -> bytes:
+def read_checked(directory: str, name: str, sha256: str, fix: str) -> bytes:
   """The bytes of file `name` that tokenizer.json refers to, checked against
   the sha256 it recorded; `fix` says what to do when the file is missing."""
   # Only a file name: tokenizer.json cannot point outside its directory.
@@ -59,13 +59,13 @@ def _read_checked(directory: str, name: str, sha256: str, fix: str) -> bytes:
     raise TokenizerError(f'{path} is missing; tokenizer.json needs it: {fix}')
   with open(path, 'rb') as f:
     data = f.read()
-  if _sha256(data) != sha256:
+  if file_sha256(data) != sha256:
     raise TokenizerError(f'{path} differs from the file tokenizer.json was '
                          'saved with (sha256); restore the original file')
   return data
 
 
-def _checked_ids(ids, vocab_size: int) -> list[int]:
+def checked_ids(ids, vocab_size: int) -> list[int]:
   """`ids` as a list of ints, each a valid id of a `vocab_size` vocabulary."""
   ids = np.asarray(ids, np.int64).reshape(-1)
   bad = ids[(ids < 0) | (ids >= vocab_size)]
@@ -112,20 +112,20 @@ class Tokenizer:
   def fingerprint(self) -> str:
     """A short string that differs between any two different vocabularies."""
     canonical = json.dumps(self.spec(), sort_keys=True, ensure_ascii=True)
-    return f'{self.kind}:{_sha256(canonical.encode())[:16]}'
+    return f'{self.kind}:{file_sha256(canonical.encode())[:16]}'
 
   def save(self, directory: str) -> None:
     """Writes tokenizer.json (and any model file) into `directory`."""
     os.makedirs(directory, exist_ok=True)
     self._save_files(directory)
-    _write_atomic(os.path.join(directory, TOKENIZER_FILE),
+    write_atomic(os.path.join(directory, TOKENIZER_FILE),
                   json.dumps(self.spec(), ensure_ascii=False).encode())
 
   def _save_files(self, directory: str) -> None:
     """Writes files that tokenizer.json refers to (none by default)."""
 
 
-def _lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
   """The lines of `text`; a final newline ends the last line, not a new one."""
   if not text:
     return []
