@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 from conftest import run_cli
 import numpy as np
@@ -253,10 +254,25 @@ def test_help(tmp_path):
     assert p.returncode == 0 and '--workdir' in p.stdout
 
 
-def test_checkpoints_without_config_json_are_refused_untouched(tmp_path):
-  workdir = tmp_path / 'run'
-  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A finished run of CONFIG (no final evaluation), trained once per test
+  process; tests change copies of it."""
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}',
+              '--config.eval.final=false')
   assert p.returncode == 0, p.stderr
+  return workdir
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+  """A copy of the trained run, the test's own to damage."""
+  return shutil.copytree(trained, tmp_path / 'run')
+
+
+def test_checkpoints_without_config_json_are_refused_untouched(run_copy):
+  workdir = run_copy
   (workdir / 'config.json').unlink()
   before = sorted(str(f.relative_to(workdir)) for f in workdir.rglob('*'))
   p = run_cli('lm.main', CONFIG, f'--workdir={workdir}',
@@ -273,13 +289,11 @@ def test_checkpoints_without_config_json_are_refused_untouched(tmp_path):
   assert 'holds no run (config.json missing)' in p.stderr
 
 
-def test_a_checkpoint_without_its_manifest_is_refused(tmp_path):
-  workdir = tmp_path / 'run'
-  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
-  assert p.returncode == 0, p.stderr
+def test_a_checkpoint_without_its_manifest_is_refused(run_copy):
+  workdir = run_copy
   latest = max((workdir / 'checkpoints').iterdir(), key=lambda d: int(d.name))
   (latest / 'manifest.json').unlink()
-  more = ('--config.train.num_steps=12',)
+  more = ('--config.train.num_steps=12', '--config.eval.final=false')
   p = run_cli('lm.main', CONFIG, f'--workdir={workdir}', *more)
   assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr[-2000:]
   assert p.stderr.strip().splitlines()[-1].startswith(
@@ -291,11 +305,9 @@ def test_a_checkpoint_without_its_manifest_is_refused(tmp_path):
   assert f'resuming from step {latest.name}' in p.stdout
 
 
-def test_sampling_from_non_finite_parameters_is_refused(tmp_path):
+def test_sampling_from_non_finite_parameters_is_refused(run_copy):
   from lm.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-  workdir = tmp_path / 'run'
-  p = run_cli('lm.main', CONFIG, f'--workdir={workdir}')
-  assert p.returncode == 0, p.stderr
+  workdir = run_copy
   # The latest step's parameters as a diverged run leaves them.
   ckpt = checkpoint_lib.Checkpointer(str(workdir), async_save=False)
   state, data = ckpt.restore(ckpt.latest_step(), None)

@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from typing import Any
@@ -143,6 +144,16 @@ def _first_line(e: Exception) -> str:
   return f'{type(e).__name__}: {text[0][:300] if text else ""}'
 
 
+def _why_not_saved(e: Exception) -> str:
+  """Why a save failed, short: the operating system's reason where there
+  is one (TensorStore buries it at the end of a long line of paths)."""
+  code = getattr(e, 'errno', None)
+  found = re.search(r"os_error_code='?(\d+)", str(e))
+  if found:
+    code = int(found.group(1))
+  return os.strerror(code) if code else _first_line(e)
+
+
 def _damaged_metadata(workdir: str) -> tuple[int, str] | None:
   """(step, file) of the first step whose saved metrics (the JSON Orbax
   reads when it opens the directory) do not parse; None if all do."""
@@ -241,7 +252,7 @@ class Checkpointer:
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      self.failures.append((self._step, _first_line(e)))
+      self.failures.append((self._step, _why_not_saved(e)))
       if jax.process_index() == 0:
         for path in glob.glob(os.path.join(glob.escape(self.directory),
                                            f'{self._step}{_TMP_SUFFIX}*')):
@@ -289,7 +300,7 @@ class Checkpointer:
       self._manager.save(step, args=ocp.args.Composite(**items), metrics=best,
                          force=True)
     except Exception as e:  # pylint: disable=broad-except
-      self.failures.append((step, _first_line(e)))
+      self.failures.append((step, _why_not_saved(e)))
       self._finish_previous()  # Whatever Orbax started for it, finished.
     if not self._async:
       self._finish_previous()

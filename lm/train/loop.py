@@ -30,6 +30,7 @@ from lm.models import transformer
 from lm.parallel import sharding
 from lm.train import checkpoint as checkpoint_lib
 from lm.train import flops
+from lm.train import library_log as library_log_lib
 from lm.train import preemption as preemption_lib
 from lm.train import trainer as train_lib
 from lm.train import workdir as workdir_lib
@@ -120,13 +121,15 @@ class EarlyStopping:
     return 0 < self.patience <= self.since
 
 
-def _report_failed_saves(ckpt, writer, step: int, every: int) -> None:
-  """Prints the checkpoint saves that failed since the last report."""
+def _report_failed_saves(ckpt, writer, step: int, every: int,
+                         log_path: str) -> None:
+  """Prints the checkpoint saves that failed since the last report, a line
+  each; the libraries' tracebacks are in `log_path`."""
   for failed, why in ckpt.new_failures():
     retry = (f'the next save (step {step - step % every + every}) tries '
              'again' if every else 'no save is left to try')
-    writer.print(f'checkpoint at step {failed} was not saved ({why}); '
-                 f'training goes on, {retry}')
+    writer.print(f'checkpoint at step {failed} was not saved ({why}; details '
+                 f'in {log_path}); training goes on, {retry}')
 
 
 @dataclasses.dataclass
@@ -139,6 +142,7 @@ class _Run:
   task: Any  # Its lm.tasks.base.Task, on the corpus.
   ckpt: checkpoint_lib.Checkpointer
   init_part: str  # What init_from gives: '' all parameters, or a part.
+  library_log: str = ''  # Where the libraries' own output goes.
 
 
 @dataclasses.dataclass
@@ -296,7 +300,8 @@ def _train(run: _Run, state, train_iter, start: int, writer, evaluate):
         ckpt.save(step, state, train_iter.get_state(),
                   scalars if improved else {})
         _report_failed_saves(ckpt, writer, step,
-                             0 if final or stop else c.checkpoint.every)
+                             0 if final or stop else c.checkpoint.every,
+                             run.library_log)
       if stop:
         done.stopped = preemption.requested or 'SIGTERM'
         break
@@ -316,7 +321,7 @@ def _finish(run: _Run, state, start: int, done: _Progress, writer,
   best_key = run.task.best_metric[0]
   best_step = ckpt.best_step()
   ckpt.close()
-  _report_failed_saves(ckpt, writer, step, 0)
+  _report_failed_saves(ckpt, writer, step, 0, run.library_log)
   if ckpt.failures and ckpt.failures[-1][0] == step:
     writer.close()
     latest = ckpt.latest_step()
@@ -325,7 +330,8 @@ def _finish(run: _Run, state, start: int, done: _Progress, writer,
     raise workdir_lib.RunError(
         f'training {"stopped at" if done.stopped else "reached"} step '
         f'{step} but its checkpoint could not be written '
-        f'({ckpt.failures[-1][1]}); {kept}: free space or fix the '
+        f'({ckpt.failures[-1][1]}; details in {run.library_log}); {kept}: '
+        'free space or fix the '
         'permissions of the workdir, then rerun to redo the steps after it')
   if done.stopped:
     writer.print(f'stopped at step {step} ({done.stopped}); checkpoint '
@@ -359,6 +365,12 @@ def _finish(run: _Run, state, start: int, done: _Progress, writer,
 def train_and_evaluate(config, workdir: str) -> Summary:
   """Trains `config` in `workdir`, resuming if it holds a checkpoint."""
   run = _setup(config, workdir)
+  with library_log_lib.divert(workdir) as run.library_log:
+    return _train_and_evaluate(run)
+
+
+def _train_and_evaluate(run: _Run) -> Summary:
+  workdir = run.workdir
   for line in run.task.notes():
     print(line, flush=True)
   train_iter = run.task.train_dataset()

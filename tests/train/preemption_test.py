@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 from conftest import popen_cli
@@ -97,6 +98,41 @@ def test_two_sigterms_50_ms_apart_are_two_signals(tmp_path):
   _, err = proc.communicate(timeout=120)
   assert 'second signal (SIGTERM): exiting at once' in err, err[-2000:]
   assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+
+
+# The main thread inside one long call (as in a training step) while two
+# SIGTERMs arrive 50 ms apart: Python runs the handler once, after the call.
+_BUSY_MAIN_THREAD = """
+import os, signal, sys, threading, time
+import numpy as np
+from lm.train import preemption
+
+def send_two():
+  time.sleep(0.3)
+  os.kill(os.getpid(), signal.SIGTERM)
+  time.sleep(0.05)
+  os.kill(os.getpid(), signal.SIGTERM)
+
+with preemption.Preemption() as p:
+  threading.Thread(target=send_two).start()
+  t = time.time()
+  np.sort(np.random.default_rng(0).random(30_000_000))  # No bytecode runs.
+  print(f'call took {time.time() - t:.1f} s', file=sys.stderr)
+  time.sleep(1)
+print('stopped as for one signal:', p.requested)
+"""
+
+
+def test_two_signals_during_one_long_call_are_still_two():
+  out = subprocess.run([sys.executable, '-c', _BUSY_MAIN_THREAD],
+                       capture_output=True, text=True, timeout=120,
+                       check=False)
+  took = float(re.search(r'call took ([\d.]+) s', out.stderr + ' call took '
+                         '9 s').group(1))
+  if took < 0.5:  # The signals must arrive during the call.
+    pytest.skip(f'the long call took only {took} s')
+  assert 'second signal (SIGTERM): exiting at once' in out.stderr, out
+  assert out.returncode == 128 + signal.SIGTERM, out
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
