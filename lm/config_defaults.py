@@ -133,6 +133,13 @@ def model_defaults() -> ml_collections.ConfigDict:
   # replaced_token: the generator's heads (so width and MLP) as a share of
   # the encoder's, same depth (ELECTRA: 1/4 to 1/2 works best).
   c.generator_fraction = 0.25
+  # Token embeddings drawn with std 1/sqrt(embed_dim) and multiplied by
+  # sqrt(embed_dim) when read (the original Transformer's recipe): a
+  # sinusoidal position table then adds at the embeddings' scale.
+  c.scale_embeddings = False
+  # encoder_decoder: the decoder's depth (num_layers is the encoder's); 0:
+  # num_layers.
+  c.decoder_layers = 0
   return c
 
 

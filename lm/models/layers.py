@@ -62,6 +62,10 @@ class TransformerConfig:
   pooling: str = 'cls'  # Classifier input: cls | mean (of real tokens).
   # ELECTRA's replaced-token detection: the generator's share of the heads and width.
   generator_fraction: float = 0.25
+  # Token embeddings drawn with std 1/sqrt(D) and read times sqrt(D) (the
+  # original Transformer's), so a sinusoidal table adds at their scale.
+  scale_embeddings: bool = False
+  decoder_layers: int = 0  # Encoder-decoder: the decoder's depth; 0: num_layers.
 
   @classmethod
   def from_config(cls, m) -> 'TransformerConfig':

@@ -79,24 +79,54 @@ class Block(nnx.Module):
         h_BxLxD, positions_BxL=positions_BxL, segment_ids_BxL=segment_ids_BxL,
         cache=cache, relative_NxH=relative_NxH, **kw), x_BxLxD, **kw)
     if self.cross_attn is not None:
-      x_BxLxD, _ = self._residual(self.ln_cross, lambda h_BxLxD: (
-          self.cross_attn(h_BxLxD, encoded_BxMxD, positions_BxL=positions_BxL,
-                          segment_ids_BxL=segment_ids_BxL,
-                          kv_segment_ids_BxM=encoded_segment_ids_BxM,
-                          cache=cross_cache, **kw)), x_BxLxD, **kw)
+      x_BxLxD, _ = self._residual(self.ln_cross, lambda h_BxLxD: self._cross(
+          h_BxLxD, positions_BxL, segment_ids_BxL, encoded_BxMxD,
+          encoded_segment_ids_BxM, cross_cache, kw), x_BxLxD, **kw)
     x_BxLxD, _ = self._residual(self.ln2, lambda h_BxLxD: (
         self.mlp(h_BxLxD, **kw), None), x_BxLxD, **kw)
     return sharding.constrain(x_BxLxD, ('batch', None, 'embed')), cache
+
+  def _cross(self, h_BxLxD, positions_BxL, segment_ids_BxL, encoded_BxMxD,
+             encoded_segment_ids_BxM, cross_cache, kw):
+    """Cross-attention of h's queries to the encoder's output. When h holds
+    W rows per source (beams, samples: B = S * W rows, in source order) and
+    the encoder's output or cross cache one per source (S), the W rows'
+    queries are laid side by side as one row of W * L queries: attention
+    without causal order or positions is the same, and the source's keys and
+    values are read once, never copied per row."""
+    S = (encoded_BxMxD if cross_cache is None
+         else cross_cache.k_BxMxGxK).shape[0]
+    B, L, D = h_BxLxD.shape
+    if S == B:
+      return self.cross_attn(h_BxLxD, encoded_BxMxD,
+                             positions_BxL=positions_BxL,
+                             segment_ids_BxL=segment_ids_BxL,
+                             kv_segment_ids_BxM=encoded_segment_ids_BxM,
+                             cache=cross_cache, **kw)
+    W = B // S
+    y_SxWLxD, _ = self.cross_attn(
+        h_BxLxD.reshape(S, W * L, D), encoded_BxMxD,
+        positions_BxL=jnp.zeros((1, W * L), jnp.int32),
+        kv_segment_ids_BxM=encoded_segment_ids_BxM, cache=cross_cache, **kw)
+    return y_SxWLxD.reshape(B, L, D), cross_cache
 
 
 class GPT(nnx.Module):
   """Token ids in, next-token logits out."""
 
-  def __init__(self, cfg: layers.TransformerConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: layers.TransformerConfig, *, rngs: nnx.Rngs,
+               cross: bool = False, wte: nnx.Param | None = None):
+    """`cross`: blocks with cross-attention to an encoder's output (the
+    decoder of an encoder-decoder); `wte`: another model's token embedding,
+    shared (one parameter), instead of one of its own."""
     self.cfg = cfg
     init = nnx.initializers.normal(0.02)
-    self.wte = layers.param(rngs, init, (cfg.vocab_size, cfg.embed_dim),
-                            ('vocab', 'embed'), cfg.param_dtype)
+    # Scaled embeddings (the original Transformer) are read times sqrt(D):
+    # drawn with std 1/sqrt(D), they enter the blocks with unit scale.
+    self.wte = wte if wte is not None else layers.param(
+        rngs, nnx.initializers.normal(
+            cfg.embed_dim**-0.5 if cfg.scale_embeddings else 0.02),
+        (cfg.vocab_size, cfg.embed_dim), ('vocab', 'embed'), cfg.param_dtype)
     self.wpe = (layers.param(rngs, init, (cfg.max_len, cfg.embed_dim),
                              (None, 'embed'), cfg.param_dtype)
                 if cfg.position == 'learned' else None)
@@ -116,10 +146,10 @@ class GPT(nnx.Module):
       @nnx.vmap(in_axes=(0,), out_axes=0,
                 transform_metadata={nnx.PARTITION_NAME: None})
       def stacked(rngs):
-        return Block(cfg, rngs=rngs)
+        return Block(cfg, rngs=rngs, cross=cross)
       self.blocks = stacked(rngs)
     else:
-      self.blocks = nnx.List([Block(cfg, rngs=rngs)
+      self.blocks = nnx.List([Block(cfg, rngs=rngs, cross=cross)
                               for _ in range(cfg.num_layers)])
     # Post-norm blocks already end in a norm.
     self.ln_f = (layers.LayerNorm(cfg, rngs=rngs)
@@ -130,7 +160,7 @@ class GPT(nnx.Module):
 
   def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None,
-               token_types_BxL=None):
+               token_types_BxL=None, **cross):
     """Logits [B, L, V] in float32, and the updated cache (None if not given).
     (`hidden` gives the final hidden states instead, for other heads.)
 
@@ -142,11 +172,12 @@ class GPT(nnx.Module):
     With a cache (from `init_cache`), tokens sit at `positions` ([L], which
     must be consecutive); keys and values are written there and attention
     reads the cache, so decoding one token at a time equals one full call.
+    A decoder (`cross`) is also given the encoder's output (see `hidden`).
     """
     x_BxLxD, new_cache = self.hidden(
         tokens_BxL, positions=positions, segment_ids_BxL=segment_ids_BxL,
         cache=cache, deterministic=deterministic, rngs=rngs,
-        token_types_BxL=token_types_BxL)
+        token_types_BxL=token_types_BxL, **cross)
     B, L, D = x_BxLxD.shape
     head_VxD = self.wte[...] if self.head is None else self.head[...]
     logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
@@ -154,11 +185,17 @@ class GPT(nnx.Module):
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
 
   def hidden(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
-             cache=None, deterministic=True, rngs=None, token_types_BxL=None):
+             cache=None, deterministic=True, rngs=None, token_types_BxL=None,
+             encoded_BxMxD=None, encoded_segment_ids_BxM=None,
+             cross_caches=None):
     """The final (normed) hidden states [B, L, D] and the updated cache.
     Encoders pass `segment_ids_BxL` 1 on real tokens and 0 on padding (no
     token then attends across the two) and, with `type_vocab_size`,
-    `token_types_BxL` (BERT's sentence A/B)."""
+    `token_types_BxL` (BERT's sentence A/B). A decoder attends to the
+    encoder's output `encoded_BxMxD` (or, decoding, to its keys and values,
+    `cross_caches` from `cross_caches`), masked by `encoded_segment_ids_BxM`
+    (0 on the source's padding); see `Block._cross` for B a multiple of
+    the encoder's rows."""
     dtype = layers.DTYPES[self.cfg.dtype]
     L = tokens_BxL.shape[1]
     if positions is None:
@@ -168,6 +205,9 @@ class GPT(nnx.Module):
     # fsdp-sharded table makes XLA's partitioner rematerialise it anyway.
     wte_VxD = sharding.constrain(self.wte[...], ('vocab', None))
     x_BxLxD = jnp.take(wte_VxD, tokens_BxL, axis=0)
+    if self.cfg.scale_embeddings:
+      x_BxLxD = x_BxLxD * jnp.sqrt(jnp.float32(self.cfg.embed_dim)).astype(
+          x_BxLxD.dtype)
     if self.cfg.position == 'learned':
       wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
       x_BxLxD = x_BxLxD + jnp.take(wpe_LxD, positions_BxL, axis=0)
@@ -184,18 +224,23 @@ class GPT(nnx.Module):
     x_BxLxD = sharding.constrain(x_BxLxD, ('batch', None, 'embed'))
     x_BxLxD = self.dropout(x_BxLxD, deterministic=deterministic, rngs=rngs)
     relative_NxH = None if self.relative is None else self.relative[...]
+    cross = dict(encoded_BxMxD=encoded_BxMxD,
+                 encoded_segment_ids_BxM=encoded_segment_ids_BxM)
     x_BxLxD, new_cache = self._blocks(x_BxLxD, positions_BxL, segment_ids_BxL,
-                                      relative_NxH, cache, deterministic, rngs)
+                                      relative_NxH, cache, deterministic, rngs,
+                                      cross, cross_caches)
     if self.ln_f is not None:
       x_BxLxD = self.ln_f(x_BxLxD)
     return x_BxLxD, new_cache
 
   def _blocks(self, x_BxLxD, positions_BxL, segment_ids_BxL, relative_NxH,
-              cache, deterministic, rngs):
+              cache, deterministic, rngs, cross, cross_caches):
     """The blocks in order: a Python loop over the layers, or (scan_layers)
     one `jax.lax.scan` over the stacked layers; with `remat`, each block is
     recomputed in the backward pass. Dropout keys are drawn per layer from
-    one key. Returns the output and the updated cache (None if not given)."""
+    one key. `cross` (the encoder's output and segment ids) goes to every
+    layer, `cross_caches` each layer its own. Returns the output and the
+    updated cache (None if not given)."""
     cfg = self.cfg
     if not cfg.scan_layers and cfg.remat == 'none':  # The plain stack.
       new_cache = None if cache is None else []
@@ -204,7 +249,9 @@ class GPT(nnx.Module):
             x_BxLxD, positions_BxL=positions_BxL,
             segment_ids_BxL=segment_ids_BxL,
             cache=None if cache is None else cache[i],
-            relative_NxH=relative_NxH, deterministic=deterministic, rngs=rngs)
+            cross_cache=None if cross_caches is None else cross_caches[i],
+            relative_NxH=relative_NxH, deterministic=deterministic, rngs=rngs,
+            **cross)
         if cache is not None:
           new_cache.append(layer_cache)
       return x_BxLxD, new_cache
@@ -215,26 +262,39 @@ class GPT(nnx.Module):
                             self.blocks[0])
 
     def body(x_BxLxD, layer):
-      state, key, layer_cache = layer
+      state, key, layer_cache, cross_cache = layer
       block = nnx.merge(graphdef, state)
       return block(x_BxLxD, positions_BxL=positions_BxL,
                    segment_ids_BxL=segment_ids_BxL, cache=layer_cache,
-                   relative_NxH=relative_NxH, deterministic=not train,
-                   rngs=nnx.Rngs(dropout=key) if train else None)
+                   cross_cache=cross_cache, relative_NxH=relative_NxH,
+                   deterministic=not train,
+                   rngs=nnx.Rngs(dropout=key) if train else None, **cross)
     if cfg.remat != 'none' and cache is None:
       policy = (jax.checkpoint_policies.dots_with_no_batch_dims_saveable
                 if cfg.remat == 'dots' else None)
       body = jax.checkpoint(body, policy=policy)
     if cfg.scan_layers:  # The cache, too, is stacked over the layers.
       return jax.lax.scan(body, x_BxLxD,
-                          (nnx.state(self.blocks), keys, cache))
+                          (nnx.state(self.blocks), keys, cache, cross_caches))
     new_cache = None if cache is None else []
     for i, block in enumerate(self.blocks):
       x_BxLxD, layer_cache = body(x_BxLxD, (
-          nnx.state(block), keys[i], None if cache is None else cache[i]))
+          nnx.state(block), keys[i], None if cache is None else cache[i],
+          None if cross_caches is None else cross_caches[i]))
       if cache is not None:
         new_cache.append(layer_cache)
     return x_BxLxD, new_cache
+
+  def cross_caches(self, encoded_BxMxD):
+    """Each layer's cross-attention keys and values of the encoder's output
+    (a list of `CrossCache`, or one stacked over the layers with
+    scan_layers): computed once per source, then only read."""
+    if not self.cfg.scan_layers:
+      return [block.cross_attn.cross_cache(encoded_BxMxD)
+              for block in self.blocks]
+    graphdef, state = nnx.split(self.blocks)
+    return jax.vmap(lambda s: nnx.merge(graphdef, s).cross_attn.cross_cache(
+        encoded_BxMxD))(state)
 
   def init_cache(self, batch_size: int):
     """An empty KV cache spanning the whole context: one {'k', 'v'} entry
