@@ -140,6 +140,9 @@ def model_defaults() -> ml_collections.ConfigDict:
   # encoder_decoder: the decoder's depth (num_layers is the encoder's); 0:
   # num_layers.
   c.decoder_layers = 0
+  # encoder_decoder: encoder and decoder read one token embedding (a joint
+  # vocabulary); false: each its own.
+  c.share_embeddings = True
   return c
 
 

@@ -66,6 +66,7 @@ class TransformerConfig:
   # original Transformer's), so a sinusoidal table adds at their scale.
   scale_embeddings: bool = False
   decoder_layers: int = 0  # Encoder-decoder: the decoder's depth; 0: num_layers.
+  share_embeddings: bool = True  # Encoder-decoder: one token embedding.
 
   @classmethod
   def from_config(cls, m) -> 'TransformerConfig':
