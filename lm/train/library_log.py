@@ -9,6 +9,7 @@ what matters in one line and names this file; the file keeps the rest.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -87,6 +88,9 @@ def divert(workdir: str):
   try:
     yield log_path
   finally:
+    # Futures the libraries dropped report their exceptions when collected:
+    # collect them while the log file still takes the report.
+    gc.collect()
     sys.unraisablehook, threading.excepthook = hooks
     root.removeHandler(handler)
     for h in terminal:
