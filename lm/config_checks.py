@@ -39,6 +39,7 @@ CHOICES = {
     'model.pooling': ('cls', 'mean'),
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
+    'optim.schedule': ('cosine', 'inverse_sqrt'),
     'optim.state_dtype': ('float32', 'bfloat16'),
     'train.nonfinite': ('stop', 'skip'),
 }

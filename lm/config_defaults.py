@@ -154,6 +154,10 @@ def optim_defaults() -> ml_collections.ConfigDict:
   c.min_lr = 1e-4
   c.warmup_steps = 100
   c.decay_steps = 0  # 0: decay over train.num_steps.
+  # After warmup: cosine (to min_lr over decay_steps, then flat) or
+  # inverse_sqrt (lr * sqrt(warmup_steps / step): fairseq's, for
+  # Transformers trained from scratch; min_lr and decay_steps unused).
+  c.schedule = 'cosine'
   c.b1 = 0.9
   c.b2 = 0.99
   c.eps = 1e-8

@@ -1,4 +1,4 @@
-"""Optax optimizer: warmup + cosine schedule, clipping, masked weight decay.
+"""Optax optimizer: warmup + cosine or inverse-square-root schedule, clipping, masked weight decay.
 
 Fine-tuning options (`optim.freeze_embeddings`, `optim.encoder_lr_scale`)
 split the parameters into groups: the embedding tables (frozen: never
@@ -17,16 +17,24 @@ import optax
 
 
 def schedule(c_optim, num_steps: int) -> optax.Schedule:
-  """Linear warmup to `lr`, cosine decay to `min_lr`, then flat (nanoGPT's).
+  """Linear warmup to `lr`, then (`optim.schedule`) either cosine decay to
+  `min_lr` and flat (nanoGPT's), or decay with the inverse square root of
+  the step, lr * sqrt(warmup / step) (fairseq's `inverse_sqrt`; the original
+  Transformer's schedule has this shape, with its peak set by d and the
+  warmup).
 
   Warmup is lr * (step + 1) / (warmup + 1), so the first step already learns.
   """
   lr, min_lr, warmup = c_optim.lr, c_optim.min_lr, c_optim.warmup_steps
   decay = c_optim.decay_steps or num_steps
+  inverse_sqrt = c_optim.get('schedule', 'cosine') == 'inverse_sqrt'
 
   def fn(step):
     step = jnp.asarray(step, jnp.float32)
     warm = lr * (step + 1) / (warmup + 1)
+    if inverse_sqrt:
+      return jnp.where(step < warmup, warm,
+                       lr * jnp.sqrt(max(warmup, 1) / jnp.maximum(step, 1.0)))
     frac = jnp.clip((step - warmup) / max(decay - warmup, 1), 0.0, 1.0)
     cos = min_lr + 0.5 * (1.0 + jnp.cos(jnp.pi * frac)) * (lr - min_lr)
     return jnp.where(step < warmup, warm, cos)

@@ -32,6 +32,18 @@ def test_schedule_matches_nanogpt():
     np.testing.assert_allclose(fn(step), nanogpt_lr(step), rtol=1e-5)
 
 
+def test_inverse_sqrt_schedule_matches_fairseq():
+  c = config_lib.default().optim
+  c.update(schedule='inverse_sqrt', lr=5e-4, warmup_steps=4000)
+  fn = optimizer_lib.schedule(c, 100)  # The run's length does not matter.
+  for step in [4000, 4001, 10_000, 16_000, 1_000_000]:
+    # fairseq: decay_factor = lr * sqrt(warmup_updates); lr = it / sqrt(step).
+    np.testing.assert_allclose(fn(step), 5e-4 * 4000**0.5 / step**0.5,
+                               rtol=1e-5)
+  np.testing.assert_allclose(fn(0), 5e-4 / 4001, rtol=1e-5)  # Same warmup.
+  np.testing.assert_allclose(fn(3999), 5e-4 * 4000 / 4001, rtol=1e-5)
+
+
 def test_decay_mask_spares_biases_norms_embeddings():
   params = {'wte': 1, 'wpe': 1, 'ln_f': {'scale': 1, 'bias': 1},
             'mlp': {'up': {'kernel': 1, 'bias': 1}}}
