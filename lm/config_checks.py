@@ -22,8 +22,10 @@ class ConfigError(errors.UserError):
 
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
-    'task': ('causal_lm', 'masked_lm', 'replaced_token', 'classification'),
-    'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2'),
+    'task': ('causal_lm', 'masked_lm', 'replaced_token', 'classification',
+             'translation'),
+    'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2',
+                  'multi30k'),
     'data.pack': ('stream', 'segments'),
     'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte', 'hf'),
     'data.spm_model_type': ('bpe', 'unigram'),
@@ -40,6 +42,7 @@ CHOICES = {
     'model.param_dtype': ('float32', 'bfloat16'),
     'optim.name': ('adamw', 'adam', 'sgd'),
     'optim.schedule': ('cosine', 'inverse_sqrt'),
+    'eval.penalty': ('gnmt', 'hf'),
     'optim.state_dtype': ('float32', 'bfloat16'),
     'train.nonfinite': ('stop', 'skip'),
 }
@@ -177,10 +180,12 @@ def check_model_attention(c: ml_collections.ConfigDict) -> None:
 def check_task(c: ml_collections.ConfigDict) -> None:
   """The task-specific fields are set only for the tasks that read them."""
   m, d, o = c.model, c.data, c.optim
-  if d.length_bucket < 0 or (d.length_bucket and c.task != 'classification'):
-    raise ConfigError('data.length_bucket batches labelled sentences by '
-                      'length (task=classification), a multiple >= 1; got '
-                      f'{d.length_bucket} for task={c.task}')
+  if d.length_bucket < 0 or (d.length_bucket and c.task not in
+                             ('classification', 'translation')):
+    raise ConfigError('data.length_bucket batches sentences by length '
+                      '(task=classification or translation), a multiple >= '
+                      f'1; got {d.length_bucket} for task={c.task}')
+  check_translation(c)
   if not 0.0 <= d.token_dropout < 1.0 or (d.token_dropout and
                                           c.task != 'classification'):
     raise ConfigError('data.token_dropout masks fine-tuning pieces '
@@ -212,10 +217,43 @@ def check_task(c: ml_collections.ConfigDict) -> None:
                       'set model.scan_layers=false (stacked blocks)')
 
 
+# Corpora of sentence pairs (lm.data.parallel), read by task=translation.
+PARALLEL_CORPORA = ('multi30k',)
+
+
+def check_translation(c: ml_collections.ConfigDict) -> None:
+  """A translation run reads a parallel corpus with a SentencePiece
+  vocabulary, batches of at least one widest row, and decodes with valid
+  beam settings; no other task reads a parallel corpus."""
+  d, e = c.data, c.eval
+  translation = c.task == 'translation'
+  if translation != (d.name in PARALLEL_CORPORA):
+    raise ConfigError(
+        f'task=translation reads a parallel corpus ({", ".join(PARALLEL_CORPORA)})'
+        f'; got task={c.task} with data.name={d.name}')
+  if not translation:
+    return
+  if d.tokenizer != 'sentencepiece':
+    raise ConfigError('task=translation needs data.tokenizer=sentencepiece '
+                      f'(one vocabulary with BOS and EOS); got {d.tokenizer}')
+  if d.max_tokens < c.model.max_len:
+    raise ConfigError(f'data.max_tokens={d.max_tokens} holds no row of '
+                      f'model.max_len={c.model.max_len}; raise it')
+  if e.beam_size < 1:
+    raise ConfigError(f'eval.beam_size must be at least 1, got {e.beam_size}')
+  if e.alpha < 0:
+    raise ConfigError(f'eval.alpha (the length penalty) must be >= 0, got '
+                      f'{e.alpha}')
+  if not 0.0 <= c.optim.label_smoothing < 1.0:
+    raise ConfigError('optim.label_smoothing must be in [0, 1), got '
+                      f'{c.optim.label_smoothing}')
+
+
 def check_encoder(c: ml_collections.ConfigDict) -> None:
-  """An encoder task (every task but causal_lm) has what encoders need."""
+  """An encoder task (masked_lm, replaced_token, classification) has what
+  encoders need."""
   m, d, o = c.model, c.data, c.optim
-  if c.task == 'causal_lm':
+  if c.task in ('causal_lm', 'translation'):  # translation: its own check.
     return
   if m.causal:
     raise ConfigError(f'task={c.task} trains a bidirectional encoder; set '

@@ -71,6 +71,10 @@ def data_defaults() -> ml_collections.ConfigDict:
   # classification: word dropout, the share of training pieces read as
   # [MASK] (each independently; [CLS], [SEP] and [PAD] never); 0: off.
   c.token_dropout = 0.0
+  # translation: tokens a batch holds (fairseq's max_tokens): a batch of row
+  # width w has max_tokens // w pairs; widths are multiples of
+  # data.length_bucket (0: 8) up to model.max_len.
+  c.max_tokens = 4096
   c.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.prefetch = 2  # Batches prepared ahead by grain's threads.
   return c
@@ -178,6 +182,9 @@ def optim_defaults() -> ml_collections.ConfigDict:
   # replaced_token: loss = generator masked-LM loss + this x the
   # discriminator's mean binary cross-entropy over the tokens (ELECTRA: 50).
   c.detection_weight = 50.0
+  # translation: label smoothing of the target tokens' cross-entropy (0.1 in
+  # the original Transformer); evaluation reports the unsmoothed loss.
+  c.label_smoothing = 0.0
   return c
 
 
@@ -215,6 +222,15 @@ def eval_defaults() -> ml_collections.ConfigDict:
   # > 0: score only each split's first N tokens (quick studies; token loss
   # and perplexity only). 0: whole splits.
   c.max_tokens = 0
+  # translation: the final evaluation's beam search: beam width (1: greedy),
+  # length-penalty exponent and convention (gnmt: ((5 + len) / 6)^alpha;
+  # hf: len^alpha).
+  c.beam_size = 4
+  c.alpha = 0.6
+  c.penalty = 'gnmt'
+  # translation: more splits of the corpus the final evaluation translates
+  # (comma-separated; Multi30k: test2017, mscoco2017, test2018).
+  c.extra_splits = ''
   return c
 
 

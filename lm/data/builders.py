@@ -131,7 +131,7 @@ def _download(dl_manager, url: str, name: str, example_path: str):
         f'data.path to a local copy, e.g. {example_path}') from None
 
 
-class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Text examples in file order (TFDS's shuffle-on-write is turned off)."""
   VERSION = VERSION
   HOMEPAGE = ''
@@ -152,7 +152,7 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     yield from _lines(text)
 
 
-class Wikitext2(_Builder):
+class Wikitext2(Builder):
   """WikiText-2 (Merity et al., 2016), one example per line."""
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name='tokens', description=(
@@ -185,7 +185,7 @@ class Wikitext2(_Builder):
             for split, path in found.items()}
 
 
-class TinyShakespeare(_Builder):
+class TinyShakespeare(Builder):
   """Tiny Shakespeare (char-rnn), split 90/10 by characters as nanoGPT does.
 
   Each split is a single example: the split point falls inside a line.
@@ -214,7 +214,7 @@ class TinyShakespeare(_Builder):
     yield 0, {'text': text}
 
 
-class TextFiles(_Builder):
+class TextFiles(Builder):
   """A user's own `.txt` (one example per line) or `.jsonl` files.
 
   Files are assigned to splits by name: `*train*`, `*valid*`/`*dev*`/`*val.*`,
@@ -335,7 +335,7 @@ def _unquote(field: str) -> str:
   return field
 
 
-class Sst2(_Builder):
+class Sst2(Builder):
   """GLUE SST-2 binary sentiment (Socher et al., 2013): `{'text', 'label'}`
   per sentence (label 0 negative, 1 positive; -1 in the unlabelled test)."""
   URL = 'https://dl.fbaipublicfiles.com/glue/data/SST-2.zip'

@@ -65,6 +65,16 @@ def read_texts(source, chunk: int = 4096) -> list[str]:
   return texts
 
 
+def read_pairs(source, chunk: int = 4096) -> list[tuple[str, str]]:
+  """All (source, target) texts of a parallel data source, in order."""
+  pairs = []
+  for start in range(0, len(source), chunk):
+    rows = source.__getitems__(range(start, min(start + chunk, len(source))))
+    pairs.extend((ex['source'].decode('utf-8'), ex['target'].decode('utf-8'))
+                 for ex in rows)
+  return pairs
+
+
 def read_labels(source, chunk: int = 4096) -> np.ndarray:
   """All labels of a labelled data source, in order."""
   labels = []
@@ -172,6 +182,8 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
   builder = prepare(d)
   names = splits or resolve_splits(builder, d)
   transform = preprocess.make(d.normalize, d.lowercase, d.remove_stopwords)
+  if 'source' in builder.info.features:
+    return _load_pairs(d, builder, names, transform, tokenizer, specials)
   texts = {
       s: [transform(t) for t in read_texts(prepare_lib.source(builder, n))]
       for s, n in names.items()
@@ -204,3 +216,18 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
                       f'window of {max_len + 1}; use more text or a smaller '
                       'model.max_len')
   return corpus
+
+
+def _load_pairs(d, builder, names, transform, tokenizer, specials) -> Corpus:
+  """A parallel corpus: `texts` holds each split's (source, target) pairs;
+  the tokenizer (one vocabulary for both languages) is trained on the
+  training split's sources and targets."""
+  texts = {s: [(transform(a), transform(b)) for a, b in
+               read_pairs(prepare_lib.source(builder, n))]
+           for s, n in names.items() if n}
+  if tokenizer is None:
+    tokenizer = tokenizer_lib.train(
+        d.tokenizer, [t for pair in texts['train'] for t in pair],
+        vocab_size=d.vocab_size, model_type=d.spm_model_type,
+        specials=specials)
+  return Corpus(builder, names, tokenizer, transform, texts)

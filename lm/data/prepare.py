@@ -10,6 +10,7 @@ import os
 import tensorflow_datasets as tfds
 
 from lm.data import builders
+from lm.data import parallel
 
 
 def prepare(name: str, *, config: str = '', path: str = '',
@@ -63,7 +64,7 @@ def _prepare(name, config, path, data_dir):
   else:
     # Checked even when prepared data is reused.
     builders.local_dir(path, name)
-    cls = builders.BUILDERS[name]
+    cls = {**builders.BUILDERS, **parallel.BUILDERS}[name]
     if cls.BUILDER_CONFIGS:
       configs = [c.name for c in cls.BUILDER_CONFIGS]
       config = config or configs[0]

@@ -1,0 +1,165 @@
+"""TFDS builders for parallel text (translation pairs), prepared to
+ArrayRecord.
+
+Every example is `{'source': str, 'target': str}`: line i of a source file
+and line i of its target file. `multi30k` is Multi30k Task 1 (Elliott et
+al., 2016), the cased untokenized `raw/*.gz` files, checked against their
+published sha256; its config names the direction ('en-de' or 'de-en'). Its
+splits: train (29,000 pairs), validation (1,014), test (test2016 Flickr,
+1,000), test2017 (Flickr, 1,000), mscoco2017 (461) and test2018 (1,071).
+
+Pairs are kept as they are in the files (empty ones too, so split sizes are
+the published ones); the translation task skips and counts empty pairs and
+cuts long ones (`lm.data.pairs`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pathlib
+
+import tensorflow_datasets as tfds
+
+from lm.data import builders
+
+DataError = builders.DataError
+
+_PAIR = tfds.features.FeaturesDict({'source': tfds.features.Text(),
+                                    'target': tfds.features.Text()})
+
+# raw/ file -> (sha256 of the .gz file, lines), from
+# ../shared/data/multi30k/README.md.
+MULTI30K_FILES = {
+    'train.en.gz': ('d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f'
+                    '8bbd56f', 29000),
+    'train.de.gz': ('726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa88'
+                    '3de28a6', 29000),
+    'val.en.gz': ('14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c1'
+                  '0dc28', 1014),
+    'val.de.gz': ('f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a'
+                  '5e75a', 1014),
+    'test_2016_flickr.en.gz': ('611d361c6334bc7246101d48097c13cf5c4413c5befc7'
+                               '93cc629934359d532d9', 1000),
+    'test_2016_flickr.de.gz': ('9204244e408ccb38d2a55cfcd344df15005fc42a07a6e'
+                               '55ca6c52b6ababb8cc8', 1000),
+    'test_2017_flickr.en.gz': ('76a444ee25172e72695cddb13ae4a3bda59430617be88'
+                               'e0bb46b60504f054074', 1000),
+    'test_2017_flickr.de.gz': ('a2c89666db00c495cd8513b9d708d5a3acc205d7de312'
+                               'ef2bf5fb7ebc1540aee', 1000),
+    'test_2017_mscoco.en.gz': ('aab300bfb4427697987e02cd0aacd44bfe8aa50456231'
+                               'b6474c08038bbed2b58', 461),
+    'test_2017_mscoco.de.gz': ('799e4854c25d601cb6cb6be29eabe5667734c61ace2f4'
+                               '95e03e429031a0bc338', 461),
+    'test_2018_flickr.en.gz': ('ef4f4844037d4c5dea75c9a8ed5fd78905967a26f67c2'
+                               '55e230cc9780032654d', 1071),
+    'test_2018_flickr.de.gz': ('ddd0130c7d97482dc5197a02141dae8dd79f20f03586c'
+                               '480d675c09a32daf608', 1071),
+}
+
+# Split -> the raw/ file stem of Multi30k Task 1.
+MULTI30K_SPLITS = {'train': 'train', 'validation': 'val',
+                   'test': 'test_2016_flickr', 'test2017': 'test_2017_flickr',
+                   'mscoco2017': 'test_2017_mscoco',
+                   'test2018': 'test_2018_flickr'}
+
+
+def read_lines(path: pathlib.Path, known: dict | None = None) -> list[str]:
+  """A text file's lines (a `.gz` file decompressed), without their line
+  ends; a file in `known` must match its sha256 and line count."""
+  try:
+    raw = path.read_bytes()
+  except FileNotFoundError:
+    raise DataError(f'data file not found: {path}') from None
+  except OSError as e:
+    raise DataError(f'cannot read data file {path}: {e.strerror}') from None
+  if known and path.name in known:
+    sha256, lines = known[path.name]
+    if hashlib.sha256(raw).hexdigest() != sha256:
+      raise DataError(f'{path} is not the published file (sha256 '
+                      f'{hashlib.sha256(raw).hexdigest()[:12]}..., expected '
+                      f'{sha256[:12]}..., {lines:,} lines); copy it again from '
+                      'the source named in its README')
+  if path.suffix == '.gz':
+    try:
+      raw = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+      raise DataError(f'{path} is not a readable gzip file ({e}); copy it '
+                      'again') from None
+  try:
+    text = raw.decode('utf-8')
+  except UnicodeDecodeError as e:
+    line = raw[:e.start].count(b'\n') + 1
+    raise DataError(f'{path} is not valid UTF-8 (byte {e.start}, line '
+                    f'{line}); convert it to UTF-8') from None
+  return text.splitlines()
+
+
+def aligned(source: pathlib.Path, target: pathlib.Path,
+            known: dict | None = None) -> list[tuple[str, str]]:
+  """The (source, target) pairs of two line-aligned files; files of
+  different lengths are a DataError naming both and their counts."""
+  sources, targets = read_lines(source, known), read_lines(target, known)
+  if len(sources) != len(targets):
+    raise DataError(f'{source} has {len(sources):,} lines but {target} has '
+                    f'{len(targets):,}; line i of each must be a translation '
+                    'pair')
+  return list(zip(sources, targets))
+
+
+class Multi30k(builders.Builder):
+  """Multi30k Task 1 (Elliott et al., 2016): Flickr30k image descriptions
+  and their professional translations, cased and untokenized."""
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name='en-de', description='English to German.'),
+      tfds.core.BuilderConfig(name='de-en', description='German to English.'),
+  ]
+  URL = ('https://github.com/multi30k/dataset/raw/'
+         'a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/')
+  HOMEPAGE = 'https://github.com/multi30k/dataset'
+  LICENSE = 'Non-commercial research and education use (Flickr30K terms)'
+  CITATION = ('Elliott, Frank, Sima\'an, Specia. Multi30K: Multilingual '
+              'English-German Image Descriptions. VL@ACL 2016.')
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.__doc__, features=_PAIR,
+        homepage=self.HOMEPAGE, license=self.LICENSE, citation=self.CITATION,
+        disable_shuffling=True)
+
+  def _files(self, dl_manager) -> dict[str, pathlib.Path]:
+    """raw/ file name -> its path: in data.path (the Multi30k folder or its
+    raw/), else downloaded."""
+    folder = builders.local_dir(self.path, 'multi30k')
+    if folder is not None:
+      folder = folder / 'raw' if (folder / 'raw').is_dir() else folder
+      missing = [n for n in MULTI30K_FILES if not (folder / n).exists()]
+      if missing:
+        raise DataError(f'{folder} lacks {", ".join(missing[:3])}'
+                        f'{" and more" if len(missing) > 3 else ""}; point '
+                        'data.path at the Multi30k folder (raw/*.gz inside)')
+      return {n: folder / n for n in MULTI30K_FILES}
+    try:
+      paths = dl_manager.download({n: self.URL + n for n in MULTI30K_FILES})
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataError(
+          f'cannot download multi30k from {self.URL} ({type(e).__name__}); '
+          'set data.path to a local copy, e.g. ../shared/data/multi30k'
+      ) from None
+    return {n: pathlib.Path(p) for n, p in paths.items()}
+
+  def _split_generators(self, dl_manager):
+    files = self._files(dl_manager)
+    src, tgt = self.builder_config.name.split('-')
+    # Downloaded files have other names: check them under their own.
+    known = {str(files[n].name): v for n, v in MULTI30K_FILES.items()}
+    return {split: self._generate_examples(aligned(
+        files[f'{stem}.{src}.gz'], files[f'{stem}.{tgt}.gz'], known))
+            for split, stem in MULTI30K_SPLITS.items()}
+
+  def _generate_examples(self, pairs):
+    for i, (source, target) in enumerate(pairs):
+      yield i, {'source': source, 'target': target}
+
+
+BUILDERS = {'multi30k': Multi30k}

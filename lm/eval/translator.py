@@ -1,0 +1,122 @@
+"""Translating sentences with an encoder-decoder: text in, text out.
+
+Sources are encoded to ids (`pieces EOS`, cut to `max_len`), padded into
+batches of a fixed shape (so one program serves every batch), and decoded
+by beam search or greedy/sampled decoding (`lm.eval.search`) inside one
+jitted function: the encoder runs once per batch, each decoder layer's
+cross-attention keys and values are computed once, and the decoder's
+self-attention keeps a KV cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lm.eval import search
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How to decode: beam search when beam_size > 1 (or temperature 0 and
+  beam_size 1: greedy), else sampling."""
+  beam_size: int = 4
+  alpha: float = 0.6  # Length penalty exponent.
+  penalty: str = 'gnmt'  # gnmt | hf (see lm.eval.search).
+  max_len: int = 0  # Output tokens at most; 0: the model's max_len.
+  temperature: float = 0.0  # Sampling (beam_size 1): 0 is greedy.
+  top_k: int = 0
+  top_p: float = 1.0
+  seed: int = 0
+
+
+class Translator:
+  """Translates with a model's graph definition and parameters."""
+
+  def __init__(self, graphdef, cfg, tok, settings: Settings,
+               batch_size: int = 32):
+    self.graphdef, self.cfg, self.tok = graphdef, cfg, tok
+    self.settings = settings
+    self.batch_size = batch_size
+    self.max_out = min(settings.max_len or cfg.max_len, cfg.max_len)
+    ids = tok.special_ids
+    self.bos, self.eos = ids['bos'], ids['eos']
+    self.banned = search.banned_ids(cfg.vocab_size, (self.bos,),
+                                    tok.vocab_size)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _decode(self, params, source_BxM, rng):
+    """[B, T] output ids of a batch of sources (0 after EOS)."""
+    model = nnx.merge(self.graphdef, params)
+    s = self.settings
+    # Real tokens: up to each row's first EOS (id 0 is a piece, not padding).
+    eos_BxM = (source_BxM == self.eos).astype(jnp.int32)
+    segments_BxM = (jnp.cumsum(eos_BxM, axis=1) - eos_BxM == 0).astype(
+        jnp.int32)
+    W = s.beam_size
+    caches = model.cross_caches(model.encode(source_BxM, segments_BxM))
+    B = source_BxM.shape[0]
+
+    def step(tokens_N, i, cache):
+      logits, cache = model.decode(tokens_N[:, None], positions=i[None],
+                                   source_segment_ids_BxM=segments_BxM,
+                                   cross_caches=caches, cache=cache)
+      return logits[:, 0], cache
+
+    cache = model.init_cache(B * W)
+    if W > 1:
+      tokens, _ = search.beam_search(
+          step, cache, num_sources=B, beam_size=W, max_len=self.max_out,
+          bos=self.bos, eos=self.eos, alpha=s.alpha, penalty=s.penalty,
+          banned=self.banned, cache_batch_axis=1 if self.cfg.scan_layers
+          else 0)
+      return tokens[:, 0]
+    return search.sample(step, cache, num_rows=B, max_len=self.max_out,
+                         bos=self.bos, eos=self.eos, rng=rng,
+                         temperature=s.temperature, top_k=s.top_k,
+                         top_p=s.top_p, banned=self.banned)
+
+  def encode(self, texts: list[str]) -> np.ndarray:
+    """[N, max_len] source rows: pieces, EOS, zeros."""
+    M = self.cfg.max_len
+    rows = np.zeros((len(texts), M), np.int32)
+    for i, text in enumerate(texts):
+      ids = self.tok.encode(text.strip())[:M - 1]
+      rows[i, :len(ids) + 1] = np.append(ids, self.eos)
+    return rows
+
+  def decode_ids(self, ids) -> str:
+    """Text of output ids, up to the first EOS."""
+    ids = [int(i) for i in ids]
+    if self.eos in ids:
+      ids = ids[:ids.index(self.eos)]
+    return self.tok.decode([i for i in ids if i])
+
+  def translate(self, params, texts: list[str], progress=None
+                ) -> tuple[list[str], float]:
+    """The translations of `texts`, and the seconds decoding took."""
+    rows = self.encode(texts)
+    out, seconds = [], 0.0
+    rng = jax.random.key(self.settings.seed)
+    for start in range(0, len(rows), self.batch_size):
+      batch = rows[start:start + self.batch_size]
+      real = len(batch)
+      if real < self.batch_size:  # One shape for every batch.
+        batch = np.concatenate(
+            [batch, np.zeros((self.batch_size - real, batch.shape[1]),
+                             np.int32)])
+        batch[real:, 0] = self.eos
+      t = time.perf_counter()
+      ids = np.asarray(self._decode(params, batch,
+                                    jax.random.fold_in(rng, start)))
+      seconds += time.perf_counter() - t
+      out.extend(self.decode_ids(row) for row in ids[:real])
+      if progress is not None:  # (sentences done, sentences in all).
+        progress(start + real, len(rows))
+    return out, seconds
