@@ -25,7 +25,8 @@ def get_config(arg=None):
   c.task = 'translation'
   c.data.update(name='multi30k', config='en-de',
                 path='../shared/data/multi30k', tokenizer='sentencepiece',
-                vocab_size=10000, max_tokens=4096, length_bucket=8)
+                vocab_size=10000, max_tokens=4096, length_bucket=8,
+                batch_size=32)  # Pairs per batch of the eval-loss sample.
   c.model.update(num_layers=4, num_heads=4, embed_dim=256, mlp_dim=1024,
                  max_len=64, position='sinusoidal', scale_embeddings=True,
                  norm_position='post', activation='relu', dropout=0.1,

@@ -239,6 +239,9 @@ def check_translation(c: ml_collections.ConfigDict) -> None:
   if d.max_tokens < c.model.max_len:
     raise ConfigError(f'data.max_tokens={d.max_tokens} holds no row of '
                       f'model.max_len={c.model.max_len}; raise it')
+  if c.optim.grad_accum_steps != 1:
+    raise ConfigError('task=translation batches by token count; set '
+                      'data.max_tokens instead of optim.grad_accum_steps')
   if e.beam_size < 1:
     raise ConfigError(f'eval.beam_size must be at least 1, got {e.beam_size}')
   if e.alpha < 0:

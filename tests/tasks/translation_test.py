@@ -1,0 +1,64 @@
+"""Tests of lm.tasks.translation: the label-smoothed loss, an exact resume
+mid-epoch with token-count batches, and a run that ends in BLEU."""
+
+import json
+
+from conftest import SHARED_DATA
+from conftest import load_config
+from flax import nnx
+import jax
+import numpy as np
+import optax
+import pytest
+
+from lm.train import loop
+from lm.train import workdir as workdir_lib
+
+needs_multi30k = pytest.mark.skipif(not (SHARED_DATA / 'multi30k').exists(),
+                                    reason='no ../shared/data/multi30k')
+
+
+def test_the_loss_is_optax_label_smoothed_cross_entropy():
+  from lm import tasks  # pylint: disable=g-import-not-at-top
+  c = load_config('multi30k', 'test')
+  c.optim.label_smoothing = 0.1
+  c = workdir_lib.resolve(c, 40)  # Vocabulary and dtype filled in.
+  task = tasks.get(c)
+  model = task.build(rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  batch = {'source': rng.integers(3, 40, (4, 8)).astype(np.int32),
+           'source_segments': np.ones((4, 8), np.int32),
+           'inputs': rng.integers(3, 40, (4, 8)).astype(np.int32),
+           'targets': rng.integers(3, 40, (4, 8)).astype(np.int32),
+           'weights': (rng.random((4, 8)) > 0.3).astype(np.float32)}
+  logits = task.forward(model, batch)
+  smoothed = optax.smooth_labels(jax.nn.one_hot(batch['targets'], 40), 0.1)
+  per_token = optax.softmax_cross_entropy(logits, smoothed)
+  want = (per_token * batch['weights']).sum() / batch['weights'].sum()
+  np.testing.assert_allclose(task.loss(model, batch), want, rtol=1e-5)
+
+
+@needs_multi30k
+def test_resuming_mid_epoch_repeats_the_uninterrupted_run(tmp_path):
+  c = load_config('multi30k', 'test')
+  c.eval.final = False
+  straight = loop.train_and_evaluate(c, str(tmp_path / 'a'))
+  half = c.copy_and_resolve_references()
+  half.train.num_steps = 3
+  loop.train_and_evaluate(half, str(tmp_path / 'b'))
+  resumed = loop.train_and_evaluate(c, str(tmp_path / 'b'))
+  assert np.isfinite(straight.losses).all()
+  assert resumed.losses[-3:] == straight.losses[-3:]
+
+
+@needs_multi30k
+def test_a_run_ends_with_the_test_set_bleu(tmp_path):
+  c = load_config('multi30k', 'test')
+  s = loop.train_and_evaluate(c, str(tmp_path))
+  assert set(s.final) == {'validation', 'test'}
+  results = json.loads((tmp_path / 'eval_results.json').read_text())
+  for split, n in (('validation', 64), ('test', 32)):
+    r = results[split]
+    assert r['sentences'] == n and 0.0 <= r['bleu'] <= 100.0
+    assert r['bleu_signature'].startswith('nrefs:1|case:mixed|eff:no|tok:13a')
+    assert 0.0 <= r['chrf'] <= 100.0
