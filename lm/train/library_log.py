@@ -88,11 +88,28 @@ def divert(workdir: str):
   try:
     yield log_path
   finally:
-    # Futures the libraries dropped report their exceptions when collected:
-    # collect them while the log file still takes the report.
+    # Futures and tasks the libraries dropped report their exceptions when
+    # collected, some only as the interpreter exits: asyncio's reports keep
+    # going to this log file after the run (until the next run's).
     gc.collect()
+    _keep_asyncio_reports(log_path)
     sys.unraisablehook, threading.excepthook = hooks
     root.removeHandler(handler)
     for h in terminal:
       h.removeFilter(ours)
     handler.close()
+
+
+def _keep_asyncio_reports(log_path: str) -> None:
+  """Sends the `asyncio` logger's records to `log_path` alone, from now on
+  (this program's event loops are Orbax's and TensorStore's)."""
+  logger = logging.getLogger('asyncio')
+  for old in list(logger.handlers):
+    if isinstance(old, _FileHandler):
+      logger.removeHandler(old)
+      old.close()
+  handler = _FileHandler(log_path, delay=True)
+  handler.setFormatter(logging.Formatter(
+      '%(asctime)s %(levelname)s %(name)s] %(message)s'))
+  logger.addHandler(handler)
+  logger.propagate = False

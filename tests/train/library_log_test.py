@@ -38,15 +38,20 @@ def test_library_output_goes_to_the_log_file_not_the_terminal(
     thread.join()
     logging.getLogger('orbax').error('a library error')
     absl_logging.warning('our warning')  # Logged from a test, not lm/.
+  # asyncio reports dropped tasks as late as the interpreter's exit: they
+  # keep going to the log.
+  logging.getLogger('asyncio').error('Task exception was never retrieved')
   assert (sys.unraisablehook, threading.excepthook) == hooks  # Restored.
   with open(path) as f:
     text = f.read()
   assert 'RuntimeError: Event loop is closed' in text
   assert 'in thread saver' in text and 'ZeroDivisionError' in text
   assert 'a library error' in text and 'our warning' in text
+  assert 'Task exception was never retrieved' in text
   err = capfd.readouterr().err
   assert 'Event loop is closed' not in err
   assert 'ZeroDivisionError' not in err and 'a library error' not in err
+  assert 'never retrieved' not in err
 
 
 def test_records_from_this_package_still_reach_the_terminal(tmp_path):
