@@ -79,12 +79,12 @@ def popen_cli(*args, **kwargs):
                           env=cli_env(), **kwargs)
 
 
-def run_cli(*args, env=None, timeout=300):
-  """Runs `python -m ARGS` from the repo root (environment: cli_env(env));
-  returns the completed process."""
+def run_cli(*args, env=None, timeout=300, input=None):  # pylint: disable=redefined-builtin
+  """Runs `python -m ARGS` from the repo root (environment: cli_env(env)),
+  `input` on its stdin; returns the completed process."""
   return subprocess.run([sys.executable, '-m', *args], cwd=REPO,
                         capture_output=True, text=True, env=cli_env(env),
-                        timeout=timeout)
+                        timeout=timeout, input=input)
 
 
 @contextlib.contextmanager

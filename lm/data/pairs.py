@@ -42,7 +42,7 @@ class Pairs:
   size: int  # Pairs in the split, kept or not.
 
   @classmethod
-  def encode(cls, tok, pairs, max_len: int) -> 'Pairs':
+  def encode(cls, tok, pairs, max_len: int) -> Pairs:
     """`pairs` [(source text, target text)] encoded by `tok` (with BOS and
     EOS ids), each side cut to `max_len` tokens with its marker."""
     eos = tok.eos_id

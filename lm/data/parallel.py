@@ -30,32 +30,31 @@ _PAIR = tfds.features.FeaturesDict({'source': tfds.features.Text(),
 
 # raw/ file -> (sha256 of the .gz file, lines), from
 # ../shared/data/multi30k/README.md.
-MULTI30K_FILES = {
-    'train.en.gz': ('d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f'
-                    '8bbd56f', 29000),
-    'train.de.gz': ('726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa88'
-                    '3de28a6', 29000),
-    'val.en.gz': ('14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c1'
-                  '0dc28', 1014),
-    'val.de.gz': ('f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a'
-                  '5e75a', 1014),
-    'test_2016_flickr.en.gz': ('611d361c6334bc7246101d48097c13cf5c4413c5befc7'
-                               '93cc629934359d532d9', 1000),
-    'test_2016_flickr.de.gz': ('9204244e408ccb38d2a55cfcd344df15005fc42a07a6e'
-                               '55ca6c52b6ababb8cc8', 1000),
-    'test_2017_flickr.en.gz': ('76a444ee25172e72695cddb13ae4a3bda59430617be88'
-                               'e0bb46b60504f054074', 1000),
-    'test_2017_flickr.de.gz': ('a2c89666db00c495cd8513b9d708d5a3acc205d7de312'
-                               'ef2bf5fb7ebc1540aee', 1000),
-    'test_2017_mscoco.en.gz': ('aab300bfb4427697987e02cd0aacd44bfe8aa50456231'
-                               'b6474c08038bbed2b58', 461),
-    'test_2017_mscoco.de.gz': ('799e4854c25d601cb6cb6be29eabe5667734c61ace2f4'
-                               '95e03e429031a0bc338', 461),
-    'test_2018_flickr.en.gz': ('ef4f4844037d4c5dea75c9a8ed5fd78905967a26f67c2'
-                               '55e230cc9780032654d', 1071),
-    'test_2018_flickr.de.gz': ('ddd0130c7d97482dc5197a02141dae8dd79f20f03586c'
-                               '480d675c09a32daf608', 1071),
-}
+MULTI30K_FILES = {name: (sha256, lines) for name, lines, sha256 in (
+    ('train.en.gz', 29000,
+     'd79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f'),
+    ('train.de.gz', 29000,
+     '726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6'),
+    ('val.en.gz', 1014,
+     '14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28'),
+    ('val.de.gz', 1014,
+     'f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a'),
+    ('test_2016_flickr.en.gz', 1000,
+     '611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9'),
+    ('test_2016_flickr.de.gz', 1000,
+     '9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8'),
+    ('test_2017_flickr.en.gz', 1000,
+     '76a444ee25172e72695cddb13ae4a3bda59430617be88e0bb46b60504f054074'),
+    ('test_2017_flickr.de.gz', 1000,
+     'a2c89666db00c495cd8513b9d708d5a3acc205d7de312ef2bf5fb7ebc1540aee'),
+    ('test_2017_mscoco.en.gz', 461,
+     'aab300bfb4427697987e02cd0aacd44bfe8aa50456231b6474c08038bbed2b58'),
+    ('test_2017_mscoco.de.gz', 461,
+     '799e4854c25d601cb6cb6be29eabe5667734c61ace2f495e03e429031a0bc338'),
+    ('test_2018_flickr.en.gz', 1071,
+     'ef4f4844037d4c5dea75c9a8ed5fd78905967a26f67c255e230cc9780032654d'),
+    ('test_2018_flickr.de.gz', 1071,
+     'ddd0130c7d97482dc5197a02141dae8dd79f20f03586c480d675c09a32daf608'))}
 
 # Split -> the raw/ file stem of Multi30k Task 1.
 MULTI30K_SPLITS = {'train': 'train', 'validation': 'val',

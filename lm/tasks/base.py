@@ -78,6 +78,7 @@ class Task(abc.ABC):
   body = ''  # Where the Transformer's parameters sit ('' at the top).
   generates = False  # Generates text (lm.sample, text perplexity).
   classifies = False  # Labels sentences (lm.finetune).
+  translates = False  # Maps a source sentence to a target (lm.translate).
   hf_architecture = ''  # The Hugging Face class it exports to.
   hf_refusal = ''  # Why it has none.
   hf_data_name = ''  # An imported checkpoint's corpus (data.name).

@@ -34,6 +34,7 @@ class Translation(base.Task):
 
   name = 'translation'
   starts_from = {'translation': ''}
+  translates = True
   hf_refusal = ('a translation run is an encoder-decoder, which has no '
                 'Hugging Face export yet')
 

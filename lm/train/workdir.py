@@ -194,6 +194,25 @@ def load_params(abstract_params, run_dir: str, step: int | None = None):
   return ckpt.restore_params(step, abstract_params, 'ema' if ema else 'params')
 
 
+def averaged_params(abstract_params, run_dir: str, last: int):
+  """The mean of the parameters of a run's `last` latest checkpoints
+  (fairseq's average_checkpoints; the moving average where the run keeps
+  one), and the steps averaged. Fewer kept than `last` is an error."""
+  steps = checkpoint_lib.saved_steps(run_dir)
+  if len(steps) < last:
+    raise RunError(f'{run_dir} keeps {len(steps)} checkpoint(s) '
+                   f'({", ".join(map(str, steps)) or "none"}), fewer than the '
+                   f'{last} to average; average fewer, or keep more '
+                   '(checkpoint.max_to_keep) in the next run')
+  chosen = sorted(steps)[-last:]
+  total = None
+  for step in chosen:
+    params = load_params(abstract_params, run_dir, step)
+    total = params if total is None else jax.tree.map(
+        lambda a, b: a + b, total, params)
+  return jax.tree.map(lambda x: x / last, total), chosen
+
+
 MASKED_OR = ' or '.join(config_lib.MASKED_TASKS)
 
 

@@ -1,0 +1,139 @@
+"""Translate with a trained run: python -m lm.translate --workdir=RUN.
+
+Reads sentences, one a line, from --input (or stdin), and prints one
+translation a line. Beam search by default; --beam_size=1 decodes greedily
+(or samples, with --temperature). --average_last=N translates with the mean
+of the run's N latest checkpoints. With --reference, also prints sacreBLEU
+and chrF of the translations against that file to stderr.
+"""
+
+import math
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+
+from lm import cli
+from lm import config as config_lib
+from lm import tasks
+from lm.data import tokenizer as tokenizer_lib
+from lm.eval import bleu
+from lm.eval import search
+from lm.eval import translator as translator_lib
+from lm.train import workdir as workdir_lib
+
+flags.DEFINE_string('workdir', None, 'A translation run written by lm.main.')
+flags.DEFINE_string('input', '', 'A file of sentences, one a line; '
+                    '(empty) reads stdin.')
+flags.DEFINE_string('reference', '', 'A file of reference translations, one '
+                    'a line: print BLEU and chrF to stderr.')
+flags.DEFINE_integer('beam_size', 4, 'Beam width; 1: greedy (or sampled).')
+flags.DEFINE_float('length_penalty', 0.6, 'Length-penalty exponent alpha '
+                   '(>= 0; 0: none).')
+flags.DEFINE_enum('penalty', 'gnmt', search.PENALTIES, 'gnmt: ((5 + len) / '
+                  '6)^alpha; hf: len^alpha.')
+flags.DEFINE_integer('max_len', None, 'Output tokens at most (default: the '
+                     'model\'s max_len).')
+flags.DEFINE_float('temperature', 0.0, 'Sampling temperature with '
+                   '--beam_size=1; 0 is greedy.')
+flags.DEFINE_integer('top_k', 0, 'Sample among the k likeliest; 0: all.')
+flags.DEFINE_float('top_p', 1.0, 'Sample among the likeliest ids whose '
+                   'probability reaches p; 1: all.')
+flags.DEFINE_integer('seed', 0, 'Random seed of sampling.')
+flags.DEFINE_integer('average_last', 1, 'Average the parameters of the run\'s '
+                     'N latest checkpoints.')
+flags.DEFINE_integer('batch_size', 32, 'Sentences decoded together.')
+flags.mark_flag_as_required('workdir')
+FLAGS = flags.FLAGS
+
+
+def check_settings(s: translator_lib.Settings, average_last: int,
+                   batch_size: int) -> None:
+  """One-line errors for decoding settings no search can use."""
+  for name, value, low in (('beam_size', s.beam_size, 1),
+                           ('average_last', average_last, 1),
+                           ('batch_size', batch_size, 1),
+                           ('top_k', s.top_k, 0), ('max_len', s.max_len, 1)):
+    if value < low:
+      raise config_lib.ConfigError(f'--{name} must be at least {low}, got '
+                                   f'{value}')
+  for name, value in (('length_penalty', s.alpha),
+                      ('temperature', s.temperature)):
+    if not value >= 0 or math.isinf(value):  # NaN fails >= 0.
+      raise config_lib.ConfigError(f'--{name} must be a finite number >= 0, '
+                                   f'got {value}')
+  if not 0.0 < s.top_p <= 1.0:
+    raise config_lib.ConfigError(f'--top_p must be in (0, 1], got {s.top_p}')
+
+
+def load(workdir: str, average_last: int = 1):
+  """(task, tokenizer, graphdef, parameters) of a translation run."""
+  config = workdir_lib.saved_config(workdir)
+  task = tasks.get(config)
+  if not task.translates:
+    raise workdir_lib.RunError(
+        f'{workdir} is a task={config.task} run, not an encoder-decoder; '
+        f'lm.translate reads {tasks.named(translates=True)} runs')
+  tok = tokenizer_lib.load(workdir)
+  task.tok = tok
+  graphdef, _ = task.abstract()
+  abstract = workdir_lib.single_device_params(config)
+  if average_last > 1:
+    params, _ = workdir_lib.averaged_params(abstract, workdir, average_last)
+  else:
+    params = workdir_lib.load_params(abstract, workdir)
+  if not all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(params)):
+    raise workdir_lib.RunError(
+        f'{workdir}: its parameters hold NaN or infinite values (the run '
+        'diverged); train it again with a lower optim.lr')
+  return task, tok, graphdef, params
+
+
+def read_input(path: str) -> list[str]:
+  if not path:
+    return sys.stdin.read().splitlines()
+  return bleu.read_lines(path)
+
+
+def main(argv):
+  cli.start(argv, logging.ERROR)
+  settings = translator_lib.Settings(
+      beam_size=FLAGS.beam_size, alpha=FLAGS.length_penalty,
+      penalty=FLAGS.penalty,
+      max_len=FLAGS.max_len if FLAGS.max_len is not None else 10**9,
+      temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+      seed=FLAGS.seed)
+  cli.exit_on_user_error(check_settings, settings, FLAGS.average_last,
+                         FLAGS.batch_size)
+  task, _, graphdef, params = cli.exit_on_user_error(
+      load, FLAGS.workdir, FLAGS.average_last)
+  sources = cli.exit_on_user_error(_read, FLAGS.input)
+  references = (cli.exit_on_user_error(_read, FLAGS.reference)
+                if FLAGS.reference else None)
+  if references is not None and len(references) != len(sources):
+    cli.usage_error(f'--reference has {len(references)} lines but the input '
+                    f'{len(sources)}; give one reference a sentence')
+  translator = translator_lib.Translator(graphdef, task.model_cfg, task.tok,
+                                         settings, FLAGS.batch_size)
+  hypotheses, seconds = translator.translate(params, sources)
+  for line in hypotheses:
+    sys.stdout.write(line + '\n')
+  if references is not None:
+    scores = bleu.corpus_scores(hypotheses, references)
+    print(f'BLEU {scores["bleu"]:.2f} ({scores["bleu_signature"]}); chrF '
+          f'{scores["chrf"]:.2f}; {len(sources) / max(seconds, 1e-9):.1f} '
+          'sentences/s', file=sys.stderr)
+
+
+def _read(path: str) -> list[str]:
+  try:
+    return read_input(path)
+  except (OSError, UnicodeDecodeError) as e:
+    raise config_lib.ConfigError(f'cannot read {path}: {e}') from None
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)
