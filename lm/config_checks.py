@@ -25,7 +25,7 @@ CHOICES = {
     'task': ('causal_lm', 'masked_lm', 'replaced_token', 'classification',
              'translation'),
     'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2',
-                  'multi30k'),
+                  'multi30k', 'parallel_text'),
     'data.pack': ('stream', 'segments'),
     'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte', 'hf'),
     'data.spm_model_type': ('bpe', 'unigram'),
@@ -218,7 +218,7 @@ def check_task(c: ml_collections.ConfigDict) -> None:
 
 
 # Corpora of sentence pairs (lm.data.parallel), read by task=translation.
-PARALLEL_CORPORA = ('multi30k',)
+PARALLEL_CORPORA = ('multi30k', 'parallel_text')
 
 
 def check_translation(c: ml_collections.ConfigDict) -> None:

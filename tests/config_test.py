@@ -100,8 +100,30 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.data.update(extra_name='sst2', pack='segments'),
      'data.extra_name joins the training stream'),
     (lambda c: c.data.__setattr__('length_bucket', 16),
-     'data.length_bucket batches labelled sentences by length '
-     '(task=classification), a multiple >= 1; got 16 for task=causal_lm'),
+     'data.length_bucket batches sentences by length (task=classification '
+     'or translation), a multiple >= 1; got 16 for task=causal_lm'),
+    (lambda c: c.update(task='translation'),
+     'task=translation reads a parallel corpus (multi30k, parallel_text); '
+     'got task=translation with data.name=tiny_shakespeare'),
+    (lambda c: c.data.update(name='multi30k'),
+     'task=translation reads a parallel corpus (multi30k, parallel_text); '
+     'got task=causal_lm with data.name=multi30k'),
+    (lambda c: c.update(task='translation') or c.data.update(
+        name='multi30k'),
+     'task=translation needs data.tokenizer=sentencepiece'),
+    (lambda c: c.update(task='translation') or c.data.update(
+        name='multi30k', tokenizer='sentencepiece', vocab_size=500,
+        max_tokens=8),
+     'data.max_tokens=8 holds no row of model.max_len=16; raise it'),
+    (lambda c: c.update(task='translation') or c.data.update(
+        name='multi30k', tokenizer='sentencepiece', vocab_size=500) or c.eval.update(
+            beam_size=0), 'eval.beam_size must be at least 1, got 0'),
+    (lambda c: c.update(task='translation') or c.data.update(
+        name='multi30k', tokenizer='sentencepiece', vocab_size=500) or c.eval.update(
+            alpha=-0.5), 'eval.alpha (the length penalty) must be >= 0'),
+    (lambda c: c.update(task='translation') or c.data.update(
+        name='multi30k', tokenizer='sentencepiece', vocab_size=500) or c.optim.update(
+            label_smoothing=1.0), 'optim.label_smoothing must be in [0, 1)'),
     (lambda c: c.data.__setattr__('token_dropout', 0.1),
      'data.token_dropout masks fine-tuning pieces (task=classification), a '
      'share in [0, 1); got 0.1 for task=causal_lm'),

@@ -243,7 +243,7 @@ class TextFiles(Builder):
     del dl_manager
     splits = {}
     for f in self.files:
-      splits.setdefault(_split_of(f.name), []).append(f)
+      splits.setdefault(split_of(f.name), []).append(f)
     return {split: self._generate_examples(files)
             for split, files in splits.items()}
 
@@ -273,7 +273,7 @@ class TextFiles(Builder):
       yield {'text': value}
 
 
-def _split_of(filename: str) -> str:
+def split_of(filename: str) -> str:
   name = filename.lower()
   if 'test' in name:
     return 'test'

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import pathlib
 
 import tensorflow_datasets as tfds
@@ -159,6 +160,99 @@ class Multi30k(builders.Builder):
   def _generate_examples(self, pairs):
     for i, (source, target) in enumerate(pairs):
       yield i, {'source': source, 'target': target}
+
+
+def languages(config: str) -> tuple[str, str]:
+  """(source, target) language codes of a config 'SRC-TGT'."""
+  parts = config.split('-')
+  if len(parts) != 2 or not all(p.isalnum() for p in parts):
+    raise DataError(f'data.config={config!r} must name the languages as '
+                    "'SRC-TGT' (file suffixes), e.g. 'en-de'")
+  return parts[0], parts[1]
+
+
+class ParallelText(builders.Builder):
+  """A user's own parallel text: line-aligned files `NAME.SRC` and
+  `NAME.TGT` (either may be gzip-compressed, `NAME.SRC.gz`), or `.jsonl`
+  files of {"source": ..., "target": ...} rows. Files go to splits by name
+  as for text_files (`*train*`, `*valid*`/`*dev*`/`*val*`, `*test*`). The
+  config name is the folder's name, the languages and a hash of the
+  contents, so new text means a new dataset."""
+
+  def __init__(self, *, path: str = '', pair: str = 'en-de', **kwargs):
+    self.src, self.tgt = languages(pair or 'en-de')
+    folder = pathlib.Path(path)
+    if not folder.is_dir():
+      raise DataError(f'data.path={path} is not a folder; point it at the '
+                      'folder of the parallel files')
+    self.splits = self._find(folder)
+    digest = hashlib.sha256(f'{self.src}-{self.tgt}'.encode())
+    for files in self.splits.values():
+      for f in files:
+        digest.update(f.name.encode() + hashlib.sha256(
+            f.read_bytes()).digest())
+    stem = ''.join(c if c.isalnum() else '_' for c in folder.name).lower()
+    config = tfds.core.BuilderConfig(
+        name=f'{stem}_{self.src}_{self.tgt}_{digest.hexdigest()[:12]}')
+    super().__init__(path=path, config=config, **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__,
+                                 features=_PAIR, disable_shuffling=True)
+
+  def _find(self, folder: pathlib.Path) -> dict[str, list[pathlib.Path]]:
+    """split -> its files: (source, target) pairs of aligned files, or one
+    .jsonl."""
+    splits = {}
+    for f in sorted(folder.iterdir()):
+      name = f.name[:-3] if f.name.endswith('.gz') else f.name
+      if name.endswith('.jsonl'):
+        splits.setdefault(builders.split_of(name), []).append(f)
+      elif name.endswith(f'.{self.src}'):
+        stem = name[:-len(self.src) - 1]
+        target = next((folder / f'{stem}.{self.tgt}{gz}' for gz in ('', '.gz')
+                       if (folder / f'{stem}.{self.tgt}{gz}').exists()), None)
+        if target is None:
+          raise DataError(f'{f} has no target file {stem}.{self.tgt} beside '
+                          'it; give each source file its translation')
+        splits.setdefault(builders.split_of(name), []).extend([f, target])
+    if 'train' not in splits:
+      raise DataError(f'{folder} holds no training pairs (files named '
+                      f'*train*.{self.src} and *.{self.tgt}, or *train*.jsonl)')
+    return splits
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(files)
+            for split, files in self.splits.items()}
+
+  def _generate_examples(self, files):
+    i = 0
+    while i < len(files):
+      f = files[i]
+      if f.name.removesuffix('.gz').endswith('.jsonl'):
+        rows, i = self._jsonl(f), i + 1
+      else:
+        rows, i = aligned(f, files[i + 1]), i + 2
+      for n, (source, target) in enumerate(rows):
+        yield f'{f.name}:{n:09d}', {'source': source, 'target': target}
+
+  @staticmethod
+  def _jsonl(f: pathlib.Path) -> list[tuple[str, str]]:
+    rows = []
+    for n, line in enumerate(read_lines(f), 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+        pair = (row['source'], row['target'])
+      except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataError(f'{f}:{n} is not a JSON object with string "source" '
+                        'and "target" fields') from None
+      if not all(isinstance(x, str) for x in pair):
+        raise DataError(f'{f}:{n}: "source" and "target" must be strings')
+      rows.append(pair)
+    return rows
 
 
 BUILDERS = {'multi30k': Multi30k}

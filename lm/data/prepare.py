@@ -61,6 +61,11 @@ def _prepare(name, config, path, data_dir):
       raise builders.DataError(
           "data.name='text_files' needs data.path=FILE_OR_DIR")
     builder = builders.TextFiles(**kwargs)
+  elif name == 'parallel_text':
+    if not path:
+      raise builders.DataError(
+          "data.name='parallel_text' needs data.path=FOLDER")
+    builder = parallel.ParallelText(pair=config, **kwargs)
   else:
     # Checked even when prepared data is reused.
     builders.local_dir(path, name)

@@ -59,3 +59,52 @@ def test_a_damaged_or_missing_file_is_named(tmp_path):
   folder.mkdir()
   with pytest.raises(parallel.DataError, match='lacks train.en.gz'):
     prepare.prepare('multi30k', path=str(folder), data_dir=str(tmp_path))
+
+
+def write_pairs(folder, split, pairs, gz=False):
+  for lang, side in (('en', 0), ('de', 1)):
+    text = ''.join(p[side] + '\n' for p in pairs)
+    path = folder / f'{split}.{lang}{".gz" if gz else ""}'
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+
+
+def test_a_folder_of_aligned_files_or_jsonl_prepares_by_split_name(tmp_path):
+  folder = tmp_path / 'mine'
+  folder.mkdir()
+  write_pairs(folder, 'train', [('a dog', 'ein Hund'), ('', 'leer')])
+  write_pairs(folder, 'valid', [('a cat', 'eine Katze')], gz=True)
+  (folder / 'test.jsonl').write_text(
+      '{"source": "a bird", "target": "ein Vogel"}\n\n'
+      '{"source": "two", "target": "zwei"}\n')
+  builder = prepare.prepare('parallel_text', config='en-de', path=str(folder),
+                            data_dir=str(tmp_path / 'tfds'))
+  counts = {s: i.num_examples for s, i in builder.info.splits.items()}
+  assert counts == {'train': 2, 'validation': 1, 'test': 2}
+  assert prepare.source(builder, 'validation')[0]['target'] == (
+      'eine Katze'.encode())
+  # Pairs are kept as they are; the task skips and counts the empty one.
+  assert prepare.source(builder, 'train')[1]['source'] == b''
+
+
+@pytest.mark.parametrize('files,message', [
+    ({'train.en': 'a\nb\n', 'train.de': 'x\n'}, 'has 2 lines but'),
+    ({'train.en': 'a\n'}, 'has no target file train.de beside it'),
+    ({'valid.en': 'a\n', 'valid.de': 'x\n'}, 'holds no training pairs'),
+    ({'train.jsonl': '{"source": "a"}\n'},
+     'train.jsonl:1 is not a JSON object with string "source" and "target"'),
+])
+def test_bad_parallel_folders_are_one_line(tmp_path, files, message):
+  folder = tmp_path / 'bad'
+  folder.mkdir()
+  for name, text in files.items():
+    (folder / name).write_text(text)
+  with pytest.raises(parallel.DataError, match=message):
+    prepare.prepare('parallel_text', config='en-de', path=str(folder),
+                    data_dir=str(tmp_path / 'tfds'))
+
+
+def test_languages_must_be_named_as_src_tgt():
+  assert parallel.languages('en-de') == ('en', 'de')
+  with pytest.raises(parallel.DataError, match="must name the languages as "
+                     "'SRC-TGT'"):
+    parallel.languages('english')

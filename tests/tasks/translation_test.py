@@ -3,6 +3,7 @@ mid-epoch with token-count batches, and a run that ends in BLEU."""
 
 import json
 
+import chex
 from conftest import SHARED_DATA
 from conftest import load_config
 from flax import nnx
@@ -62,3 +63,37 @@ def test_a_run_ends_with_the_test_set_bleu(tmp_path):
     assert r['sentences'] == n and 0.0 <= r['bleu'] <= 100.0
     assert r['bleu_signature'].startswith('nrefs:1|case:mixed|eff:no|tok:13a')
     assert 0.0 <= r['chrf'] <= 100.0
+
+
+def test_one_device_and_a_2x2x2_mesh_give_the_same_loss_and_gradients():
+  from lm import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lm.parallel import sharding  # pylint: disable=g-import-not-at-top
+  from lm.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
+  assert jax.device_count() == 8, 'conftest sets 8 CPU devices'
+
+  def trainer(devices=None, **mesh):
+    c = load_config('multi30k', 'test')
+    c.mesh.update(mesh or {'data': 1, 'fsdp': 1, 'tensor': 1})
+    config_lib.validate(c)
+    c = workdir_lib.resolve(c, 64)
+    return train_lib.Trainer(c, sharding.make_mesh(c.mesh, devices))
+
+  t1, t8 = trainer(jax.devices()[:1]), trainer(data=2, fsdp=2, tensor=2)
+  s1, s8 = t1.init(jax.random.PRNGKey(0)), t8.init(jax.random.PRNGKey(0))
+  # The decoder's cross-attention is split over the tensor axis by heads.
+  q = s8['params']['decoder']['blocks'][0]['cross_attn']['q']['kernel']
+  assert tuple(q.sharding.spec)[:2] == ('fsdp', 'tensor')
+  rng = np.random.default_rng(0)
+  batch = {'source': rng.integers(3, 64, (8, 16)).astype(np.int32),
+           'source_segments': (np.arange(16) < rng.integers(
+               4, 17, (8, 1))).astype(np.int32),
+           'inputs': rng.integers(3, 64, (8, 16)).astype(np.int32),
+           'targets': rng.integers(3, 64, (8, 16)).astype(np.int32),
+           'weights': (rng.random((8, 16)) > 0.2).astype(np.float32)}
+  b1, b8 = t1.global_batch(batch), t8.global_batch(batch)
+  np.testing.assert_allclose(t1.loss(s1['params'], b1),
+                             t8.loss(s8['params'], b8), rtol=1e-5)
+  g1 = jax.jit(jax.grad(t1.loss))(s1['params'], b1)
+  g8 = jax.jit(jax.grad(t8.loss))(s8['params'], b8)
+  chex.assert_trees_all_close(jax.device_get(g1), jax.device_get(g8),
+                              atol=1e-6, rtol=1e-4)
