@@ -1,4 +1,5 @@
-"""Evaluate a language-model run: python -m lm.evaluate --workdir=RUN.
+"""Evaluate a language-model or translation run: python -m lm.evaluate
+--workdir=RUN.
 
 Scores the run's latest parameters (or --step's): with --text=FILE, the
 perplexity of that UTF-8 text file read as one document in the run's
@@ -7,7 +8,10 @@ own final evaluation of its validation and test splits. Windows of --max_len
 tokens (default: the model's context) start --stride tokens apart (default:
 --max_len, no overlap); every token after the first is scored once, with the
 context its window gives it. Prints loss, perplexity, word-level perplexity
-and bits per byte, and writes them as JSON with --out.
+and bits per byte, and writes them as JSON with --out. A translation run is
+scored by its final evaluation (beam search; BLEU, chrF and tokenized BLEU
+of its validation, test and eval.extra_splits), optionally with the mean of
+its --average_last latest checkpoints.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ flags.DEFINE_integer('stride', 0, 'Tokens between window starts; 0: '
                      '--max_len.')
 flags.DEFINE_integer('batch_size', 8, 'Windows per forward pass.')
 flags.DEFINE_integer('step', None, 'The checkpoint step (default: latest).')
+flags.DEFINE_integer('average_last', 1, 'Translation runs: the mean of the '
+                     'N latest checkpoints.')
 flags.DEFINE_string('out', '', 'Also write the results to this JSON file.')
 flags.mark_flag_as_required('workdir')
 FLAGS = flags.FLAGS
@@ -50,8 +56,12 @@ def main(argv):
   else:
     c = cli.exit_on_user_error(evaluation.eval_config, FLAGS.workdir,
                                FLAGS.max_len, FLAGS.stride, FLAGS.batch_size)
+    if FLAGS.average_last < 1:
+      cli.usage_error(f'--average_last must be at least 1, got '
+                      f'{FLAGS.average_last}')
     results = cli.exit_on_user_error(evaluation.evaluate_saved, c,
-                                     FLAGS.workdir, FLAGS.step)
+                                     FLAGS.workdir, FLAGS.step,
+                                     FLAGS.average_last)
   for line in metrics_lib.format_results(results):
     print(line)
   if FLAGS.out and jax.process_index() == 0:

@@ -1,6 +1,8 @@
 """Tests of lm.translate: translating a file with a trained run, BLEU
 against references, averaged checkpoints, and one-line errors."""
 
+import json
+
 from conftest import SHARED_DATA
 from conftest import run_cli
 from conftest import train_test_run
@@ -59,3 +61,14 @@ def test_a_run_that_is_not_an_encoder_decoder_is_refused(tmp_path):
   assert p.stderr.strip() == (
       f'error: {workdir} is a task=causal_lm run, not an encoder-decoder; '
       'lm.translate reads translation runs')
+
+
+def test_lm_evaluate_scores_a_translation_run_with_averaged_checkpoints(
+    run, tmp_path):
+  p = run_cli('lm.evaluate', f'--workdir={run}', '--average_last=2',
+              f'--out={tmp_path}/r.json')
+  assert p.returncode == 0, p.stderr[-2000:]
+  results = json.loads((tmp_path / 'r.json').read_text())
+  assert set(results) == {'validation', 'test'}
+  assert results['test']['sentences'] == 32
+  assert 'bleu' in results['test'] and 'chrf' in results['test']

@@ -21,10 +21,11 @@ def _trainer(c) -> train_lib.Trainer:
   return train_lib.Trainer(c, mesh)
 
 
-def evaluate_saved(config, workdir: str, step: int | None = None
-                   ) -> dict[str, dict]:
+def evaluate_saved(config, workdir: str, step: int | None = None,
+                   average_last: int = 1) -> dict[str, dict]:
   """The final evaluation (`Task.final`) of a finished run's parameters,
-  latest or at `step`, under `config` (e.g. with another eval.max_len: train
+  latest or at `step` (or the mean of the `average_last` latest
+  checkpoints), under `config` (e.g. with another eval.max_len: train
   short, test long)."""
   corpus = corpus_lib.load_corpus(config.data,
                                   config.model.max_len,
@@ -32,8 +33,12 @@ def evaluate_saved(config, workdir: str, step: int | None = None
                                       workdir, '', config.data.tokenizer))
   c = workdir_lib.resolve(config, corpus.tokenizer.vocab_size)
   trainer = _trainer(c)
-  params = workdir_lib.load_params(trainer.abstract_state['params'], workdir,
-                                   step)
+  if average_last > 1:
+    params, _ = workdir_lib.averaged_params(trainer.abstract_state['params'],
+                                            workdir, average_last)
+  else:
+    params = workdir_lib.load_params(trainer.abstract_state['params'],
+                                     workdir, step)
   return tasks.get(c, corpus).final(trainer, params)
 
 
@@ -43,6 +48,10 @@ def eval_config(workdir: str, max_len: int = 0, stride: int = 0,
   of `max_len` (0: the model's) `stride` apart, `batch_size` at a time, on
   all devices."""
   c = workdir_lib.saved_config(workdir)
+  if tasks.TASKS[c.task].translates:  # Scored by its own final evaluation.
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = -1, 1, 1
+    config_lib.validate(c)
+    return c
   if not tasks.TASKS[c.task].generates:
     raise workdir_lib.RunError(
         f'{workdir} is a task={c.task} run; perplexity is for '
