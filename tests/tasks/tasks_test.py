@@ -13,7 +13,7 @@ from lm.eval import metrics as metrics_lib
 
 def test_every_task_is_registered_under_its_name():
   assert set(tasks.TASKS) == {'causal_lm', 'masked_lm', 'replaced_token',
-                              'classification'}
+                              'classification', 'translation'}
   for name, task in tasks.TASKS.items():
     assert task.name == name
 
