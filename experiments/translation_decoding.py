@@ -75,7 +75,7 @@ def timed(translator, params, sources, batch_size):
   """(seconds per sentence, translations) after one untimed batch."""
   translator.translate(params, sources[:batch_size])
   start = time.perf_counter()
-  out, _ = translator.translate(params, sources)
+  out = translator.translate(params, sources).texts
   return (time.perf_counter() - start) / len(sources), out
 
 

@@ -17,6 +17,11 @@ A study file defines `get_study()` returning a dict:
             cell can say {'init_from': '{out}/pretrain_300'}
   eval_lens (optional) extra final-evaluation contexts, e.g. [128, 256]:
             each adds 'eval@LEN.<split>.<metric>' columns
+  eval_settings (optional) {name: {dotted key: value}}: the final evaluation
+            of every trained cell run again with these overrides, e.g.
+            {'beam8': {'eval.beam_size': 8}}; each adds '<name>.<split>.
+            <metric>' values, tabulated in a second table (cell x setting).
+            Settings added later are evaluated on rerun without retraining.
   out       (optional) output folder, default runs/<study name>
 Each (cell, seed) is an ordinary training run in OUT/<cell>/seed_<s> (a
 cluster launcher can run them in parallel); finished runs are skipped, so a
@@ -87,7 +92,7 @@ def load_config(spec: str):
 # A study's keys and the type each must have.
 _STUDY_TYPES = {'base': str, 'grid': dict, 'seeds': list, 'metrics': list,
                 'overrides': dict, 'before': dict, 'eval_lens': list,
-                'out': str}
+                'eval_settings': dict, 'out': str}
 
 
 def load_study(path: str) -> dict:
@@ -109,7 +114,13 @@ def load_study(path: str) -> dict:
       raise config_lib.ConfigError(
           f'{path}: grid cell {cell!r} is a {type(overrides).__name__}, not '
           'a dict of {dotted key: value}')
+  for name, overrides in study.get('eval_settings', {}).items():
+    if not isinstance(overrides, dict):
+      raise config_lib.ConfigError(
+          f'{path}: eval_settings[{name!r}] is a {type(overrides).__name__}, '
+          'not a dict of {dotted key: value}')
   study.setdefault('eval_lens', [])
+  study.setdefault('eval_settings', {})
   study.setdefault('overrides', {})
   study.setdefault('before', {})
   study.setdefault('out', os.path.join(
@@ -119,6 +130,14 @@ def load_study(path: str) -> dict:
 
 def cell_config(base, overrides: dict, seed: int):
   """The base config with a cell's overrides and the seed, validated."""
+  c = _overridden(base, overrides)
+  c.seed = seed
+  config_lib.validate(c)
+  return c
+
+
+def _overridden(base, overrides: dict):
+  """A copy of `base` with {dotted key: value} set; unknown keys refused."""
   c = base.copy_and_resolve_references()
   for key, value in overrides.items():
     message = config_lib.unknown_key_message(key)
@@ -129,9 +148,16 @@ def cell_config(base, overrides: dict, seed: int):
     for p in parents:
       node = node[p]
     node[leaf] = value
-  c.seed = seed
-  config_lib.validate(c)
   return c
+
+
+def evaluations(study: dict) -> dict[str, dict]:
+  """The re-evaluations of every cell, by column prefix: eval_lens (the
+  whole split in windows of LEN), then eval_settings."""
+  out = {f'eval@{n}': {'eval.max_len': n, 'eval.stride': 0}
+         for n in study['eval_lens']}
+  out.update(study['eval_settings'])
+  return out
 
 
 def _with_out(overrides: dict, out: str) -> dict:
@@ -155,14 +181,48 @@ def run_before(study: dict, out: str) -> None:
     loop.train_and_evaluate(c, workdir)
 
 
-def run_cell(c, workdir: str, eval_lens) -> dict:
-  """A finished cell's metrics (flattened 'split.metric'); trains if needed."""
+def run_cell(c, workdir: str, evaluations: dict[str, dict]) -> dict:
+  """A finished cell's metrics (flattened 'split.metric', and
+  'name.split.metric' of each re-evaluation); trains if needed and runs the
+  re-evaluations it has not got yet."""
   results_path = os.path.join(workdir, 'study_cell.json')
+  metrics, evaluated = None, []
   if os.path.exists(results_path):
     with open(results_path) as f:
       saved = json.load(f)
     if saved.get('step') == c.train.num_steps:
-      return saved['metrics']
+      metrics = saved['metrics']
+      # Files written before 'evaluated' was recorded held eval_lens only.
+      evaluated = saved.get('evaluated', sorted(
+          {k.split('.')[0] for k in metrics if k.startswith('eval@')}))
+  if metrics is None:
+    metrics = _train_cell(c, workdir)
+    _save_cell(results_path, c, metrics, evaluated)
+  for name, overrides in evaluations.items():
+    if name in evaluated:
+      continue
+    try:
+      e = _overridden(c, overrides)
+      config_lib.validate(e)
+    except config_lib.ConfigError as error:  # A learned table cannot.
+      print(f'  no {name} evaluation: {error}', flush=True)
+      continue
+    print(f'  evaluating {name}: {overrides}', flush=True)
+    extra = evaluation.evaluate_saved(e, workdir)
+    metrics.update({f'{name}.{k}': v for k, v in _flat(extra).items()})
+    evaluated.append(name)
+    _save_cell(results_path, c, metrics, evaluated)  # Kept if interrupted.
+  return metrics
+
+
+def _save_cell(path: str, c, metrics: dict, evaluated: list[str]) -> None:
+  with open(path, 'w') as f:
+    json.dump({'step': c.train.num_steps, 'metrics': metrics,
+               'evaluated': evaluated}, f, indent=2)
+
+
+def _train_cell(c, workdir: str) -> dict:
+  """Trains (or finishes) one cell; its final metrics and model figures."""
   c.eval.final = True
   summary = loop.train_and_evaluate(c, workdir)
   metrics = _flat(summary.final)
@@ -173,19 +233,6 @@ def run_cell(c, workdir: str, eval_lens) -> dict:
   heads = m.num_kv_heads or m.num_heads
   metrics['model.kv_cache_bytes_per_token'] = float(
       2 * m.num_layers * heads * (m.embed_dim // m.num_heads) * 4)
-  for length in eval_lens:
-    e = c.copy_and_resolve_references()
-    e.eval.max_len = length
-    e.eval.stride = 0
-    try:
-      config_lib.validate(e)
-    except config_lib.ConfigError as error:  # A learned table cannot.
-      print(f'  no eval at {length}: {error}', flush=True)
-      continue
-    extra = evaluation.evaluate_saved(e, workdir)
-    metrics.update({f'eval@{length}.{k}': v for k, v in _flat(extra).items()})
-  with open(results_path, 'w') as f:
-    json.dump({'step': c.train.num_steps, 'metrics': metrics}, f, indent=2)
   return metrics
 
 
@@ -214,13 +261,25 @@ def _number(x: float, digits: int = 4) -> str:
   return f'{x:,.0f}' if abs(x) >= 1000 else f'{x:.{digits}g}'
 
 
-def markdown(summary: dict, metrics) -> str:
+def _cols(ms: dict, keys) -> str:
+  return ' | '.join(f'{_number(ms[k]["mean"])} ± {_number(ms[k]["std"], 2)}'
+                    if k in ms else '—' for k in keys)
+
+
+def markdown(summary: dict, metrics, settings=(), base_metrics=()) -> str:
+  """The cells' table (mean ± std over seeds); with `settings`, a second
+  table of each cell under each re-evaluation setting."""
   lines = ['| cell | ' + ' | '.join(metrics) + ' |',
            '| --- |' + ' ---: |' * len(metrics)]
   for cell, ms in summary.items():
-    cols = [f'{_number(ms[m]["mean"])} ± {_number(ms[m]["std"], 2)}'
-            if m in ms else '—' for m in metrics]
-    lines.append(f'| {cell} | ' + ' | '.join(cols) + ' |')
+    lines.append(f'| {cell} | {_cols(ms, metrics)} |')
+  if settings:
+    lines += ['', '| cell | evaluation | ' + ' | '.join(base_metrics) + ' |',
+              '| --- | --- |' + ' ---: |' * len(base_metrics)]
+    for cell, ms in summary.items():
+      for name in settings:
+        keys = [f'{name}.{m}' for m in base_metrics]
+        lines.append(f'| {cell} | {name} | {_cols(ms, keys)} |')
   return '\n'.join(lines) + '\n'
 
 
@@ -291,6 +350,9 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
            for seed in study['seeds']]
   metrics = list(study['metrics']) + [
       f'eval@{n}.{m}' for n in study['eval_lens'] for m in study['metrics']]
+  settings = list(study['eval_settings'])
+  every_metric = metrics + [f'{name}.{m}' for name in settings
+                            for m in study['metrics']]
   print(f'{len(cells)} runs: {len(study["grid"])} cells x '
         f'{len(study["seeds"])} seeds, into {out}', flush=True)
   if dry_run:
@@ -298,6 +360,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
       print(f'  before: {name} ({spec["config"]})')
     for name, seed, _ in cells:
       print(f'  {name} seed {seed}')
+    for name, overrides in evaluations(study).items():
+      print(f'  then evaluated as {name}: {overrides}')
     return None
   os.makedirs(out, exist_ok=True)
   run_before(study, out)
@@ -309,17 +373,17 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
     start = time.perf_counter()
     workdir = os.path.join(out, name, f'seed_{seed}')
     done = os.path.exists(os.path.join(workdir, 'study_cell.json'))
-    rows.setdefault(name, []).append(run_cell(c, workdir, study['eval_lens']))
+    rows.setdefault(name, []).append(run_cell(c, workdir, evaluations(study)))
     if not done:
       spent += time.perf_counter() - start
       trained += 1
-  summary = summarize(rows, metrics)
+  summary = summarize(rows, every_metric)
   record = {'study': path, 'base': study['base'], 'grid': study['grid'],
             'seeds': study['seeds'], 'summary': summary}
   with open(os.path.join(out, 'results.json'), 'w') as f:
     json.dump(record, f, indent=2)
   with open(os.path.join(out, 'results.md'), 'w') as f:
-    f.write(markdown(summary, metrics))
+    f.write(markdown(summary, metrics, settings, study['metrics']))
   plots = plot(summary, metrics, out)
   if study['eval_lens']:
     train_len = cells[0][2].model.max_len

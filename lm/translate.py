@@ -118,7 +118,7 @@ def main(argv):
                     f'{len(sources)}; give one reference a sentence')
   translator = translator_lib.Translator(graphdef, task.model_cfg, task.tok,
                                          settings, FLAGS.batch_size)
-  hypotheses, seconds = translator.translate(params, sources)
+  hypotheses, seconds, _ = translator.translate(params, sources)
   for line in hypotheses:
     sys.stdout.write(line + '\n')
   if references is not None:

@@ -15,7 +15,8 @@ def get_study():
                             'model.num_kv_heads': 1}},
           'seeds': [0],
           'metrics': ['validation.loss', 'validation.perplexity'],
-          'eval_lens': [32]}
+          'eval_lens': [32],
+          'eval_settings': {'short': {'eval.max_len': 8, 'eval.stride': 0}}}
 '''
 
 
@@ -38,8 +39,20 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   assert '| rope |' in table and '| learned |' in table and '—' in table
   assert (out / 'validation.loss.png').stat().st_size > 1000
   assert (out / 'validation.loss_by_length.png').stat().st_size > 1000
+  assert rope['short.validation.loss']['values'][0] > 0
+  assert '| cell | evaluation | validation.loss |' in table
+  assert '| rope | short |' in table
+  # A setting added later is evaluated on rerun, without training again.
+  (tmp_path / 'study.py').write_text(STUDY.replace(
+      "'eval.stride': 0}}", "'eval.stride': 0}, 'shorter': "
+      "{'eval.max_len': 4, 'eval.stride': 0}}"))
   again = run_cli(*args)
   assert again.returncode == 0 and 'starting in' not in again.stdout
+  assert again.stdout.count('evaluating shorter') == 2
+  assert 'evaluating short:' not in again.stdout
+  record = json.loads((out / 'results.json').read_text())
+  shorter = record['summary']['learned']['shorter.validation.loss']
+  assert shorter['values'][0] > 0
 
 
 def test_dry_run_and_bad_study_files(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from typing import NamedTuple
 
 from flax import nnx
 import jax
@@ -34,6 +35,22 @@ class Settings:
   top_k: int = 0
   top_p: float = 1.0
   seed: int = 0
+
+
+class Translations(NamedTuple):
+  """What `Translator.translate` returns."""
+  texts: list[str]
+  seconds: float  # Decoding time, compilation of new shapes included.
+  tokens: int  # Target pieces written, each hypothesis's EOS included.
+
+
+def _written(ids_BxL: np.ndarray, eos: int) -> int:
+  """Pieces the rows hold up to and with their first EOS (the whole row
+  where there is none)."""
+  is_eos_BxL = ids_BxL == eos
+  ends_B = np.where(is_eos_BxL.any(axis=1), is_eos_BxL.argmax(axis=1) + 1,
+                    ids_BxL.shape[1])
+  return int(ends_B.sum())
 
 
 class Translator:
@@ -99,10 +116,11 @@ class Translator:
     return self.tok.decode([i for i in ids if i])
 
   def translate(self, params, texts: list[str], progress=None
-                ) -> tuple[list[str], float]:
-    """The translations of `texts`, and the seconds decoding took."""
+                ) -> Translations:
+    """The translations of `texts`, the seconds decoding took and the target
+    pieces it wrote (EOS included)."""
     rows = self.encode(texts)
-    out, seconds = [], 0.0
+    out, seconds, tokens = [], 0.0, 0
     rng = jax.random.key(self.settings.seed)
     for start in range(0, len(rows), self.batch_size):
       batch = rows[start:start + self.batch_size]
@@ -117,6 +135,7 @@ class Translator:
                                     jax.random.fold_in(rng, start)))
       seconds += time.perf_counter() - t
       out.extend(self.decode_ids(row) for row in ids[:real])
+      tokens += _written(ids[:real], self.eos)
       if progress is not None:  # (sentences done, sentences in all).
         progress(start + real, len(rows))
-    return out, seconds
+    return Translations(out, seconds, tokens)

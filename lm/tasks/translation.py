@@ -154,7 +154,7 @@ class Translation(base.Task):
     pairs = self._texts(split)
     sources = [s for s, _ in pairs]
     references = [t for _, t in pairs]
-    hypotheses, seconds = translator.translate(
+    hypotheses, seconds, tokens = translator.translate(
         params, sources,
         writer.sub_progress(f'translate {split}') if writer else None)
     result = bleu.corpus_scores(hypotheses, references)
@@ -164,7 +164,8 @@ class Translation(base.Task):
       result['tokenized_bleu'] = bleu.tokenized_bleu(
           hypotheses, tok_refs, self.target_lang)
     result.update(sentences=len(sources),
-                  sentences_per_sec=len(sources) / max(seconds, 1e-9))
+                  sentences_per_sec=len(sources) / max(seconds, 1e-9),
+                  tokens_per_sec=tokens / max(seconds, 1e-9))
     return result
 
   @property

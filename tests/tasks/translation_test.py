@@ -63,6 +63,8 @@ def test_a_run_ends_with_the_test_set_bleu(tmp_path):
     assert r['sentences'] == n and 0.0 <= r['bleu'] <= 100.0
     assert r['bleu_signature'].startswith('nrefs:1|case:mixed|eff:no|tok:13a')
     assert 0.0 <= r['chrf'] <= 100.0
+    # Every sentence writes at least its EOS.
+    assert r['tokens_per_sec'] >= r['sentences_per_sec'] > 0
 
 
 def test_one_device_and_a_2x2x2_mesh_give_the_same_loss_and_gradients():
