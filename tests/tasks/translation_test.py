@@ -6,6 +6,7 @@ import json
 import chex
 from conftest import SHARED_DATA
 from conftest import load_config
+from conftest import run_cli
 from flax import nnx
 import jax
 import numpy as np
@@ -65,6 +66,17 @@ def test_a_run_ends_with_the_test_set_bleu(tmp_path):
     assert 0.0 <= r['chrf'] <= 100.0
     # Every sentence writes at least its EOS.
     assert r['tokens_per_sec'] >= r['sentences_per_sec'] > 0
+  # Starting another run from it with another vocabulary: one line, nothing
+  # trained.
+  p = run_cli('lm.main', '--config=configs/multi30k.py:test',
+              f'--workdir={tmp_path}/b', f'--config.init_from={tmp_path}',
+              '--config.data.vocab_size=400')
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert p.stderr.strip().splitlines() == [
+      f'error: init_from={tmp_path} was trained with data.vocab_size=500, '
+      'this run asks for 400: set data.vocab_size=500 (its tokenizer is '
+      'reused)']
+  assert not (tmp_path / 'b' / 'checkpoints').exists()
 
 
 def test_one_device_and_a_2x2x2_mesh_give_the_same_loss_and_gradients():

@@ -117,6 +117,14 @@ def test_cli_dry_run_on_simulated_devices_and_out_of_memory():
   assert usage.returncode != 0 and '--workdir is required' in usage.stderr
 
 
+def test_cli_dry_run_of_a_translation_config_on_a_mesh():
+  ok = run_cli('lm.main', '--config=configs/multi30k.py:test', '--dry_run',
+               '--simulate_devices=8', '--config.mesh.fsdp=2',
+               '--config.mesh.tensor=2')
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert "mesh {'data': 2, 'fsdp': 2, 'tensor': 2} (cpu)" in ok.stdout
+
+
 @pytest.mark.parametrize('config, task, batch_bytes', [
     # 4 rows of 16: inputs, targets and the chosen positions' weights.
     ('bert_wikitext2', 'masked_lm', 3 * 4 * 16 * 4),
