@@ -20,6 +20,11 @@ ALLOWED = {('lm/study.py', 'exec_module'),  # The study file given on the CLI.
            ('lm/config.py', 'exec_module'),
            # The PyTorch baseline: the pytorch/examples checkout given to it.
            ('experiments/word_language_model.py', 'exec_module'),
+           # The Multi30k PyTorch baseline: the notebook's model cells given
+           # on its command line, and this project's lm/eval/bleu.py by path.
+           ('experiments/multi30k_pytorch.py', 'exec'),
+           ('experiments/multi30k_pytorch.py', 'compile'),
+           ('experiments/multi30k_pytorch.py', 'exec_module'),
            # The config named on its command line, in either checkout.
            ('experiments/step_hlo.py', 'import_module')}
 
