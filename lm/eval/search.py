@@ -66,19 +66,42 @@ def banned_ids(vocab_size: int, ids=(), valid_vocab: int | None = None):
 
 
 def _gather_beams(tree, beam_SxK, num_sources: int, width: int,
-                  batch_axis: int = 0):
+                  batch_axis: int = 0, time_axis=None, filled=None):
   """Rows `beam` of each source's `width` rows, for every array of `tree`
-  whose `batch_axis` holds num_sources * width rows (a KV cache)."""
+  whose `batch_axis` holds num_sources * width rows (a KV cache). With a
+  `time_axis`, only its positions [0, filled) are reordered, a block of
+  positions at a time (one loop for every array); later positions are left
+  as they are. The block divides the axis, so no block overlaps one already
+  reordered."""
   rows = (jnp.arange(num_sources)[:, None] * width + beam_SxK).reshape(-1)
-  return jax.tree.map(lambda x: jnp.take(x, rows, axis=batch_axis), tree)
+  if time_axis is None:
+    return jax.tree.map(lambda x: jnp.take(x, rows, axis=batch_axis), tree)
+  T = jax.tree.leaves(tree)[0].shape[time_axis]
+  block = max(b for b in range(1, 9) if T % b == 0)
+
+  def reorder(b, tree):
+    def one(x):
+      part = jax.lax.dynamic_slice_in_dim(x, b * block, block, time_axis)
+      return jax.lax.dynamic_update_slice_in_dim(
+          x, jnp.take(part, rows, axis=batch_axis), b * block, time_axis)
+    return jax.tree.map(one, tree)
+
+  return jax.lax.fori_loop(0, (filled + block - 1) // block, reorder, tree)
 
 
 def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
                 max_len: int, bos: int, eos: int, alpha: float = 0.0,
-                penalty: str = 'gnmt', banned=None, cache_batch_axis: int = 0):
+                penalty: str = 'gnmt', banned=None, cache_batch_axis: int = 0,
+                cache_time_axis: int | None = None):
   """(tokens [S, W, T], scores [S, W]): each source's W best hypotheses,
   best first; tokens after EOS (and of unfinished hypotheses, cut at T) are
-  0. `cache` has S * W rows; `banned` is a [V] mask of ids never chosen."""
+  0. `banned` is a [V] mask of ids never chosen.
+
+  Each array of `cache` holds the S * W rows on axis `cache_batch_axis`,
+  reordered with the beams at every step. If it holds the decoder's
+  positions on `cache_time_axis` and, as a KV cache, the step at position i
+  writes position i before any row reads it, only positions 0..i need to
+  move: pass that axis (None: whole arrays are reordered)."""
   S, W, T = num_sources, beam_size, max_len
 
   def penalty_at(n):
@@ -128,7 +151,7 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
     live_logp, keep = jax.lax.top_k(jnp.where(ended, NEG_INF, logp_Sx2W), W)
     seqs = jnp.take_along_axis(grown, keep[:, :, None], axis=1)
     cache = _gather_beams(cache, jnp.take_along_axis(beam_Sx2W, keep, 1), S,
-                          W, cache_batch_axis)
+                          W, cache_batch_axis, cache_time_axis, i + 1)
     return i + 1, seqs, live_logp, cache, finished_scores, finished
 
   carry = (jnp.zeros((), jnp.int32), seqs, live_logp, cache, finished_scores,

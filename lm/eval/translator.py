@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lm.eval import search
+from lm.models import transformer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ def _written(ids_BxL: np.ndarray, eos: int) -> int:
 class Translator:
   """Translates with a model's graph definition and parameters."""
 
+  # Beam search reorders only the KV cache's positions written so far
+  # (False: every position, each step; for measurement).
+  reorder_filled = True
+
   def __init__(self, graphdef, cfg, tok, settings: Settings,
                batch_size: int = 32):
     self.graphdef, self.cfg, self.tok = graphdef, cfg, tok
@@ -87,12 +92,13 @@ class Translator:
       return logits[:, 0], cache
 
     cache = model.init_cache(B * W)
+    rows, positions = transformer.cache_axes(self.cfg)
     if W > 1:
       tokens, _ = search.beam_search(
           step, cache, num_sources=B, beam_size=W, max_len=self.max_out,
           bos=self.bos, eos=self.eos, alpha=s.alpha, penalty=s.penalty,
-          banned=self.banned, cache_batch_axis=1 if self.cfg.scan_layers
-          else 0)
+          banned=self.banned, cache_batch_axis=rows,
+          cache_time_axis=positions if self.reorder_filled else None)
       return tokens[:, 0]
     return search.sample(step, cache, num_rows=B, max_len=self.max_out,
                          bos=self.bos, eos=self.eos, rng=rng,

@@ -48,19 +48,31 @@ def attention_mask(q_positions_BxL, k_positions_BxM, q_segment_ids_BxL=None,
   return mask_BxLxM
 
 
-def reference_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM,
-                        bias_BxHxLxM=None, dropout=None):
+def reference_attention(q_BxLxHxK, k, v, mask_BxLxM, bias_BxHxLxM=None,
+                        dropout=None, heads_major=False):
   """softmax(q.k / sqrt(K) + bias, masked) . v, spelled out in einsums;
-  softmax in float32. `dropout` (if given) applies to the probabilities."""
+  softmax in float32. `dropout` (if given) applies to the probabilities.
+
+  Keys and values k, v: [B, M, G, K], or [B, G, M, K] if `heads_major`
+  (the KV cache's layout). Heads-major, each head's keys are one block, as
+  the CPU's batched matrix products read them; keys [B, M, G, K] are first
+  transposed (copied) into that layout, which when decoding would copy the
+  whole cache per layer and step, costing more than the attention itself
+  (3.6 ms against 0.6 ms a layer for 128 rows of a 64-position cache on 2
+  CPU cores). Training keeps [B, M, G, K], whose numbers are pinned.
+  """
   B, L, H, K = q_BxLxHxK.shape
-  G, M = k_BxMxGxK.shape[2], k_BxMxGxK.shape[1]
+  G, M = (k.shape[1], k.shape[2]) if heads_major else (k.shape[2],
+                                                        k.shape[1])
+  kv = 'BGMK' if heads_major else 'BMGK'  # The einsums' key/value axes.
   q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
   if G == H:
-    logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK, k_BxMxGxK)
+    logits_BxHxLxM = jnp.einsum(f'BLHK,{kv.replace("G", "H")}->BHLM',
+                                q_BxLxHxK, k)
   else:  # Query heads g*R .. g*R + R-1 read key/value head g.
     logits_BxHxLxM = jnp.einsum(
-        'BLGRK,BMGK->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
-        k_BxMxGxK).reshape(B, H, L, M)
+        f'BLGRK,{kv}->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
+        k).reshape(B, H, L, M)
   logits_BxHxLxM = logits_BxHxLxM.astype(jnp.float32)
   if bias_BxHxLxM is not None:
     logits_BxHxLxM += bias_BxHxLxM
@@ -71,10 +83,15 @@ def reference_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM,
   if dropout is not None:
     probs_BxHxLxM = dropout(probs_BxHxLxM)
   if G == H:
-    return jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM, v_BxMxGxK)
+    return jnp.einsum(f'BHLM,{kv.replace("G", "H")}->BLHK', probs_BxHxLxM, v)
   return jnp.einsum(
-      'BGRLM,BMGK->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
-      v_BxMxGxK).reshape(B, L, H, K)
+      f'BGRLM,{kv}->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
+      v).reshape(B, L, H, K)
+
+
+def swap_heads(x_BxMxGxK):
+  """[B, M, G, K] keys or values as [B, G, M, K] (and back: the same swap)."""
+  return x_BxMxGxK.transpose(0, 2, 1, 3)
 
 
 def splash_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL=None,
@@ -132,13 +149,14 @@ def splash_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL=None,
 
 class CrossCache(NamedTuple):
   """Keys and values of a sequence other than the queries' (an encoder's
-  output), computed once by `Attention.cross_cache` and only read after.
+  output), computed once by `Attention.cross_cache` and only read after;
+  heads-major, as `reference_attention` reads them.
 
   Its own type (a pytree, kept through jit, scan and while_loop) tells it
   from the self-attention cache, a dict {'k', 'v'} written at each call.
   """
-  k_BxMxGxK: jax.Array
-  v_BxMxGxK: jax.Array
+  k_BxGxMxK: jax.Array
+  v_BxGxMxK: jax.Array
 
 
 class Attention(nnx.Module):
@@ -198,7 +216,8 @@ class Attention(nnx.Module):
     passed as `cache`, later calls attend to kv without projecting it."""
     if kv_positions_BxM is None:
       kv_positions_BxM = jnp.arange(kv_BxMxD.shape[1])[None]
-    return CrossCache(*self._keys_values(kv_BxMxD, kv_positions_BxM))
+    k_BxMxGxK, v_BxMxGxK = self._keys_values(kv_BxMxD, kv_positions_BxM)
+    return CrossCache(swap_heads(k_BxMxGxK), swap_heads(v_BxMxGxK))
 
   def __call__(self, x_BxLxD, kv_BxMxD=None, *, positions_BxL,
                kv_positions_BxM=None, segment_ids_BxL=None,
@@ -209,10 +228,11 @@ class Attention(nnx.Module):
     Self-attention unless kv is given (or `cache` is a `CrossCache`, which
     stands for kv and is returned unchanged). Key positions default to the
     queries' (self-attention) or 0..M-1; key segment ids to the queries'
-    (see `attention_mask`). A self-attention cache (a dict {'k', 'v'}) gets
-    this call's keys and values at `positions_BxL`, and attention reads all
-    of it. `relative_NxH`: T5's bias table (shared by all layers, so the
-    model passes it in) when cfg.position is 't5'.
+    (see `attention_mask`). A self-attention cache (a dict {'k', 'v'} of
+    [B, G, M, K] arrays, heads-major) gets this call's keys and values at
+    `positions_BxL`, and attention reads all of it. `relative_NxH`: T5's
+    bias table (shared by all layers, so the model passes it in) when
+    cfg.position is 't5'.
     """
     cfg = self.cfg
     cross = kv_BxMxD is not None or isinstance(cache, CrossCache)
@@ -226,9 +246,10 @@ class Attention(nnx.Module):
       q_BxLxHxK = positions_lib.rope(q_BxLxHxK, positions_BxL, cfg.rope_base)
     if kv_positions_BxM is None:
       kv_positions_BxM = (positions_BxL if not cross else jnp.arange(
-          (kv_BxMxD if cache is None else cache.k_BxMxGxK).shape[1])[None])
+          kv_BxMxD.shape[1] if cache is None else cache.k_BxGxMxK.shape[2]
+      )[None])
     if isinstance(cache, CrossCache):
-      k_BxMxGxK, v_BxMxGxK = cache
+      k_BxGxMxK, v_BxGxMxK = cache
     else:
       k_BxMxGxK, v_BxMxGxK = self._keys_values(
           x_BxLxD if kv_BxMxD is None else kv_BxMxD, kv_positions_BxM)
@@ -236,15 +257,18 @@ class Attention(nnx.Module):
       # Write this call's keys and values at their positions; attend over the
       # whole cache, masking the slots not yet written (positions > query).
       start = positions_BxL[0, 0]
-      cache = {'k': jax.lax.dynamic_update_slice_in_dim(
-                   cache['k'], k_BxMxGxK.astype(cache['k'].dtype), start, 1),
-               'v': jax.lax.dynamic_update_slice_in_dim(
-                   cache['v'], v_BxMxGxK.astype(cache['v'].dtype), start, 1)}
-      k_BxMxGxK, v_BxMxGxK = cache['k'], cache['v']
-      kv_positions_BxM = jnp.arange(k_BxMxGxK.shape[1])[None]
+      cache = {name: jax.lax.dynamic_update_slice_in_dim(
+                   cache[name], swap_heads(x).astype(cache[name].dtype),
+                   start, 2)
+               for name, x in (('k', k_BxMxGxK), ('v', v_BxMxGxK))}
+      k_BxGxMxK, v_BxGxMxK = cache['k'], cache['v']
+      kv_positions_BxM = jnp.arange(k_BxGxMxK.shape[2])[None]
+    # Keys and values read from a cache are heads-major (see
+    # `reference_attention`); this call's own, [B, M, G, K].
+    major = cache is not None
+    k, v = (k_BxGxMxK, v_BxGxMxK) if major else (k_BxMxGxK, v_BxMxGxK)
+    k, v = k.astype(self.dtype), v.astype(self.dtype)
     H = q_BxLxHxK.shape[2]
-    k_BxMxGxK = k_BxMxGxK.astype(self.dtype)
-    v_BxMxGxK = v_BxMxGxK.astype(self.dtype)
     window = cfg.attention_window if self.positional else 0
     mask_BxLxM = attention_mask(positions_BxL, kv_positions_BxM,
                                 segment_ids_BxL, kv_segment_ids_BxM,
@@ -259,15 +283,18 @@ class Attention(nnx.Module):
           cfg.relative_max_distance, bidirectional=not self.causal)
     if (cfg.attention_impl == 'splash' and cache is None and not cross
         and kv_segment_ids_BxM is None):  # The kernel: self-attention only.
-      y_BxLxHxK = splash_attention(q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
-                                   segment_ids_BxL, self.causal, window)
+      y_BxLxHxK = splash_attention(q_BxLxHxK, k, v, segment_ids_BxL,
+                                   self.causal, window)
     elif cfg.attention_impl in ('reference', 'splash'):
       y_BxLxHxK = reference_attention(
-          q_BxLxHxK, k_BxMxGxK, v_BxMxGxK, mask_BxLxM, bias_BxHxLxM,
-          lambda p: self.dropout(p, deterministic=deterministic, rngs=rngs))
+          q_BxLxHxK, k, v, mask_BxLxM, bias_BxHxLxM,
+          lambda p: self.dropout(p, deterministic=deterministic, rngs=rngs),
+          heads_major=major)
     else:
+      if major:
+        k, v = swap_heads(k), swap_heads(v)
       y_BxLxHxK = jax.nn.dot_product_attention(
-          q_BxLxHxK, k_BxMxGxK, v_BxMxGxK,
+          q_BxLxHxK, k, v,
           bias=None if bias_BxHxLxM is None else bias_BxHxLxM.astype(
               self.dtype),
           mask=mask_BxLxM[:, None], implementation=cfg.attention_impl)

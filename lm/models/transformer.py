@@ -95,7 +95,7 @@ class Block(nnx.Module):
     without causal order or positions is the same, and the source's keys and
     values are read once, never copied per row."""
     S = (encoded_BxMxD if cross_cache is None
-         else cross_cache.k_BxMxGxK).shape[0]
+         else cross_cache.k_BxGxMxK).shape[0]
     B, L, D = h_BxLxD.shape
     if S == B:
       return self.cross_attn(h_BxLxD, encoded_BxMxD,
@@ -298,9 +298,11 @@ class GPT(nnx.Module):
 
   def init_cache(self, batch_size: int):
     """An empty KV cache spanning the whole context: one {'k', 'v'} entry
-    per layer, or (scan_layers) one entry stacked over the layers."""
+    per layer, or (scan_layers) one entry stacked over the layers; each
+    array [B, G, T, K] (heads-major, see `attention.reference_attention`),
+    with a leading layer axis when stacked (see `cache_axes`)."""
     c = self.cfg
-    shape = (batch_size, c.max_len, c.kv_heads, c.head_dim)
+    shape = (batch_size, c.kv_heads, c.max_len, c.head_dim)
     if c.scan_layers:
       shape = (c.num_layers, *shape)
       return {
@@ -311,6 +313,11 @@ class GPT(nnx.Module):
         'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
         'v': jnp.zeros(shape, layers.DTYPES[c.dtype])
     } for _ in range(c.num_layers)]
+
+
+def cache_axes(cfg: layers.TransformerConfig) -> tuple[int, int]:
+  """The (row, position) axes of the arrays of `GPT.init_cache`."""
+  return (1, 3) if cfg.scan_layers else (0, 2)
 
 
 def stack_layers(params: dict) -> dict:

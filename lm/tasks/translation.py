@@ -154,9 +154,10 @@ class Translation(base.Task):
     pairs = self._texts(split)
     sources = [s for s, _ in pairs]
     references = [t for _, t in pairs]
-    hypotheses, seconds, tokens = translator.translate(
-        params, sources,
-        writer.sub_progress(f'translate {split}') if writer else None)
+    progress = (writer.sub_progress(f'translate {split}', 'sentence')
+                if writer else None)
+    hypotheses, seconds, tokens = translator.translate(params, sources,
+                                                       progress)
     result = bleu.corpus_scores(hypotheses, references)
     tok_refs = self._tokenized_references(split)
     # Only a whole split lines up with the official file (not a slice).

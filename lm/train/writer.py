@@ -106,8 +106,9 @@ class MetricWriter:
     if self.enabled:
       self._bar.write(text)
 
-  def sub_progress(self, desc: str):
-    """A `progress(done, total)` callback drawing a bar for a long sub-task."""
+  def sub_progress(self, desc: str, unit: str = 'window'):
+    """A `progress(done, total)` callback drawing a bar for a long sub-task
+    (counting `unit`s)."""
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -115,7 +116,7 @@ class MetricWriter:
       if not self.enabled:
         return
       if bar is None:
-        bar = tqdm.tqdm(total=total, desc=desc, unit='window', leave=False,
+        bar = tqdm.tqdm(total=total, desc=desc, unit=unit, leave=False,
                         dynamic_ncols=True)
       bar.update(done - bar.n)
       if done >= total:

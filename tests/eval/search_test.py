@@ -14,6 +14,7 @@ import pytest
 from lm.eval import search
 from lm.models import encoder_decoder
 from lm.models import layers
+from lm.models import transformer
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -170,6 +171,46 @@ def test_wider_beams_score_at_least_as_well_as_greedy():
 
   narrow, wide = jax.jit(lambda: (best(1)[:, 0], best(4)[:, 0]))()
   assert np.all(np.asarray(wide) >= np.asarray(narrow) - 1e-6)
+
+
+@pytest.mark.parametrize('scan_layers', [False, True])
+def test_reordering_only_the_filled_cache_positions_changes_nothing(
+    scan_layers):
+  # max_len 16: the cache is reordered in 2 blocks of 8 positions.
+  cfg = dataclasses.replace(CFG, max_len=16, scan_layers=scan_layers)
+  model = encoder_decoder.EncoderDecoder(cfg, rngs=nnx.Rngs(4))
+  rows, positions = transformer.cache_axes(cfg)
+  source = jax.random.randint(jax.random.key(5), (3, 6), 3, 11)
+  banned = search.banned_ids(11, (PAD, BOS))
+
+  def run(filled):
+    step, cache = seq2seq_step(model, source, 3)
+    return search.beam_search(step, cache, num_sources=3, beam_size=3,
+                              max_len=15, bos=BOS, eos=EOS, alpha=0.6,
+                              banned=banned, cache_batch_axis=rows,
+                              cache_time_axis=positions if filled else None)
+
+  (tokens, scores), (want_tokens, want_scores) = jax.jit(
+      lambda: (run(True), run(False)))()
+  np.testing.assert_array_equal(np.asarray(tokens), np.asarray(want_tokens))
+  np.testing.assert_allclose(np.asarray(scores), np.asarray(want_scores),
+                             atol=1e-6)
+  # Long hypotheses: the second block of positions was reordered too.
+  assert (np.asarray(tokens)[:, :, 8:] != 0).any()
+
+
+def test_reordering_the_filled_positions_in_blocks_of_1_changes_nothing():
+  V, T, W = 6, 12, 3  # A cache of 13 positions: blocks of 1.
+  model = PrefixModel(V, T, seed=1, scale=1.0)
+  banned = search.banned_ids(V, (PAD, BOS, EOS))  # Every hypothesis is long.
+  run = jax.jit(lambda filled: search.beam_search(
+      model.step, jnp.zeros((2 * W, T + 1), jnp.int32), num_sources=2,
+      beam_size=W, max_len=T, bos=BOS, eos=EOS, alpha=1.0, banned=banned,
+      cache_time_axis=1 if filled else None), static_argnums=0)
+  (tokens, scores), (want_tokens, want_scores) = run(True), run(False)
+  np.testing.assert_array_equal(np.asarray(tokens), np.asarray(want_tokens))
+  np.testing.assert_array_equal(np.asarray(scores), np.asarray(want_scores))
+  assert (np.asarray(tokens)[:, :, -1] != 0).all()
 
 
 def test_top_k_1_and_a_tiny_top_p_sample_the_greedy_token():

@@ -114,7 +114,7 @@ def test_cross_cache_is_read_only_and_equals_attending_to_kv(kw):
               kv_segment_ids_BxM=KV_SEGMENT_IDS_BxM)
   want, _ = attn(x_BxLxD, kv_BxMxD, **call)
   cache = attn.cross_cache(kv_BxMxD)
-  assert cache.k_BxMxGxK.shape == (B, M, attn.cfg.kv_heads, 8)
+  assert cache.k_BxGxMxK.shape == (B, attn.cfg.kv_heads, M, 8)
   kept = jax.tree.map(jnp.copy, cache)
   # The cache stands for kv: k and v are not projected again (NaN kernels
   # would show), and it comes back unchanged, through jit too.
@@ -217,7 +217,7 @@ def test_cross_block_decodes_through_both_caches(norm_position):
                               full[:, :3], atol=1e-6)
   # Self-attention cache written token by token; the cross cache only read.
   cross_cache = cross.cross_attn.cross_cache(enc_BxMxD)
-  cache = {'k': jnp.zeros((B, L, 4, 8)), 'v': jnp.zeros((B, L, 4, 8))}
+  cache = {'k': jnp.zeros((B, 4, L, 8)), 'v': jnp.zeros((B, 4, L, 8))}
   steps = []
   for t in range(L):
     y, cache = cross(x_BxLxD[:, t:t + 1], positions_BxL=jnp.array([[t]]),

@@ -175,7 +175,7 @@ def test_variant_shapes_causality_and_cache(kw):
   chex.assert_trees_all_equal(logits[:, :9], ly[:, :9])
   # Decoding one token at a time through the cache equals the full call.
   cache = model.init_cache(2)
-  assert cache[0]['k'].shape == (2, 16, cfg.kv_heads, cfg.head_dim)
+  assert cache[0]['k'].shape == (2, cfg.kv_heads, 16, cfg.head_dim)
   chex.assert_trees_all_close(decode_one_by_one(model, x, cache), logits,
                               atol=1e-4)
 
@@ -336,7 +336,7 @@ def test_scanned_stack_is_one_traced_block_of_stacked_parameters():
   x = tokens()
   full = model(x)[0]
   cache = model.init_cache(2)
-  assert cache['k'].shape == (4, 2, 16, 4, 8)
+  assert cache['k'].shape == (4, 2, 4, 16, 8)
   chex.assert_trees_all_close(decode_one_by_one(model, x, cache), full,
                               atol=1e-4)
 
