@@ -4,8 +4,11 @@ the original recipe) against rotary and learned positions, each changed
 alone from `configs/multi30k.py:cpu`, 3 seeds.
 
 Every cell is a full CPU recipe run (about 50 minutes on 2 cores), 18 runs
-in all; on one GPU they take minutes each. Columns: sacreBLEU and tokenized
-BLEU of test2016 (beam 4, GNMT 0.6) and the validation loss (unsmoothed).
+in all; on one GPU they take minutes each. The recipe's three runs are the
+decoding study's (`experiments/multi30k_decoding.py`: the same config and
+seeds), trained once for both. Columns: sacreBLEU and tokenized BLEU of
+test2016, test2017 and mscoco2017 (beam 4, GNMT 0.6) and the validation loss
+(unsmoothed).
 
   python -m lm.study experiments/multi30k_architecture.py
 """
@@ -24,7 +27,9 @@ def get_study():
           'sinusoidal_unscaled': {'model.scale_embeddings': False},
       },
       'seeds': [0, 1, 2],
-      'metrics': ['test.bleu', 'test.tokenized_bleu', 'validation.loss'],
-      'overrides': {'eval.extra_splits': ''},
+      'metrics': ['test.bleu', 'test.tokenized_bleu',
+                  'test2017.tokenized_bleu', 'mscoco2017.tokenized_bleu',
+                  'validation.loss'],
+      'shared': {'recipe': 'experiments/multi30k_decoding'},
       'out': 'experiments/multi30k_architecture',
   }

@@ -5,7 +5,10 @@ Shakespeare at context L = 64 (1,000 steps) and is evaluated on the whole valida
 at L, 2L, 4L and 8L (non-overlapping windows). The paper's finding to check:
 sinusoidal (and learned, which cannot even run past its table) degrade past
 L, rotary degrades less, ALiBi holds or improves. T5's bucketed relative
-bias (its last bucket covers every distance past 128) joins as a sixth arm.
+bias (its last bucket covers every distance past 128) joins as a sixth arm,
+and the original Transformer's recipe as a seventh: the sinusoidal table
+added to token embeddings scaled by sqrt(D) (drawn with std 1/sqrt(D)), not
+to embeddings of std 0.02 that a unit-amplitude table swamps.
 
   python -m lm.study experiments/positions_extrapolation.py
 """
@@ -17,6 +20,8 @@ def get_study():
       'grid': {**{name: {'model.position': name}
                   for name in ('learned', 'sinusoidal', 'rope', 'alibi', 't5',
                                'none')},
+               'sinusoidal_scaled': {'model.position': 'sinusoidal',
+                                     'model.scale_embeddings': True},
                # T5's default buckets reach distance 128, past the 63 seen
                # in training; here the last bucket starts at 32, is trained,
                # and covers every longer distance.

@@ -22,6 +22,10 @@ A study file defines `get_study()` returning a dict:
             {'beam8': {'eval.beam_size': 8}}; each adds '<name>.<split>.
             <metric>' values, tabulated in a second table (cell x setting).
             Settings added later are evaluated on rerun without retraining.
+  shared    (optional) {cell: folder}: cells whose runs live in another
+            study's output folder, FOLDER/<cell>/seed_<s> (a recipe both
+            studies tabulate): trained once, by whichever study runs first;
+            the cell's config must equal the run's there
   out       (optional) output folder, default runs/<study name>
 Each (cell, seed) is an ordinary training run in OUT/<cell>/seed_<s> (a
 cluster launcher can run them in parallel); finished runs are skipped, so a
@@ -47,6 +51,7 @@ from lm import config as config_lib
 from lm.train import checkpoint as checkpoint_lib
 from lm.train import evaluation
 from lm.train import loop
+from lm.train import workdir as workdir_lib
 
 flags.DEFINE_string('out', None, 'Output folder (default: the study\'s).')
 flags.DEFINE_bool('dry_run', False, 'List the cells and stop.')
@@ -92,7 +97,7 @@ def load_config(spec: str):
 # A study's keys and the type each must have.
 _STUDY_TYPES = {'base': str, 'grid': dict, 'seeds': list, 'metrics': list,
                 'overrides': dict, 'before': dict, 'eval_lens': list,
-                'eval_settings': dict, 'out': str}
+                'eval_settings': dict, 'shared': dict, 'out': str}
 
 
 def load_study(path: str) -> dict:
@@ -119,6 +124,11 @@ def load_study(path: str) -> dict:
       raise config_lib.ConfigError(
           f'{path}: eval_settings[{name!r}] is a {type(overrides).__name__}, '
           'not a dict of {dotted key: value}')
+  for cell, folder in study.get('shared', {}).items():
+    if cell not in study['grid'] or not isinstance(folder, str):
+      raise config_lib.ConfigError(
+          f'{path}: shared[{cell!r}] must name a grid cell and a folder')
+  study.setdefault('shared', {})
   study.setdefault('eval_lens', [])
   study.setdefault('eval_settings', {})
   study.setdefault('overrides', {})
@@ -179,6 +189,26 @@ def run_before(study: dict, out: str) -> None:
     print(f'[before] {name}: {spec["config"]} {spec.get("overrides", {})}',
           flush=True)
     loop.train_and_evaluate(c, workdir)
+
+
+def cell_workdir(study: dict, out: str, name: str, seed: int) -> str:
+  """The run folder of a cell's seed: in the study's own folder, or in the
+  other study's folder that `shared` names."""
+  return os.path.join(study['shared'].get(name, out), name, f'seed_{seed}')
+
+
+def check_shared(c, workdir: str) -> None:
+  """Refuses a shared cell whose run there has another config."""
+  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+    return
+  old = workdir_lib.saved_config(workdir)
+  c = workdir_lib.resolve(c, old.model.vocab_size)  # As the run resolved it.
+  changes = (config_lib.architecture_changes(old, c) +
+             config_lib.config_changes(old, c))
+  if changes:
+    raise config_lib.ConfigError(
+        f'shared cell {workdir} was trained with another config '
+        f'({"; ".join(changes)}); make the cells equal or stop sharing it')
 
 
 def run_cell(c, workdir: str, evaluations: dict[str, dict]) -> dict:
@@ -359,7 +389,9 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
     for name, spec in study['before'].items():
       print(f'  before: {name} ({spec["config"]})')
     for name, seed, _ in cells:
-      print(f'  {name} seed {seed}')
+      where = (f' (in {study["shared"][name]})' if name in study['shared']
+               else '')
+      print(f'  {name} seed {seed}{where}')
     for name, overrides in evaluations(study).items():
       print(f'  then evaluated as {name}: {overrides}')
     return None
@@ -371,7 +403,9 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
     eta = f', about {spent / trained * left / 60:.0f} min left' if trained else ''
     print(f'[{i + 1}/{len(cells)}] {name} seed {seed}{eta}', flush=True)
     start = time.perf_counter()
-    workdir = os.path.join(out, name, f'seed_{seed}')
+    workdir = cell_workdir(study, out, name, seed)
+    if name in study['shared']:
+      check_shared(c, workdir)
     done = os.path.exists(os.path.join(workdir, 'study_cell.json'))
     rows.setdefault(name, []).append(run_cell(c, workdir, evaluations(study)))
     if not done:

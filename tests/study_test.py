@@ -53,12 +53,45 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   record = json.loads((out / 'results.json').read_text())
   shorter = record['summary']['learned']['shorter.validation.loss']
   assert shorter['values'][0] > 0
+  # A second study sharing the rope cell reads its run there, untrained;
+  # one whose rope cell differs is refused.
+  second = tmp_path / 'second.py'
+  second.write_text(f"""
+def get_study():
+  return {{'base': 'configs/shakespeare_char.py:test',
+          'grid': {{'rope': {{'model.position': 'rope',
+                              'model.num_kv_heads': 1}}}},
+          'seeds': [0], 'shared': {{'rope': '{out}'}},
+          'metrics': ['validation.loss', 'validation.perplexity'],
+          'eval_lens': [32],
+          'eval_settings': {{'short': {{'eval.max_len': 8, 'eval.stride': 0}},
+                            'shorter': {{'eval.max_len': 4, 'eval.stride': 0}}}}}}
+""")
+  shared = run_cli('lm.study', str(second), f'--out={tmp_path / "out2"}')
+  assert shared.returncode == 0, shared.stderr[-2000:]
+  assert 'starting in' not in shared.stdout
+  assert not (tmp_path / 'out2' / 'rope').exists()
+  record2 = json.loads((tmp_path / 'out2' / 'results.json').read_text())
+  assert record2['summary']['rope'] == record['summary']['rope']
+  second.write_text(second.read_text().replace("'model.num_kv_heads': 1",
+                                               "'model.num_kv_heads': 2"))
+  refused = run_cli('lm.study', str(second), f'--out={tmp_path / "out2"}')
+  assert refused.returncode == 2
+  assert 'trained with another config' in refused.stderr
 
 
 def test_dry_run_and_bad_study_files(tmp_path):
   (tmp_path / 'study.py').write_text(STUDY)
   p = run_cli('lm.study', str(tmp_path / 'study.py'), '--dry_run')
   assert p.returncode == 0 and '2 runs: 2 cells x 1 seeds' in p.stdout
+  (tmp_path / 'shared.py').write_text(STUDY.replace(
+      "'seeds': [0],", "'seeds': [0], 'shared': {'rope': 'elsewhere'},"))
+  p = run_cli('lm.study', str(tmp_path / 'shared.py'), '--dry_run')
+  assert '  rope seed 0 (in elsewhere)' in p.stdout
+  (tmp_path / 'bad_shared.py').write_text(STUDY.replace(
+      "'seeds': [0],", "'seeds': [0], 'shared': {'nope': 'elsewhere'},"))
+  p = run_cli('lm.study', str(tmp_path / 'bad_shared.py'), '--dry_run')
+  assert p.returncode == 2 and "shared['nope'] must name a grid cell" in p.stderr
   (tmp_path / 'bad.py').write_text(STUDY.replace("'model.position'",
                                                  "'model.positon'"))
   p = run_cli('lm.study', str(tmp_path / 'bad.py'), '--dry_run')
