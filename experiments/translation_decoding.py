@@ -17,16 +17,28 @@ four in turn (medians reported):
                     position) at each step;
 and prints the seconds per sentence of each and the three ratios. Appends a
 row to experiments/translation_decoding/results.md.
+
+With --profile, it then traces one batch of greedy and one of beam decoding
+with the JAX profiler and prints where a decoding step's time goes: XLA's
+time per operation kind (its fusions grouped by name), per step of the
+decoding loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import copy
 import datetime
 import functools
+import glob
+import gzip
+import json
 import os
 import platform
+import re
 import sys
+import tempfile
 import time
 
 from flax import nnx
@@ -84,6 +96,40 @@ class WholeCache(translator_lib.Translator):
   reorder_filled = False
 
 
+def profile(translator, params, sources, folder: str) -> dict[str, float]:
+  """Milliseconds per decoding step of each kind of XLA operation, traced
+  over one batch of `sources` (compiled before the trace)."""
+  steps = []
+  loop = jax.lax.while_loop
+
+  def counting(cond, body, carry):  # The decoding loop: its step count.
+    out = loop(cond, body, carry)
+    jax.debug.callback(lambda i: steps.append(int(i)), out[0])
+    return out
+
+  jax.lax.while_loop = counting
+  translator = copy.copy(translator)  # A new jit key: traced with the count.
+  try:
+    batch = sources[:translator.batch_size]
+    translator.translate(params, batch)
+    steps.clear()
+    with jax.profiler.trace(folder, create_perfetto_trace=True):
+      translator.translate(params, batch)
+  finally:
+    jax.lax.while_loop = loop
+  trace = max(glob.glob(os.path.join(folder, '**', '*.json.gz'),
+                        recursive=True), key=os.path.getmtime)
+  with gzip.open(trace) as f:
+    events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  totals = collections.Counter()
+  for e in events:  # XLA's operations; not the runtime's own spans.
+    if e.get('ph') == 'X' and not e['name'].startswith(
+        ('ThunkExecutor', '$', 'Slinky', 'PjitFunction', 'CommonPjRt')):
+      totals[re.sub(r'\.\d+$', '', e['name'])] += e.get('dur', 0)
+  return {k: v / 1e3 / sum(steps) for k, v in totals.most_common()}
+
+
 def timed(translator, params, sources):
   """(seconds per sentence, translations) of one pass over `sources`."""
   start = time.perf_counter()
@@ -104,6 +150,9 @@ def main():
   parser.add_argument('--rounds', type=int, default=3,
                       help='Interleaved timed passes of each way; the '
                       'median is reported (default 3).')
+  parser.add_argument('--profile', action='store_true',
+                      help='Then trace a batch of greedy and of beam '
+                      'decoding and print ms per step by operation kind.')
   args = parser.parse_args()
   try:
     task, _, graphdef, params = translate.load(args.workdir)
@@ -168,6 +217,14 @@ def main():
             f'{"yes" if same else "no"} | {whole * 1e3:.1f} | '
             f'{whole / once:.2f} |\n')
   print(f'appended to {args.out}')
+  if args.profile:
+    for name in ('greedy', f'beam {args.beam_size}'):
+      with tempfile.TemporaryDirectory() as folder:
+        kinds = profile(ways[name], params, sources, folder)
+      print(f'{name}: {sum(kinds.values()):.2f} ms a decoding step of XLA '
+            'operations; the largest kinds:')
+      for kind, ms in list(kinds.items())[:8]:
+        print(f'  {ms:7.2f} ms  {kind}')
 
 
 if __name__ == '__main__':

@@ -57,6 +57,14 @@ def train_test_run(config: str, workdir: str, init_from: str = '') -> str:
   return workdir
 
 
+@pytest.fixture(scope='session')
+def multi30k_run(tmp_path_factory):
+  """One tiny translation run (configs/multi30k.py:test, two checkpoints
+  kept) for the test session's read-only uses of a trained run."""
+  return train_test_run('multi30k', str(tmp_path_factory.mktemp('mt') /
+                                        'run'))
+
+
 @pytest.fixture
 def test_config():
   """The tiny test variant of the default config (embedded Tiny Shakespeare)."""

@@ -15,11 +15,10 @@ SOURCES = ['A man in an orange hat starring at something.',
            'Two dogs run on the beach.', 'A girl plays the piano.']
 
 
-@pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  """A tiny translation run (two checkpoints kept)."""
-  return train_test_run('multi30k', str(tmp_path_factory.mktemp('mt') /
-                                        'run'))
+@pytest.fixture
+def run(multi30k_run):
+  """A tiny translation run (two checkpoints kept), shared by the session."""
+  return multi30k_run
 
 
 def test_translates_a_file_and_scores_it(run, tmp_path):

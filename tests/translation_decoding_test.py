@@ -7,20 +7,19 @@ import sys
 
 from conftest import REPO
 from conftest import SHARED_DATA
-from conftest import train_test_run
 import pytest
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / 'multi30k').exists(),
                                 reason='no ../shared/data/multi30k')
 
 
-def test_times_the_four_ways_and_appends_a_row(tmp_path):
-  run = train_test_run('multi30k', str(tmp_path / 'run'))
+def test_times_the_four_ways_and_appends_a_row(multi30k_run, tmp_path):
+  run = multi30k_run
   out = tmp_path / 'results.md'
   p = subprocess.run(
       [sys.executable, 'experiments/translation_decoding.py',
        f'--workdir={run}', '--sentences=6', '--batch_size=4', '--rounds=1',
-       f'--out={out}'], cwd=REPO, capture_output=True, text=True,
+       f'--out={out}', '--profile'], cwd=REPO, capture_output=True, text=True,
       timeout=600)
   assert p.returncode == 0, p.stderr[-2000:]
   assert 'same translations all three beam ways: True' in p.stdout
@@ -28,3 +27,5 @@ def test_times_the_four_ways_and_appends_a_row(tmp_path):
   assert rows[0].startswith('| date |') and len(rows) == 3
   assert '| yes |' in rows[2] and f'| {run} | 6 |' in rows[2]
   assert len(rows[0].split('|')) == len(rows[2].split('|'))
+  # The profile: a breakdown of a decoding step for greedy and beam 4.
+  assert p.stdout.count('ms a decoding step of XLA operations') == 2
