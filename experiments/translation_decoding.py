@@ -96,6 +96,11 @@ class WholeCache(translator_lib.Translator):
   reorder_filled = False
 
 
+# Spans of the runtime and of Python, not XLA operations.
+_RUNTIME = ('ThunkExecutor', '$', 'Slinky', 'PjitFunction', 'CommonPjRt',
+            'ExecuteReplicated')
+
+
 def profile(translator, params, sources, folder: str) -> dict[str, float]:
   """Milliseconds per decoding step of each kind of XLA operation, traced
   over one batch of `sources` (compiled before the trace)."""
@@ -122,11 +127,25 @@ def profile(translator, params, sources, folder: str) -> dict[str, float]:
   with gzip.open(trace) as f:
     events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
+  # Each event's own time, without the events nested in it (a while loop's
+  # body), on each thread; the runtime's own spans are left out.
   totals = collections.Counter()
-  for e in events:  # XLA's operations; not the runtime's own spans.
-    if e.get('ph') == 'X' and not e['name'].startswith(
-        ('ThunkExecutor', '$', 'Slinky', 'PjitFunction', 'CommonPjRt')):
-      totals[re.sub(r'\.\d+$', '', e['name'])] += e.get('dur', 0)
+  spans = sorted((e for e in events if e.get('ph') == 'X' and 'dur' in e),
+                 key=lambda e: (e['pid'], e['tid'], e['ts'], -e['dur']))
+  stack = []
+  for e in spans:
+    while stack and (stack[-1]['pid'], stack[-1]['tid']) == (
+        e['pid'], e['tid']) and stack[-1]['ts'] + stack[-1]['dur'] <= e['ts']:
+      stack.pop()
+    if stack and (stack[-1]['pid'], stack[-1]['tid']) == (e['pid'], e['tid']):
+      stack[-1]['own'] -= e['dur']
+    else:
+      stack.clear()
+    e['own'] = e['dur']
+    stack.append(e)
+  for e in spans:
+    if not e['name'].startswith(_RUNTIME) and '.__call__' not in e['name']:
+      totals[re.sub(r'\.\d+$', '', e['name'])] += e['own']
   return {k: v / 1e3 / sum(steps) for k, v in totals.most_common()}
 
 
