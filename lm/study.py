@@ -24,8 +24,9 @@ A study file defines `get_study()` returning a dict:
             Settings added later are evaluated on rerun without retraining.
   shared    (optional) {cell: folder}: cells whose runs live in another
             study's output folder, FOLDER/<cell>/seed_<s> (a recipe both
-            studies tabulate): trained once, by whichever study runs first;
-            the cell's config must equal the run's there
+            studies tabulate): trained once, by whichever study runs first
+            (run the two one after the other, not at once); the cell's
+            config must equal the run's there
   out       (optional) output folder, default runs/<study name>
 Each (cell, seed) is an ordinary training run in OUT/<cell>/seed_<s> (a
 cluster launcher can run them in parallel); finished runs are skipped, so a
