@@ -18,7 +18,6 @@ import gzip
 import os
 
 import sacrebleu
-import sacremoses
 
 
 def _check_lengths(hypotheses: list[str], references: list[str]) -> None:
@@ -49,10 +48,12 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
 
 
 @functools.cache
-def _moses(lang: str) -> tuple[sacremoses.MosesPunctNormalizer,
-                               sacremoses.MosesTokenizer]:
+def _moses(lang: str):
   """The punctuation normalizer and tokenizer of `lang`, built once (the
-  tokenizer loads its nonbreaking-prefix lists)."""
+  tokenizer loads its nonbreaking-prefix lists). sacremoses is imported
+  here, not with the module: its import compiles regular expressions for
+  half a second, which every command line would otherwise pay."""
+  import sacremoses  # pylint: disable=g-import-not-at-top
   # perl_parity: Moses's normalize-punctuation.perl turns a ’ that is not
   # between two letters into ", where sacremoses by default writes '.
   return (sacremoses.MosesPunctNormalizer(lang, perl_parity=True),
