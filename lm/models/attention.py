@@ -62,16 +62,23 @@ def reference_attention(q_BxLxHxK, k, v, mask_BxLxM, bias_BxHxLxM=None,
   CPU cores). Training keeps [B, M, G, K], whose numbers are pinned.
   """
   B, L, H, K = q_BxLxHxK.shape
-  G, M = (k.shape[1], k.shape[2]) if heads_major else (k.shape[2],
-                                                        k.shape[1])
-  kv = 'BGMK' if heads_major else 'BMGK'  # The einsums' key/value axes.
   q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
-  if G == H:
-    logits_BxHxLxM = jnp.einsum(f'BLHK,{kv.replace("G", "H")}->BHLM',
-                                q_BxLxHxK, k)
-  else:  # Query heads g*R .. g*R + R-1 read key/value head g.
+  if heads_major:
+    G, M = k.shape[1], k.shape[2]
+    R = H // G  # Query heads g*R .. g*R + R-1 read key/value head g.
+    # Each key/value head's R query heads and L positions as one matrix
+    # (an einsum over 5-d queries made XLA copy the keys for R > 1:
+    # grouped-query decoding ran 2.5x slower than multi-head).
+    q_BxGxQxK = q_BxLxHxK.reshape(B, L, G, R, K).transpose(
+        0, 2, 3, 1, 4).reshape(B, G, R * L, K)
+    logits_BxHxLxM = jnp.einsum('BGQK,BGMK->BGQM', q_BxGxQxK,
+                                k).reshape(B, H, L, M)
+  elif k.shape[2] == H:
+    logits_BxHxLxM = jnp.einsum('BLHK,BMHK->BHLM', q_BxLxHxK, k)
+  else:
+    G, M = k.shape[2], k.shape[1]
     logits_BxHxLxM = jnp.einsum(
-        f'BLGRK,{kv}->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
+        'BLGRK,BMGK->BGRLM', q_BxLxHxK.reshape(B, L, G, H // G, K),
         k).reshape(B, H, L, M)
   logits_BxHxLxM = logits_BxHxLxM.astype(jnp.float32)
   if bias_BxHxLxM is not None:
@@ -82,10 +89,15 @@ def reference_attention(q_BxLxHxK, k, v, mask_BxLxM, bias_BxHxLxM=None,
       q_BxLxHxK.dtype)
   if dropout is not None:
     probs_BxHxLxM = dropout(probs_BxHxLxM)
-  if G == H:
-    return jnp.einsum(f'BHLM,{kv.replace("G", "H")}->BLHK', probs_BxHxLxM, v)
+  if heads_major:
+    y_BxGxQxK = jnp.einsum('BGQM,BGMK->BGQK',
+                           probs_BxHxLxM.reshape(B, G, R * L, M), v)
+    return y_BxGxQxK.reshape(B, G, R, L, K).transpose(0, 3, 1, 2, 4).reshape(
+        B, L, H, K)
+  if k.shape[2] == H:
+    return jnp.einsum('BHLM,BMHK->BLHK', probs_BxHxLxM, v)
   return jnp.einsum(
-      f'BGRLM,{kv}->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
+      'BGRLM,BMGK->BLGRK', probs_BxHxLxM.reshape(B, G, H // G, L, M),
       v).reshape(B, L, H, K)
 
 
