@@ -81,12 +81,12 @@ class Recomputing(translator_lib.Translator):
                                    encoded_BxMxD=encoded_BxMxD, cache=cache)
       return logits[:, 0], cache
 
+    rows, positions = transformer.cache_axes(self.cfg)
     tokens, _ = search.beam_search(
         step, model.init_cache(B * W), num_sources=B, beam_size=W,
         max_len=self.max_out, bos=self.bos, eos=self.eos, alpha=s.alpha,
         penalty=s.penalty, banned=self.banned,
-        cache_batch_axis=transformer.cache_axes(self.cfg)[0],
-        cache_time_axis=transformer.cache_axes(self.cfg)[1])
+        cache_batch_axis=rows, cache_time_axis=positions)
     return tokens[:, 0]
 
 

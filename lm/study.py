@@ -25,14 +25,14 @@ A study file defines `get_study()` returning a dict:
   shared    (optional) {cell: folder}: cells whose runs live in another
             study's output folder, FOLDER/<cell>/seed_<s> (a recipe both
             studies tabulate): trained once, by whichever study runs first
-            (run the two one after the other, not at once); the cell's
-            config must equal the run's there
+            (run the two one after the other, not at once)
   out       (optional) output folder, default runs/<study name>
 Each (cell, seed) is an ordinary training run in OUT/<cell>/seed_<s> (a
 cluster launcher can run them in parallel); finished runs are skipped, so a
-rerun resumes an interrupted study. The study writes OUT/results.json,
-OUT/results.md (mean ± std over seeds per cell) and one plot per metric,
-OUT/<metric>.png.
+rerun resumes an interrupted study (a finished run whose config differs
+from its cell's, edited since, is refused, not reused). The study writes
+OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
+plot per metric, OUT/<metric>.png.
 """
 
 from __future__ import annotations
@@ -198,18 +198,19 @@ def cell_workdir(study: dict, out: str, name: str, seed: int) -> str:
   return os.path.join(study['shared'].get(name, out), name, f'seed_{seed}')
 
 
-def check_shared(c, workdir: str) -> None:
-  """Refuses a shared cell whose run there has another config."""
-  if not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
-    return
+def check_same_config(c, workdir: str) -> None:
+  """Refuses to reuse a finished run in `workdir` that was trained with
+  another config than the cell's (a grid cell edited since, or a shared
+  cell that differs from the other study's)."""
   old = workdir_lib.saved_config(workdir)
   c = workdir_lib.resolve(c, old.model.vocab_size)  # As the run resolved it.
   changes = (config_lib.architecture_changes(old, c) +
              config_lib.config_changes(old, c))
   if changes:
     raise config_lib.ConfigError(
-        f'shared cell {workdir} was trained with another config '
-        f'({"; ".join(changes)}); make the cells equal or stop sharing it')
+        f'cell run {workdir} was trained with another config '
+        f'({"; ".join(changes)}); make the cell equal to it, stop sharing '
+        'it, or move the run away to train it again')
 
 
 def run_cell(c, workdir: str, evaluations: dict[str, dict]) -> dict:
@@ -222,6 +223,7 @@ def run_cell(c, workdir: str, evaluations: dict[str, dict]) -> dict:
     with open(results_path) as f:
       saved = json.load(f)
     if saved.get('step') == c.train.num_steps:
+      check_same_config(c, workdir)
       metrics = saved['metrics']
       # Files written before 'evaluated' was recorded held eval_lens only.
       evaluated = saved.get('evaluated', sorted(
@@ -405,8 +407,6 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
     print(f'[{i + 1}/{len(cells)}] {name} seed {seed}{eta}', flush=True)
     start = time.perf_counter()
     workdir = cell_workdir(study, out, name, seed)
-    if name in study['shared']:
-      check_shared(c, workdir)
     done = os.path.exists(os.path.join(workdir, 'study_cell.json'))
     rows.setdefault(name, []).append(run_cell(c, workdir, evaluations(study)))
     if not done:

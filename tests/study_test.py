@@ -53,6 +53,13 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   record = json.loads((out / 'results.json').read_text())
   shorter = record['summary']['learned']['shorter.validation.loss']
   assert shorter['values'][0] > 0
+  # A finished cell edited since is refused, not silently reused.
+  (tmp_path / 'study.py').write_text(STUDY.replace("'model.num_kv_heads': 1",
+                                                   "'model.num_kv_heads': 2"))
+  edited = run_cli(*args)
+  assert edited.returncode == 2
+  assert 'was trained with another config' in edited.stderr
+  assert 'model.num_kv_heads: 1 -> 2' in edited.stderr
   # A second study sharing the rope cell reads its run there, untrained;
   # one whose rope cell differs is refused.
   second = tmp_path / 'second.py'

@@ -52,7 +52,8 @@ def _moses(lang: str):
   """The punctuation normalizer and tokenizer of `lang`, built once (the
   tokenizer loads its nonbreaking-prefix lists). sacremoses is imported
   here, not with the module: its import compiles regular expressions for
-  half a second, which every command line would otherwise pay."""
+  half a second (`python -X importtime -c 'import lm.main'`), which every
+  command line would otherwise pay."""
   import sacremoses  # pylint: disable=g-import-not-at-top
   # perl_parity: Moses's normalize-punctuation.perl turns a ’ that is not
   # between two letters into ", where sacremoses by default writes '.

@@ -58,17 +58,17 @@ def reference_attention(q_BxLxHxK, k, v, mask_BxLxM, bias_BxHxLxM=None,
   the CPU's batched matrix products read them; keys [B, M, G, K] are first
   transposed (copied) into that layout, which when decoding would copy the
   whole cache per layer and step, costing more than the attention itself
-  (3.6 ms against 0.6 ms a layer for 128 rows of a 64-position cache on 2
-  CPU cores). Training keeps [B, M, G, K], whose numbers are pinned.
+  (BENCHMARKS.md, translation decoding speed). Training keeps [B, M, G, K],
+  whose numbers are pinned.
   """
   B, L, H, K = q_BxLxHxK.shape
   q_BxLxHxK = q_BxLxHxK * (1.0 / math.sqrt(K))
   if heads_major:
     G, M = k.shape[1], k.shape[2]
     R = H // G  # Query heads g*R .. g*R + R-1 read key/value head g.
-    # Each key/value head's R query heads and L positions as one matrix
-    # (an einsum over 5-d queries made XLA copy the keys for R > 1:
-    # grouped-query decoding ran 2.5x slower than multi-head).
+    # Each key/value head's R query heads and L positions as one matrix (an
+    # einsum over 5-d queries made XLA copy the keys for R > 1: grouped-
+    # query decoding ran slower than multi-head; experiments/attention_heads).
     q_BxGxQxK = q_BxLxHxK.reshape(B, L, G, R, K).transpose(
         0, 2, 3, 1, 4).reshape(B, G, R * L, K)
     logits_BxHxLxM = jnp.einsum('BGQK,BGMK->BGQM', q_BxGxQxK,
