@@ -23,9 +23,9 @@ class ConfigError(errors.UserError):
 # Keys whose value must be one of a fixed set of choices.
 CHOICES = {
     'task': ('causal_lm', 'masked_lm', 'replaced_token', 'classification',
-             'translation'),
+             'translation', 'summarization', 'span_corruption'),
     'data.name': ('tiny_shakespeare', 'wikitext2', 'text_files', 'sst2',
-                  'multi30k', 'parallel_text'),
+                  'multi30k', 'parallel_text', 'scitldr'),
     'data.pack': ('stream', 'segments'),
     'data.tokenizer': ('char', 'word', 'sentencepiece', 'byte', 'hf'),
     'data.spm_model_type': ('bpe', 'unigram'),
@@ -49,6 +49,11 @@ CHOICES = {
 
 # Tasks that pretrain an encoder on masked rows (lm.data.masking).
 MASKED_TASKS = ('masked_lm', 'replaced_token')
+
+# Tasks that train an encoder-decoder on (source, target) pairs, and all
+# that train an encoder-decoder.
+PAIR_TASKS = ('translation', 'summarization')
+ENCODER_DECODER_TASKS = (*PAIR_TASKS, 'span_corruption')
 
 DROPOUT_SITES = ('embed', 'attention', 'residual', 'mlp')
 
@@ -181,11 +186,13 @@ def check_task(c: ml_collections.ConfigDict) -> None:
   """The task-specific fields are set only for the tasks that read them."""
   m, d, o = c.model, c.data, c.optim
   if d.length_bucket < 0 or (d.length_bucket and c.task not in
-                             ('classification', 'translation')):
+                             ('classification', *PAIR_TASKS)):
     raise ConfigError('data.length_bucket batches sentences by length '
-                      '(task=classification or translation), a multiple >= '
-                      f'1; got {d.length_bucket} for task={c.task}')
+                      '(task=classification, translation or summarization), '
+                      f'a multiple >= 1; got {d.length_bucket} for '
+                      f'task={c.task}')
   check_translation(c)
+  check_span_corruption(c)
   if not 0.0 <= d.token_dropout < 1.0 or (d.token_dropout and
                                           c.task != 'classification'):
     raise ConfigError('data.token_dropout masks fine-tuning pieces '
@@ -217,30 +224,42 @@ def check_task(c: ml_collections.ConfigDict) -> None:
                       'set model.scan_layers=false (stacked blocks)')
 
 
-# Corpora of sentence pairs (lm.data.parallel), read by task=translation.
-PARALLEL_CORPORA = ('multi30k', 'parallel_text')
+# Corpora of (source, target) pairs (lm.data.parallel, lm.data.summaries),
+# read by task=translation and task=summarization.
+PARALLEL_CORPORA = ('multi30k', 'parallel_text', 'scitldr')
 
 
 def check_translation(c: ml_collections.ConfigDict) -> None:
-  """A translation run reads a parallel corpus with a SentencePiece
-  vocabulary, batches of at least one widest row, and decodes with valid
-  beam settings; no other task reads a parallel corpus."""
+  """A translation or summarization run reads a corpus of pairs with a
+  SentencePiece vocabulary, batches of at least one widest row, and decodes
+  with valid beam settings; no other task reads a corpus of pairs."""
   d, e = c.data, c.eval
-  translation = c.task == 'translation'
-  if translation != (d.name in PARALLEL_CORPORA):
+  pairs = c.task in PAIR_TASKS
+  if pairs != (d.name in PARALLEL_CORPORA):
     raise ConfigError(
-        f'task=translation reads a parallel corpus ({", ".join(PARALLEL_CORPORA)})'
-        f'; got task={c.task} with data.name={d.name}')
-  if not translation:
+        f'task=translation and task=summarization read a corpus of pairs '
+        f'({", ".join(PARALLEL_CORPORA)}); got task={c.task} with '
+        f'data.name={d.name}')
+  if d.target_len < 0 or (d.target_len and c.task not in
+                          ENCODER_DECODER_TASKS):
+    raise ConfigError('data.target_len is the decoder\'s width (an '
+                      'encoder-decoder task), >= 0; got '
+                      f'{d.target_len} for task={c.task}')
+  if c.task not in ENCODER_DECODER_TASKS:
     return
   if d.tokenizer != 'sentencepiece':
-    raise ConfigError('task=translation needs data.tokenizer=sentencepiece '
+    raise ConfigError(f'task={c.task} needs data.tokenizer=sentencepiece '
                       f'(one vocabulary with BOS and EOS); got {d.tokenizer}')
+  if d.target_len == 1:
+    raise ConfigError('data.target_len must be 0 (model.max_len) or at least '
+                      '2 (a token and EOS)')
+  if c.task == 'span_corruption':
+    return
   if d.max_tokens < c.model.max_len:
     raise ConfigError(f'data.max_tokens={d.max_tokens} holds no row of '
                       f'model.max_len={c.model.max_len}; raise it')
   if c.optim.grad_accum_steps != 1:
-    raise ConfigError('task=translation batches by token count; set '
+    raise ConfigError(f'task={c.task} batches by token count; set '
                       'data.max_tokens instead of optim.grad_accum_steps')
   if e.beam_size < 1:
     raise ConfigError(f'eval.beam_size must be at least 1, got {e.beam_size}')
@@ -252,11 +271,28 @@ def check_translation(c: ml_collections.ConfigDict) -> None:
                       f'{c.optim.label_smoothing}')
 
 
+def check_span_corruption(c: ml_collections.ConfigDict) -> None:
+  """Span corruption reads a text corpus, with a noise density in (0, 1)
+  and spans of mean length >= 1 that fit the decoder."""
+  d = c.data
+  if c.task != 'span_corruption':
+    return
+  if not 0.0 < d.noise_density < 1.0:
+    raise ConfigError('data.noise_density is the share of tokens corrupted, '
+                      f'in (0, 1); got {d.noise_density}')
+  if not d.mean_span >= 1.0:
+    raise ConfigError(f'data.mean_span must be at least 1, got {d.mean_span}')
+  if not d.target_len:
+    raise ConfigError('task=span_corruption needs data.target_len, the '
+                      'decoder\'s width (the spans of a row, their sentinels '
+                      'and EOS)')
+
+
 def check_encoder(c: ml_collections.ConfigDict) -> None:
   """An encoder task (masked_lm, replaced_token, classification) has what
   encoders need."""
   m, d, o = c.model, c.data, c.optim
-  if c.task in ('causal_lm', 'translation'):  # translation: its own check.
+  if c.task in ('causal_lm', *ENCODER_DECODER_TASKS):  # Their own checks.
     return
   if m.causal:
     raise ConfigError(f'task={c.task} trains a bidirectional encoder; set '

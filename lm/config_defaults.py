@@ -75,6 +75,14 @@ def data_defaults() -> ml_collections.ConfigDict:
   # width w has max_tokens // w pairs; widths are multiples of
   # data.length_bucket (0: 8) up to model.max_len.
   c.max_tokens = 4096
+  # translation, summarization: the decoder rows' width (targets are cut to
+  # it), beside model.max_len for the source; 0: each batch's source width.
+  # span_corruption: the targets' width (required).
+  c.target_len = 0
+  # span_corruption: the share of tokens corrupted and the mean length of
+  # the corrupted spans (T5: 0.15 and 3).
+  c.noise_density = 0.15
+  c.mean_span = 3.0
   c.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.prefetch = 2  # Batches prepared ahead by grain's threads.
   return c

@@ -65,6 +65,15 @@ def read_texts(source, chunk: int = 4096) -> list[str]:
   return texts
 
 
+def read_documents(source) -> list[str]:
+  """The texts of a data source; of a corpus of pairs, its sources (each
+  once: a document's consecutive repeats, one per reference, dropped)."""
+  if 'source' not in source.dataset_info.features:
+    return read_texts(source)
+  sources = [s for s, _ in read_pairs(source)]
+  return [s for i, s in enumerate(sources) if i == 0 or s != sources[i - 1]]
+
+
 def read_pairs(source, chunk: int = 4096) -> list[tuple[str, str]]:
   """All (source, target) texts of a parallel data source, in order."""
   pairs = []
@@ -200,7 +209,7 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
                                 data_dir=d.tfds_dir)
     texts['train'] = texts['train'] + [
         transform(t)
-        for t in read_texts(prepare_lib.source(extra, d.extra_split))
+        for t in read_documents(prepare_lib.source(extra, d.extra_split))
     ]
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(

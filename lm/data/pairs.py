@@ -2,12 +2,14 @@
 
 A pair becomes a source row `pieces EOS` and, for teacher forcing, decoder
 inputs `BOS pieces` and targets `pieces EOS`. Empty pairs (either side
-blank) are skipped and long ones cut to `max_len`, both counted per split
-(`Pairs.notes`).
+blank) are skipped and long ones cut to `max_len` tokens a side, both
+counted per split (`Pairs.notes`). With `target_len` (summarization: long
+sources, short targets) targets are cut to it instead, and every decoder row
+is `target_len` wide, whatever the source's width.
 
 Batches hold about `max_tokens` tokens (fairseq's `--max-tokens`): a pair
 goes to the narrowest bucket width (a multiple of `bucket`, at most
-`max_len`) that holds both its sides, and a batch of width w has
+`max_len`) that holds both its sides (its source alone, with `target_len`), and a batch of width w has
 `max_tokens // w` rows (rounded down to a multiple of the devices), so
 XLA compiles one program per width and little of each batch is padding.
 Batch i is a function of i alone (exact resume): epoch e shuffles each
@@ -38,25 +40,30 @@ class Pairs:
   target_offsets: np.ndarray  # [N + 1]
   index: np.ndarray  # [N] each kept pair's position in the split.
   empty: int  # Pairs skipped: a side is blank.
-  cut: int  # Pairs cut to max_len.
+  cut: int  # Pairs cut (a side longer than its limit).
   size: int  # Pairs in the split, kept or not.
+  target_len: int = 0  # Decoder rows' width; 0: the source row's width.
+  cut_sources: int = 0  # Pairs whose source was cut to max_len.
 
   @classmethod
-  def encode(cls, tok, pairs, max_len: int) -> Pairs:
+  def encode(cls, tok, pairs, max_len: int, target_len: int = 0) -> Pairs:
     """`pairs` [(source text, target text)] encoded by `tok` (with BOS and
-    EOS ids), each side cut to `max_len` tokens with its marker."""
+    EOS ids), each side cut to `max_len` tokens with its marker (the
+    target to `target_len`, if given)."""
     eos = tok.eos_id
     sources, targets, index = [], [], []
-    empty = cut = 0
+    empty = cut = cut_sources = 0
+    t_max = target_len or max_len
     for i, (s, t) in enumerate(pairs):
       if not s.strip() or not t.strip():
         empty += 1
         continue
       s_ids, t_ids = tok.encode(s.strip()), tok.encode(t.strip())
-      if len(s_ids) + 1 > max_len or len(t_ids) + 1 > max_len:
+      cut_sources += len(s_ids) + 1 > max_len
+      if len(s_ids) + 1 > max_len or len(t_ids) + 1 > t_max:
         cut += 1
       sources.append(np.append(s_ids[:max_len - 1], eos).astype(np.int32))
-      targets.append(np.asarray(t_ids[:max_len - 1], np.int32))
+      targets.append(np.asarray(t_ids[:t_max - 1], np.int32))
       index.append(i)
 
     def flat(parts):
@@ -66,14 +73,17 @@ class Pairs:
       return ids, offsets
 
     return cls(*flat(sources), *flat(targets), np.asarray(index, np.int64),
-               empty, cut, len(pairs))
+               empty, cut, len(pairs), target_len, cut_sources)
 
   def __len__(self) -> int:
     return len(self.index)
 
   @property
   def lengths(self) -> np.ndarray:
-    """[N] the row width each pair needs: its longer side, markers counted."""
+    """[N] the row width each pair needs: its longer side, markers counted
+    (its source, when decoder rows have their own width `target_len`)."""
+    if self.target_len:
+      return np.diff(self.source_offsets)
     return np.maximum(np.diff(self.source_offsets),
                       np.diff(self.target_offsets) + 1)
 
@@ -83,20 +93,26 @@ class Pairs:
     if self.empty:
       lines.append(f'{split}: {self.empty:,} of {self.size:,} pairs have an '
                    'empty side and were skipped')
-    if self.cut:
+    if self.cut and self.target_len:
+      lines.append(
+          f'{split}: {self.cut_sources:,} of {self.size:,} sources are longer '
+          f'than {max_len} tokens (model.max_len) and '
+          f'{self.cut - self.cut_sources:,} more pairs\' targets longer than '
+          f'{self.target_len} (data.target_len); they were cut')
+    elif self.cut:
       lines.append(f'{split}: {self.cut:,} of {self.size:,} pairs are longer '
                    f'than {max_len} tokens (model.max_len) and were cut')
     return lines
 
   def rows(self, index: np.ndarray, width: int, bos: int) -> dict:
-    """Rows of pairs `index`, padded to `width`; index -1 is an empty row
-    (weight 0)."""
-    n = len(index)
+    """Rows of pairs `index`, sources padded to `width` (targets to
+    `target_len`, if set); index -1 is an empty row (weight 0)."""
+    n, t_width = len(index), self.target_len or width
     source = np.zeros((n, width), np.int32)
     segments = np.zeros((n, width), np.int32)
-    inputs = np.zeros((n, width), np.int32)
-    targets = np.zeros((n, width), np.int32)
-    weights = np.zeros((n, width), np.float32)
+    inputs = np.zeros((n, t_width), np.int32)
+    targets = np.zeros((n, t_width), np.int32)
+    weights = np.zeros((n, t_width), np.float32)
     eos = None
     for r, i in enumerate(index):
       if i < 0:
@@ -187,7 +203,7 @@ class TokenBatches:
     real = total = 0
     for width, index in self._epoch(0)[:batches]:
       real += int(source_len[index].sum() + target_len[index].sum())
-      total += 2 * width * len(index)
+      total += (width + (self.pairs.target_len or width)) * len(index)
     return 1.0 - real / max(total, 1)
 
 

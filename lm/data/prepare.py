@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from lm.data import builders
 from lm.data import parallel
+from lm.data import summaries
 
 
 def prepare(name: str, *, config: str = '', path: str = '',
@@ -69,7 +70,8 @@ def _prepare(name, config, path, data_dir):
   else:
     # Checked even when prepared data is reused.
     builders.local_dir(path, name)
-    cls = {**builders.BUILDERS, **parallel.BUILDERS}[name]
+    cls = {**builders.BUILDERS, **parallel.BUILDERS,
+           **summaries.BUILDERS}[name]
     if cls.BUILDER_CONFIGS:
       configs = [c.name for c in cls.BUILDER_CONFIGS]
       config = config or configs[0]

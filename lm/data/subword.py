@@ -71,6 +71,9 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
                 pad_piece='[PAD]',
                 control_symbols=list(vocabulary.BERT_CONTROLS.values()))
            if specials == 'bert' else
+           dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                control_symbols=list(vocabulary.SENTINELS))
+           if specials == 't5' else
            dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1))
     lines = [line for text in texts for line in text.split('\n')
              if line.strip()]
@@ -110,7 +113,8 @@ class SentencePieceTokenizer(vocabulary.Tokenizer):
   def special_ids(self) -> dict[str, int]:
     ids = {'unk': self._sp.unk_id(), 'bos': self._sp.bos_id(),
            'eos': self._sp.eos_id(), 'pad': self._sp.pad_id()}
-    for name, piece in vocabulary.BERT_CONTROLS.items():
+    for name, piece in (*vocabulary.BERT_CONTROLS.items(),
+                        ('sentinel', vocabulary.SENTINELS[0])):
       i = self._sp.piece_to_id(piece)
       ids[name] = i if self._sp.is_control(i) else -1
     return {name: i for name, i in ids.items() if i >= 0}

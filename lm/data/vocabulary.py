@@ -33,7 +33,12 @@ WORD_CONTINUES, WORD_STARTS, WORD_ALONE = 0, 1, 2
 BERT_CONTROLS = {'cls': '[CLS]', 'sep': '[SEP]', 'mask': '[MASK]'}
 
 
-SPECIALS = ('', 'bert')
+# T5's sentinels, which stand for the spans span corruption removes
+# (`lm.data.spans`): '<extra_id_0>' ... '<extra_id_99>', consecutive ids.
+SENTINELS = tuple(f'<extra_id_{i}>' for i in range(100))
+
+
+SPECIALS = ('', 'bert', 't5')
 
 
 class TokenizerError(errors.UserError):

@@ -91,7 +91,9 @@ class Translator:
                                    cross_caches=caches, cache=cache)
       return logits[:, 0], cache
 
-    cache = model.init_cache(B * W)
+    # Positions past max_out are never written (causally masked); a multiple
+    # of 8 lets beam search reorder the cache in blocks of 8 positions.
+    cache = model.init_cache(B * W, -(-self.max_out // 8) * 8)
     rows, positions = transformer.cache_axes(self.cfg)
     if W > 1:
       tokens, _ = search.beam_search(

@@ -90,7 +90,7 @@ class EncoderDecoder(nnx.Module):
     output, computed once per source (see `GPT.cross_caches`)."""
     return self.decoder.cross_caches(encoded_BxMxD)
 
-  def init_cache(self, batch_size: int):
+  def init_cache(self, batch_size: int, length: int | None = None):
     """An empty self-attention KV cache of the decoder for `batch_size`
-    rows, target length `max_len`."""
-    return self.decoder.init_cache(batch_size)
+    rows and `length` target positions (default `max_len`)."""
+    return self.decoder.init_cache(batch_size, length)

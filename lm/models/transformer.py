@@ -296,13 +296,14 @@ class GPT(nnx.Module):
     return jax.vmap(lambda s: nnx.merge(graphdef, s).cross_attn.cross_cache(
         encoded_BxMxD))(state)
 
-  def init_cache(self, batch_size: int):
-    """An empty KV cache spanning the whole context: one {'k', 'v'} entry
-    per layer, or (scan_layers) one entry stacked over the layers; each
-    array [B, G, T, K] (heads-major, see `attention.reference_attention`),
-    with a leading layer axis when stacked (see `cache_axes`)."""
+  def init_cache(self, batch_size: int, length: int | None = None):
+    """An empty KV cache of `length` positions (default: the whole
+    context, max_len): one {'k', 'v'} entry per layer, or (scan_layers) one
+    entry stacked over the layers; each array [B, G, T, K] (heads-major, see
+    `attention.reference_attention`), with a leading layer axis when
+    stacked (see `cache_axes`)."""
     c = self.cfg
-    shape = (batch_size, c.kv_heads, c.max_len, c.head_dim)
+    shape = (batch_size, c.kv_heads, length or c.max_len, c.head_dim)
     if c.scan_layers:
       shape = (c.num_layers, *shape)
       return {

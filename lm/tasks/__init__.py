@@ -9,11 +9,14 @@ from lm.tasks import causal_lm
 from lm.tasks import classification
 from lm.tasks import masked_lm
 from lm.tasks import replaced_token
+from lm.tasks import span_corruption
+from lm.tasks import summarization
 from lm.tasks import translation
 
 TASKS: dict[str, type[base.Task]] = {t.name: t for t in (
     causal_lm.CausalLM, masked_lm.MaskedLM, replaced_token.ReplacedToken,
-    classification.Classification, translation.Translation)}
+    classification.Classification, translation.Translation,
+    summarization.Summarization, span_corruption.SpanCorruption)}
 
 
 def get(c, corpus=None) -> base.Task:

@@ -33,7 +33,7 @@ class Translation(base.Task):
   """A sequence-to-sequence translation model."""
 
   name = 'translation'
-  starts_from = {'translation': ''}
+  starts_from = {'translation': '', 'span_corruption': ''}
   translates = True
   hf_refusal = ('a translation run is an encoder-decoder, which has no '
                 'Hugging Face export yet')
@@ -69,16 +69,19 @@ class Translation(base.Task):
   def batch_shapes(self) -> dict[str, tuple]:
     """The widest bucket's batch."""
     L = self.c.model.max_len
+    T = self.c.data.target_len or L
     B = pairs_lib.rows_per_batch(L, self.c.data.max_tokens)
     ints = ((B, L), np.int32)
-    return {'source': ints, 'source_segments': ints, 'inputs': ints,
-            'targets': ints, 'weights': ((B, L), np.float32)}
+    return {'source': ints, 'source_segments': ints,
+            'inputs': ((B, T), np.int32), 'targets': ((B, T), np.int32),
+            'weights': ((B, T), np.float32)}
 
   def pairs(self, split: str) -> pairs_lib.Pairs:
     """A split's encoded pairs (encoded once)."""
     if split not in self._pairs:
       self._pairs[split] = pairs_lib.Pairs.encode(
-          self.tok, self._texts(split), self.c.model.max_len)
+          self.tok, self._texts(split), self.c.model.max_len,
+          self.c.data.target_len)
     return self._pairs[split]
 
   def _texts(self, split: str) -> list[tuple[str, str]]:
@@ -135,7 +138,8 @@ class Translation(base.Task):
   def translator(self, graphdef, settings=None) -> translator_lib.Translator:
     c = self.c
     settings = settings or translator_lib.Settings(
-        beam_size=c.eval.beam_size, alpha=c.eval.alpha, penalty=c.eval.penalty)
+        beam_size=c.eval.beam_size, alpha=c.eval.alpha, penalty=c.eval.penalty,
+        max_len=c.data.target_len)
     return translator_lib.Translator(graphdef, self.model_cfg, self.tok,
                                      settings, c.eval.batch_size or 32)
 
