@@ -84,7 +84,7 @@ def get_config(arg=None):
                    log_every=25)
   c.checkpoint.update(every=250)
   if size == 'test':
-    c.data.update(batch_size=4, max_tokens=384)
+    c.data.update(batch_size=8, max_tokens=384)
     c.optim.update(warmup_steps=2)
     c.train.update(eval_every=2, eval_batches=2, log_every=1)
     c.checkpoint.update(every=2, async_save=False)

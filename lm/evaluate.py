@@ -8,10 +8,12 @@ own final evaluation of its validation and test splits. Windows of --max_len
 tokens (default: the model's context) start --stride tokens apart (default:
 --max_len, no overlap); every token after the first is scored once, with the
 context its window gives it. Prints loss, perplexity, word-level perplexity
-and bits per byte, and writes them as JSON with --out. A translation run is
-scored by its final evaluation (beam search; BLEU, chrF and tokenized BLEU
-of its validation, test and eval.extra_splits), optionally with the mean of
-its --average_last latest checkpoints.
+and bits per byte, and writes them as JSON with --out. A translation or
+summarization run is scored by its final evaluation (beam search; BLEU,
+chrF and tokenized BLEU, or ROUGE-1/2/L beside the lead-sentence and oracle
+baselines, of its validation, test and eval.extra_splits, or of the corpus
+splits named by --split), optionally with the mean of its --average_last
+latest checkpoints.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from absl import logging
 import jax
 
 from lm import cli
+from lm import tasks
 from lm.eval import metrics as metrics_lib
 from lm.train import evaluation
 
@@ -40,6 +43,9 @@ flags.DEFINE_integer('batch_size', 8, 'Windows per forward pass.')
 flags.DEFINE_integer('step', None, 'The checkpoint step (default: latest).')
 flags.DEFINE_integer('average_last', 1, 'Translation runs: the mean of the '
                      'N latest checkpoints.')
+flags.DEFINE_list('split', [], 'Translation and summarization runs: score '
+                  'these splits of the run\'s corpus (default: validation, '
+                  'test and eval.extra_splits).')
 flags.DEFINE_string('out', '', 'Also write the results to this JSON file.')
 flags.mark_flag_as_required('workdir')
 FLAGS = flags.FLAGS
@@ -59,9 +65,12 @@ def main(argv):
     if FLAGS.average_last < 1:
       cli.usage_error(f'--average_last must be at least 1, got '
                       f'{FLAGS.average_last}')
+    if FLAGS.split and not tasks.TASKS[c.task].translates:
+      cli.usage_error(f'--split is for translation and summarization runs; '
+                      f'{FLAGS.workdir} is a task={c.task} run')
     results = cli.exit_on_user_error(evaluation.evaluate_saved, c,
                                      FLAGS.workdir, FLAGS.step,
-                                     FLAGS.average_last)
+                                     FLAGS.average_last, FLAGS.split or None)
   for line in metrics_lib.format_results(results):
     print(line)
   if FLAGS.out and jax.process_index() == 0:

@@ -5,8 +5,13 @@ translation a line. Beam search by default; --beam_size=1 decodes greedily
 (or samples, with --temperature). --average_last=N translates with the mean
 of the run's N latest checkpoints. With --reference, also prints sacreBLEU
 and chrF of the translations against that file to stderr.
+
+`lm.summarize` is the same command for summarization runs (one document a
+line in, one summary a line out, ROUGE against --reference); both read any
+encoder-decoder run that maps text to text.
 """
 
+import dataclasses
 import math
 import sys
 
@@ -21,22 +26,24 @@ from lm import config as config_lib
 from lm import tasks
 from lm.data import tokenizer as tokenizer_lib
 from lm.eval import bleu
+from lm.eval import rouge
 from lm.eval import search
 from lm.eval import translator as translator_lib
 from lm.train import workdir as workdir_lib
 
-flags.DEFINE_string('workdir', None, 'A translation run written by lm.main.')
-flags.DEFINE_string('input', '', 'A file of sentences, one a line; '
-                    '(empty) reads stdin.')
-flags.DEFINE_string('reference', '', 'A file of reference translations, one '
-                    'a line: print BLEU and chrF to stderr.')
+flags.DEFINE_string('workdir', None, 'A translation or summarization run '
+                    'written by lm.main.')
+flags.DEFINE_string('input', '', 'A file of sentences (documents, to '
+                    'summarize), one a line; (empty) reads stdin.')
+flags.DEFINE_string('reference', '', 'A file of references, one a line: '
+                    'print BLEU and chrF (lm.summarize: ROUGE) to stderr.')
 flags.DEFINE_integer('beam_size', 4, 'Beam width; 1: greedy (or sampled).')
 flags.DEFINE_float('length_penalty', 0.6, 'Length-penalty exponent alpha '
                    '(>= 0; 0: none).')
 flags.DEFINE_enum('penalty', 'gnmt', search.PENALTIES, 'gnmt: ((5 + len) / '
                   '6)^alpha; hf: len^alpha.')
 flags.DEFINE_integer('max_len', None, 'Output tokens at most (default: the '
-                     'model\'s max_len).')
+                     'run\'s data.target_len, else its model.max_len).')
 flags.DEFINE_float('temperature', 0.0, 'Sampling temperature with '
                    '--beam_size=1; 0 is greedy.')
 flags.DEFINE_integer('top_k', 0, 'Sample among the k likeliest; 0: all.')
@@ -69,14 +76,17 @@ def check_settings(s: translator_lib.Settings, average_last: int,
     raise config_lib.ConfigError(f'--top_p must be in (0, 1], got {s.top_p}')
 
 
-def load(workdir: str, average_last: int = 1):
-  """(task, tokenizer, graphdef, parameters) of a translation run."""
+def load(workdir: str, average_last: int = 1, command: str = 'lm.translate'):
+  """(task, tokenizer, graphdef, parameters) of a translation (or
+  summarization) run."""
   config = workdir_lib.saved_config(workdir)
   task = tasks.get(config)
   if not task.translates:
+    kind = ('a pretrained encoder-decoder' if task.name == 'span_corruption'
+            else 'not an encoder-decoder')
     raise workdir_lib.RunError(
-        f'{workdir} is a task={config.task} run, not an encoder-decoder; '
-        f'lm.translate reads {tasks.named(translates=True)} runs')
+        f'{workdir} is a task={config.task} run, {kind}; '
+        f'{command} reads {tasks.named(translates=True)} runs')
   tok = tokenizer_lib.load(workdir)
   task.tok = tok
   graphdef, _ = task.abstract()
@@ -98,7 +108,7 @@ def read_input(path: str) -> list[str]:
   return bleu.read_lines(path)
 
 
-def main(argv):
+def main(argv, command: str = 'lm.translate'):
   cli.start(argv, logging.ERROR)
   settings = translator_lib.Settings(
       beam_size=FLAGS.beam_size, alpha=FLAGS.length_penalty,
@@ -109,7 +119,9 @@ def main(argv):
   cli.exit_on_user_error(check_settings, settings, FLAGS.average_last,
                          FLAGS.batch_size)
   task, _, graphdef, params = cli.exit_on_user_error(
-      load, FLAGS.workdir, FLAGS.average_last)
+      load, FLAGS.workdir, FLAGS.average_last, command)
+  if FLAGS.max_len is None and task.c.data.target_len:
+    settings = dataclasses.replace(settings, max_len=task.c.data.target_len)
   sources = cli.exit_on_user_error(_read, FLAGS.input)
   references = (cli.exit_on_user_error(_read, FLAGS.reference)
                 if FLAGS.reference else None)
@@ -121,11 +133,16 @@ def main(argv):
   hypotheses, seconds, _ = translator.translate(params, sources)
   for line in hypotheses:
     sys.stdout.write(line + '\n')
-  if references is not None:
+  rate = f'{len(sources) / max(seconds, 1e-9):.1f} sentences/s'
+  if references is not None and command == 'lm.summarize':
+    scores = rouge.corpus_scores(hypotheses, [[r] for r in references])
+    print(f'ROUGE-1 {scores["rouge1"]:.2f}, ROUGE-2 {scores["rouge2"]:.2f}, '
+          f'ROUGE-L {scores["rougeL"]:.2f} (F1, stemmed); {rate}',
+          file=sys.stderr)
+  elif references is not None:
     scores = bleu.corpus_scores(hypotheses, references)
     print(f'BLEU {scores["bleu"]:.2f} ({scores["bleu_signature"]}); chrF '
-          f'{scores["chrf"]:.2f}; {len(sources) / max(seconds, 1e-9):.1f} '
-          'sentences/s', file=sys.stderr)
+          f'{scores["chrf"]:.2f}; {rate}', file=sys.stderr)
 
 
 def _read(path: str) -> list[str]:

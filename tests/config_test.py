@@ -100,14 +100,35 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.data.update(extra_name='sst2', pack='segments'),
      'data.extra_name joins the training stream'),
     (lambda c: c.data.__setattr__('length_bucket', 16),
-     'data.length_bucket batches sentences by length (task=classification '
-     'or translation), a multiple >= 1; got 16 for task=causal_lm'),
+     'data.length_bucket batches sentences by length (task=classification, '
+     'translation or summarization), a multiple >= 1; got 16 for '
+     'task=causal_lm'),
     (lambda c: c.update(task='translation'),
-     'task=translation reads a parallel corpus (multi30k, parallel_text); '
-     'got task=translation with data.name=tiny_shakespeare'),
+     'task=translation and task=summarization read a corpus of pairs '
+     '(multi30k, parallel_text, scitldr); got task=translation with '
+     'data.name=tiny_shakespeare'),
     (lambda c: c.data.update(name='multi30k'),
-     'task=translation reads a parallel corpus (multi30k, parallel_text); '
-     'got task=causal_lm with data.name=multi30k'),
+     'task=translation and task=summarization read a corpus of pairs '
+     '(multi30k, parallel_text, scitldr); got task=causal_lm with '
+     'data.name=multi30k'),
+    (lambda c: c.data.update(target_len=32),
+     "data.target_len is the decoder's width (an encoder-decoder task), >= "
+     '0; got 32 for task=causal_lm'),
+    (lambda c: c.update(task='summarization') or c.data.update(
+        name='scitldr', tokenizer='sentencepiece', vocab_size=500,
+        target_len=1),
+     'data.target_len must be 0 (model.max_len) or at least 2'),
+    (lambda c: c.update(task='span_corruption') or c.data.update(
+        tokenizer='sentencepiece', vocab_size=500),
+     "task=span_corruption needs data.target_len, the decoder's width"),
+    (lambda c: c.update(task='span_corruption') or c.data.update(
+        tokenizer='sentencepiece', vocab_size=500, target_len=16,
+        noise_density=1.0),
+     'data.noise_density is the share of tokens corrupted, in (0, 1); got '
+     '1.0'),
+    (lambda c: c.update(task='span_corruption') or c.data.update(
+        tokenizer='sentencepiece', vocab_size=500, target_len=16,
+        mean_span=0.5), 'data.mean_span must be at least 1, got 0.5'),
     (lambda c: c.update(task='translation') or c.data.update(
         name='multi30k'),
      'task=translation needs data.tokenizer=sentencepiece'),

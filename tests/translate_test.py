@@ -59,7 +59,11 @@ def test_a_run_that_is_not_an_encoder_decoder_is_refused(tmp_path):
   assert p.returncode == 2 and 'Traceback' not in p.stderr
   assert p.stderr.strip() == (
       f'error: {workdir} is a task=causal_lm run, not an encoder-decoder; '
-      'lm.translate reads translation runs')
+      'lm.translate reads translation or summarization runs')
+  p = run_cli('lm.summarize', f'--workdir={workdir}', input='A text.\n')
+  assert p.returncode == 2 and p.stderr.strip() == (
+      f'error: {workdir} is a task=causal_lm run, not an encoder-decoder; '
+      'lm.summarize reads translation or summarization runs')
 
 
 def test_lm_evaluate_scores_a_translation_run_with_averaged_checkpoints(

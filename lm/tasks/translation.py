@@ -143,15 +143,27 @@ class Translation(base.Task):
     return translator_lib.Translator(graphdef, self.model_cfg, self.tok,
                                      settings, c.eval.batch_size or 32)
 
-  def final(self, trainer, params, writer=None) -> dict[str, dict]:
-    """BLEU, chrF (and tokenized BLEU where the corpus has references for
-    it) of the validation and test splits' translations, and of the
-    corpus's other splits named in eval.extra_splits."""
+  def final(self, trainer, params, writer=None,
+            splits: list[str] | None = None) -> dict[str, dict]:
+    """The `score` (BLEU, chrF and tokenized BLEU where the corpus has
+    references for it; a summarization run's ROUGE) of the validation and
+    test splits, and of the corpus's other splits named in
+    eval.extra_splits; or of `splits` (any of the corpus's, or a slice of
+    one: 'test[:100]')."""
     translator = self.translator(trainer.graphdef)
-    extra = [s for s in self.c.eval.extra_splits.split(',') if s]
+    if splits:
+      available = list(self.corpus.builder.info.splits)
+      for split in splits:
+        if split.split('[')[0] not in available:
+          raise corpus_lib.DataError(
+              f'{self.c.data.name} has no split {split!r}; it has '
+              f'{", ".join(available)}')
+    else:
+      extra = [s for s in self.c.eval.extra_splits.split(',') if s]
+      splits = [split for split in ['validation', 'test', *extra]
+                if split in self.corpus.texts or split in extra]
     return {split: self.score(translator, params, split, writer)
-            for split in ['validation', 'test', *extra]
-            if split in self.corpus.texts or split in extra}
+            for split in splits}
 
   def score(self, translator, params, split: str, writer=None) -> dict:
     """The metrics of translating `split`."""

@@ -22,11 +22,12 @@ def _trainer(c) -> train_lib.Trainer:
 
 
 def evaluate_saved(config, workdir: str, step: int | None = None,
-                   average_last: int = 1) -> dict[str, dict]:
+                   average_last: int = 1,
+                   splits: list[str] | None = None) -> dict[str, dict]:
   """The final evaluation (`Task.final`) of a finished run's parameters,
   latest or at `step` (or the mean of the `average_last` latest
   checkpoints), under `config` (e.g. with another eval.max_len: train
-  short, test long)."""
+  short, test long); of an encoder-decoder's `splits` if given."""
   corpus = corpus_lib.load_corpus(config.data,
                                   config.model.max_len,
                                   tokenizer=workdir_lib.saved_tokenizer(
@@ -39,6 +40,8 @@ def evaluate_saved(config, workdir: str, step: int | None = None,
   else:
     params = workdir_lib.load_params(trainer.abstract_state['params'],
                                      workdir, step)
+  if splits:
+    return tasks.get(c, corpus).final(trainer, params, splits=splits)
   return tasks.get(c, corpus).final(trainer, params)
 
 

@@ -20,6 +20,21 @@ class Letters:
                       np.int32)
 
 
+def test_decoder_rows_of_their_own_width_and_cut_sources_counted():
+  pairs = pairs_lib.Pairs.encode(Letters(), [('abcdefgh', 'cd'),
+                                             ('ab', 'cdcdcdcd'), ('a', 'c')],
+                                 max_len=6, target_len=4)
+  assert (pairs.cut, pairs.cut_sources) == (2, 1)
+  assert pairs.notes('train', 6) == [
+      "train: 1 of 3 sources are longer than 6 tokens (model.max_len) and 1 "
+      "more pairs' targets longer than 4 (data.target_len); they were cut"]
+  np.testing.assert_array_equal(pairs.lengths, [6, 3, 2])  # Sources only.
+  rows = pairs.rows(np.array([1, 2]), 3, bos=1)
+  assert rows['source'].shape == (2, 3) and rows['targets'].shape == (2, 4)
+  np.testing.assert_array_equal(rows['targets'][0], [5, 6, 5, 2])
+  np.testing.assert_array_equal(rows['inputs'][1], [1, 5, 0, 0])
+
+
 def make_pairs(n=200, seed=0, max_len=16):
   rng = np.random.default_rng(seed)
   texts = [(''.join('ab'[i] for i in rng.integers(0, 2, rng.integers(1, 20))),

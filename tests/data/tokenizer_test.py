@@ -190,6 +190,20 @@ def test_bert_specials_are_control_tokens_text_never_makes(tmp_path):
                         specials='gpt')
 
 
+def test_t5_specials_are_a_hundred_consecutive_sentinels(tmp_path):
+  tok = tokenizer_lib.train('sentencepiece', corpus(), vocab_size=400,
+                            specials='t5')
+  ids = tok.special_ids
+  assert (ids['unk'], ids['bos'], ids['eos']) == (0, 1, 2)
+  first = ids['sentinel']
+  assert [tok._sp.id_to_piece(first + k) for k in (0, 1, 99)] == [
+      '<extra_id_0>', '<extra_id_1>', '<extra_id_99>']
+  assert all(tok._sp.is_control(first + k) for k in range(100))
+  text = 'abc <extra_id_0> def'
+  assert first not in tok.encode(text).tolist()
+  assert tok.decode(np.concatenate([[first], tok.encode(text)])) == text
+
+
 def words_by_kinds(tok, text):
   """`text`'s pieces grouped into words by `tok.word_kinds()`."""
   from lm.data import masking  # pylint: disable=g-import-not-at-top

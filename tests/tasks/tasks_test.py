@@ -13,7 +13,8 @@ from lm.eval import metrics as metrics_lib
 
 def test_every_task_is_registered_under_its_name():
   assert set(tasks.TASKS) == {'causal_lm', 'masked_lm', 'replaced_token',
-                              'classification', 'translation'}
+                              'classification', 'translation',
+                              'summarization', 'span_corruption'}
   for name, task in tasks.TASKS.items():
     assert task.name == name
 
@@ -34,6 +35,11 @@ def test_a_classifier_starts_from_an_encoders_run_a_gpt_only_from_a_gpt():
   assert t['causal_lm'].loads_from('causal_lm') == ''
   assert t['causal_lm'].loads_from('masked_lm') is None
   assert t['masked_lm'].loads_from('classification') is None
+  # Encoder-decoders: fine-tuned from span corruption, never the reverse.
+  assert t['summarization'].loads_from('span_corruption') == ''
+  assert t['translation'].loads_from('span_corruption') == ''
+  assert t['span_corruption'].loads_from('summarization') is None
+  assert t['span_corruption'].specials == 't5'
 
 
 def test_names_and_architectures_come_from_the_registry():
