@@ -31,7 +31,7 @@ wikitext2_word = lm_config.sibling(__file__, 'wikitext2_word')
 
 # Variant size -> (layers, width, heads, MLP width, pretraining steps,
 # fine-tuning steps).
-SHAPES = {'cpu': (3, 256, 4, 1024, 1500, 1200),
+SHAPES = {'cpu': (3, 256, 4, 1024, 900, 400),
           'gpu': (6, 512, 8, 2048, 20000, 3000),
           'test': (1, 32, 2, 64, 4, 4)}
 
@@ -71,8 +71,10 @@ def get_config(arg=None):
                   extra_name='scitldr',
                   extra_path=wikitext2_word.local_copy('scitldr'),
                   extra_split='train', batch_size=16,
-                  noise_density=0.15, mean_span=3.0)
-    c.train.update(num_steps=pre_steps, eval_every=250, eval_batches=8,
+                  noise_density=0.15, mean_span=3.0,
+                  # The spans of a 426-token window (inputs of 384): 86.
+                  target_len=96 if size != 'test' else 32)
+    c.train.update(num_steps=pre_steps, eval_every=300, eval_batches=8,
                    log_every=25)
   else:
     c.task = 'summarization'
@@ -80,9 +82,9 @@ def get_config(arg=None):
     c.data.update(name='scitldr', path=wikitext2_word.local_copy('scitldr'),
                   max_tokens=4096, length_bucket=32, batch_size=16)
     c.optim.update(lr=5e-4, warmup_steps=100, label_smoothing=0.1)
-    c.train.update(num_steps=steps, eval_every=200, eval_batches=10,
+    c.train.update(num_steps=steps, eval_every=100, eval_batches=10,
                    log_every=25)
-  c.checkpoint.update(every=250)
+  c.checkpoint.update(every=300 if pretrain else 100)
   if size == 'test':
     c.data.update(batch_size=8, max_tokens=384)
     c.optim.update(warmup_steps=2)

@@ -36,7 +36,11 @@ ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
                      'num_kv_heads', 'norm', 'norm_position', 'activation',
                      'tie_embeddings', 'qk_norm', 'relative_buckets',
                      'scan_layers',  # Scanned layers are stacked arrays.
-                     'type_vocab_size', 'num_classes', 'embed_norm')
+                     'type_vocab_size', 'num_classes', 'embed_norm',
+                     # Encoder-decoders, and imported T5, BART and Marian.
+                     'decoder_layers', 'share_embeddings', 'scale_embeddings',
+                     'head_width', 'sinusoidal_layout',
+                     'relative_max_distance')
 
 # Fields a resumed run may change freely: how long, how often, how it is
 # laid out or compiled; the same run either way. Changing any other field of

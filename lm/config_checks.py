@@ -35,7 +35,9 @@ CHOICES = {
                        't5'),
     'model.norm': ('layernorm', 'rmsnorm'),
     'model.norm_position': ('pre', 'post'),
-    'model.activation': ('gelu', 'gelu_tanh', 'relu', 'relu2', 'swiglu'),
+    'model.activation': ('gelu', 'gelu_tanh', 'relu', 'relu2', 'silu',
+                         'swiglu', 'geglu'),
+    'model.sinusoidal_layout': ('interleaved', 'concat'),
     'model.attention_impl': ('reference', 'xla', 'cudnn', 'splash'),
     'model.remat': ('none', 'full', 'dots'),
     'model.pooling': ('cls', 'mean'),
@@ -170,10 +172,13 @@ def check_model_attention(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'model.num_heads ({m.num_heads}) must be divisible by '
                       f'model.num_kv_heads ({m.num_kv_heads}); 0 means '
                       'num_heads')
-  if m.position == 'rope' and (m.embed_dim // m.num_heads) % 2:
+  width = m.head_width or m.embed_dim // m.num_heads
+  if m.head_width < 0:
+    raise ConfigError(f'model.head_width must be >= 0 (0: embed_dim / '
+                      f'num_heads), got {m.head_width}')
+  if m.position == 'rope' and width % 2:
     raise ConfigError('model.position=rope needs an even head width '
-                      f'(embed_dim / num_heads = {m.embed_dim // m.num_heads})'
-                      )
+                      f'(embed_dim / num_heads = {width})')
   if m.init_embeddings and d.tokenizer != 'word':
     raise ConfigError('model.init_embeddings maps word vectors through the '
                       'vocabulary; it needs data.tokenizer=word')
@@ -247,9 +252,10 @@ def check_translation(c: ml_collections.ConfigDict) -> None:
                       f'{d.target_len} for task={c.task}')
   if c.task not in ENCODER_DECODER_TASKS:
     return
-  if d.tokenizer != 'sentencepiece':
+  if d.tokenizer not in ('sentencepiece', 'hf'):
     raise ConfigError(f'task={c.task} needs data.tokenizer=sentencepiece '
-                      f'(one vocabulary with BOS and EOS); got {d.tokenizer}')
+                      '(one vocabulary with BOS and EOS; hf: an imported '
+                      f'checkpoint\'s); got {d.tokenizer}')
   if d.target_len == 1:
     raise ConfigError('data.target_len must be 0 (model.max_len) or at least '
                       '2 (a token and EOS)')

@@ -106,6 +106,11 @@ def model_defaults() -> ml_collections.ConfigDict:
   c.dtype = 'auto'  # Compute; auto: float32 on CPU, else bfloat16.
   c.param_dtype = 'float32'
   c.position = 'learned'  # none, learned, sinusoidal, rope, alibi, t5.
+  # sinusoidal: sin at even and cos at odd features (interleaved), or all
+  # sines then all cosines (concat: tensor2tensor, fairseq, Marian).
+  c.sinusoidal_layout = 'interleaved'
+  # Each attention head's width; 0: embed_dim / num_heads (T5 sets its own).
+  c.head_width = 0
   c.rope_base = 10000.0
   # t5: a learned per-head bias for each of this many distance buckets (half
   # exact, half log-spaced up to relative_max_distance), shared by layers.
@@ -114,7 +119,8 @@ def model_defaults() -> ml_collections.ConfigDict:
   c.num_kv_heads = 0  # 0: num_heads (MHA); 1: MQA; between: GQA.
   c.norm = 'layernorm'  # or rmsnorm.
   c.norm_position = 'pre'  # pre (GPT-2) or post (original).
-  # gelu, gelu_tanh (GPT-2's approximation), relu, relu2 (squared), swiglu.
+  # gelu, gelu_tanh (GPT-2's approximation), relu, relu2 (squared), silu;
+  # gated: swiglu (silu), geglu (gelu_tanh; T5 v1.1's gated-gelu).
   c.activation = 'gelu'
   c.norm_eps = 1e-5  # Every norm's epsilon (BERT: 1e-12).
   c.embed_norm = False  # A LayerNorm on the summed embeddings (BERT).

@@ -44,6 +44,8 @@ flags.DEFINE_enum('penalty', 'gnmt', search.PENALTIES, 'gnmt: ((5 + len) / '
                   '6)^alpha; hf: len^alpha.')
 flags.DEFINE_integer('max_len', None, 'Output tokens at most (default: the '
                      'run\'s data.target_len, else its model.max_len).')
+flags.DEFINE_integer('min_len', 0, 'Tokens before EOS at least (Hugging '
+                     'Face\'s min_new_tokens); 0: any.')
 flags.DEFINE_float('temperature', 0.0, 'Sampling temperature with '
                    '--beam_size=1; 0 is greedy.')
 flags.DEFINE_integer('top_k', 0, 'Sample among the k likeliest; 0: all.')
@@ -63,7 +65,8 @@ def check_settings(s: translator_lib.Settings, average_last: int,
   for name, value, low in (('beam_size', s.beam_size, 1),
                            ('average_last', average_last, 1),
                            ('batch_size', batch_size, 1),
-                           ('top_k', s.top_k, 0), ('max_len', s.max_len, 1)):
+                           ('top_k', s.top_k, 0), ('max_len', s.max_len, 1),
+                           ('min_len', s.min_len, 0)):
     if value < low:
       raise config_lib.ConfigError(f'--{name} must be at least {low}, got '
                                    f'{value}')
@@ -114,7 +117,8 @@ def main(argv, command: str = 'lm.translate'):
       beam_size=FLAGS.beam_size, alpha=FLAGS.length_penalty,
       penalty=FLAGS.penalty,
       max_len=FLAGS.max_len if FLAGS.max_len is not None else 10**9,
-      temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+      min_len=FLAGS.min_len, temperature=FLAGS.temperature,
+      top_k=FLAGS.top_k, top_p=FLAGS.top_p,
       seed=FLAGS.seed)
   cli.exit_on_user_error(check_settings, settings, FLAGS.average_last,
                          FLAGS.batch_size)

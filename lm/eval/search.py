@@ -89,13 +89,23 @@ def _gather_beams(tree, beam_SxK, num_sources: int, width: int,
   return jax.lax.fori_loop(0, (filled + block - 1) // block, reorder, tree)
 
 
+def _no_early_eos(logp_NxV, i, eos: int, min_len: int):
+  """EOS made impossible as token i + 1 while fewer than `min_len` tokens
+  precede it (Hugging Face's min_new_tokens)."""
+  if not min_len:
+    return logp_NxV
+  return logp_NxV.at[:, eos].set(
+      jnp.where(i < min_len, NEG_INF, logp_NxV[:, eos]))
+
+
 def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
                 max_len: int, bos: int, eos: int, alpha: float = 0.0,
                 penalty: str = 'gnmt', banned=None, cache_batch_axis: int = 0,
-                cache_time_axis: int | None = None):
+                cache_time_axis: int | None = None, min_len: int = 0):
   """(tokens [S, W, T], scores [S, W]): each source's W best hypotheses,
   best first; tokens after EOS (and of unfinished hypotheses, cut at T) are
-  0. `banned` is a [V] mask of ids never chosen.
+  0. `banned` is a [V] mask of ids never chosen; no hypothesis ends
+  before `min_len` tokens (EOS not counted: Hugging Face's min_new_tokens).
 
   Each array of `cache` holds the S * W rows on axis `cache_batch_axis`,
   reordered with the beams at every step. If it holds the decoder's
@@ -130,7 +140,8 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
     i, seqs, live_logp, cache, finished_scores, finished = carry
     logits_NxV, cache = step_fn(seqs[:, :, i].reshape(S * W), i, cache)
     V = logits_NxV.shape[-1]
-    logp_SxWxV = _log_probs(logits_NxV, banned).reshape(S, W, V)
+    logp_SxWxV = _no_early_eos(_log_probs(logits_NxV, banned), i, eos,
+                               min_len).reshape(S, W, V)
     candidates_SxWV = (live_logp[:, :, None] + logp_SxWxV).reshape(S, W * V)
     logp_Sx2W, index_Sx2W = jax.lax.top_k(candidates_SxWV, 2 * W)
     beam_Sx2W, token_Sx2W = index_Sx2W // V, index_Sx2W % V
@@ -180,16 +191,19 @@ def _top_p(logits_NxV, top_p):
 
 
 def sample(step_fn, cache, *, num_rows: int, max_len: int, bos: int, eos: int,
-           rng, temperature=0.0, top_k: int = 0, top_p=1.0, banned=None):
+           rng, temperature=0.0, top_k: int = 0, top_p=1.0, banned=None,
+           min_len: int = 0):
   """Tokens [N, T]: greedy (temperature 0) or sampled (temperature, then
   top-k, then top-p) decoding of N rows; 0 after each row's EOS. Stops when
-  every row has ended or at `max_len`."""
+  every row has ended or at `max_len`; EOS comes after `min_len` tokens at
+  the earliest."""
   N, T = num_rows, max_len
 
   def body(carry):
     i, tokens, cache, ended = carry
     logits_NxV, cache = step_fn(tokens[:, i], i, cache)
-    logits_NxV = _log_probs(logits_NxV, banned)
+    logits_NxV = _no_early_eos(_log_probs(logits_NxV, banned), i, eos,
+                               min_len)
     if top_k:
       kth_Nx1 = jax.lax.top_k(logits_NxV, top_k)[0][:, -1:]
       logits_NxV = jnp.where(logits_NxV < kth_Nx1, NEG_INF, logits_NxV)

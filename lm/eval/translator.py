@@ -1,7 +1,9 @@
 """Translating sentences with an encoder-decoder: text in, text out.
 
 Sources are encoded to ids (`pieces EOS`, cut to `max_len`), padded into
-batches of a fixed shape (so one program serves every batch), and decoded
+batches of a fixed row count and a width from a few (`source_width`: the
+batch's longest source rounded up to a power of two, so a handful of
+programs serve every batch and short sources skip the padding), and decoded
 by beam search or greedy/sampled decoding (`lm.eval.search`) inside one
 jitted function: the encoder runs once per batch, each decoder layer's
 cross-attention keys and values are computed once, and the decoder's
@@ -32,6 +34,7 @@ class Settings:
   alpha: float = 0.6  # Length penalty exponent.
   penalty: str = 'gnmt'  # gnmt | hf (see lm.eval.search).
   max_len: int = 0  # Output tokens at most; 0: the model's max_len.
+  min_len: int = 0  # Tokens before EOS at least (min_new_tokens); 0: any.
   temperature: float = 0.0  # Sampling (beam_size 1): 0 is greedy.
   top_k: int = 0
   top_p: float = 1.0
@@ -43,6 +46,15 @@ class Translations(NamedTuple):
   texts: list[str]
   seconds: float  # Decoding time, compilation of new shapes included.
   tokens: int  # Target pieces written, each hypothesis's EOS included.
+
+
+def source_width(longest: int, max_len: int) -> int:
+  """The encoder's width for a batch whose longest source (EOS included)
+  has `longest` tokens: the next power of two from 16, at most max_len."""
+  width = 16
+  while width < longest:
+    width *= 2
+  return min(width, max_len)
 
 
 def _written(ids_BxL: np.ndarray, eos: int) -> int:
@@ -69,8 +81,10 @@ class Translator:
     self.max_out = min(settings.max_len or cfg.max_len, cfg.max_len)
     ids = tok.special_ids
     self.bos, self.eos = ids['bos'], ids['eos']
-    self.banned = search.banned_ids(cfg.vocab_size, (self.bos,),
-                                    tok.vocab_size)
+    # The decoder's start token is never an output, unless it is EOS (BART).
+    self.banned = search.banned_ids(
+        cfg.vocab_size, (self.bos,) if self.bos != self.eos else (),
+        tok.vocab_size)
 
   @functools.partial(jax.jit, static_argnums=0)
   def _decode(self, params, source_BxM, rng):
@@ -100,12 +114,14 @@ class Translator:
           step, cache, num_sources=B, beam_size=W, max_len=self.max_out,
           bos=self.bos, eos=self.eos, alpha=s.alpha, penalty=s.penalty,
           banned=self.banned, cache_batch_axis=rows,
-          cache_time_axis=positions if self.reorder_filled else None)
+          cache_time_axis=positions if self.reorder_filled else None,
+          min_len=s.min_len)
       return tokens[:, 0]
     return search.sample(step, cache, num_rows=B, max_len=self.max_out,
                          bos=self.bos, eos=self.eos, rng=rng,
                          temperature=s.temperature, top_k=s.top_k,
-                         top_p=s.top_p, banned=self.banned)
+                         top_p=s.top_p, banned=self.banned,
+                         min_len=s.min_len)
 
   def encode(self, texts: list[str]) -> np.ndarray:
     """[N, max_len] source rows: pieces, EOS, zeros."""
@@ -138,6 +154,9 @@ class Translator:
             [batch, np.zeros((self.batch_size - real, batch.shape[1]),
                              np.int32)])
         batch[real:, 0] = self.eos
+      # Every row holds its EOS (encode adds it; filler rows are EOS alone).
+      longest = int((batch == self.eos).argmax(axis=1).max()) + 1
+      batch = batch[:, :source_width(longest, batch.shape[1])]
       t = time.perf_counter()
       ids = np.asarray(self._decode(params, batch,
                                     jax.random.fold_in(rng, start)))

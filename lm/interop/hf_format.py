@@ -42,6 +42,9 @@ _GPT2_ACTIVATIONS = {'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh',
                      'gelu': 'gelu', 'relu': 'relu'}
 ARCHITECTURES = ('GPT2LMHeadModel', 'BertForMaskedLM',
                  'BertForSequenceClassification')
+# Encoder-decoders, mapped by lm.interop.hf_seq2seq.
+SEQ2SEQ = ('T5ForConditionalGeneration', 'BartForConditionalGeneration',
+           'MarianMTModel')
 
 
 class FormatError(errors.UserError):
@@ -51,13 +54,15 @@ class FormatError(errors.UserError):
 def architecture(hf_config: dict) -> str:
   """The checkpoint's class name, one of ARCHITECTURES."""
   names = hf_config.get('architectures') or []
-  name = names[0] if names else {'gpt2': 'GPT2LMHeadModel',
-                                 'bert': 'BertForMaskedLM'}.get(
-                                     hf_config.get('model_type'), '')
-  if name not in ARCHITECTURES:
+  name = names[0] if names else {
+      'gpt2': 'GPT2LMHeadModel', 'bert': 'BertForMaskedLM',
+      't5': SEQ2SEQ[0], 'bart': SEQ2SEQ[1], 'marian': SEQ2SEQ[2]}.get(
+          hf_config.get('model_type'), '')
+  if name not in ARCHITECTURES + SEQ2SEQ:
     raise FormatError(
         f'architecture {name or hf_config.get("model_type")!r} '
-        f'is not supported; supported: {", ".join(ARCHITECTURES)}')
+        f'is not supported; supported: '
+        f'{", ".join(ARCHITECTURES + SEQ2SEQ)}')
   return name
 
 
@@ -79,7 +84,8 @@ def _require(hf_config: dict, key: str, allowed, default):
 
 
 def model_fields(hf_config: dict) -> tuple[str, dict]:
-  """(architecture, model config fields) of a Hugging Face config.json."""
+  """(architecture, model config fields) of a Hugging Face config.json
+  (of GPT-2 or BERT: lm.interop.hf_seq2seq maps encoder-decoders)."""
   arch = architecture(hf_config)
   if arch == 'GPT2LMHeadModel':
     act = hf_config.get('activation_function', 'gelu_new')

@@ -22,6 +22,7 @@ from lm import tasks
 from lm.data import subword
 from lm.data import tokenizer as tokenizer_lib
 from lm.interop import hf_format
+from lm.interop import hf_seq2seq
 from lm.models import transformer
 from lm.train import checkpoint as checkpoint_lib
 from lm.train import workdir as workdir_lib
@@ -115,6 +116,27 @@ def read_tokenizer(model_dir: str) -> subword.HFTokenizer:
   return subword.HFTokenizer(content, specials)
 
 
+def _seq2seq_specials(tok: subword.HFTokenizer, hf: dict
+                      ) -> subword.HFTokenizer:
+  """`tok` with the encoder-decoder's special tokens from config.json: its
+  decoder start token as 'bos' (what the decoder reads first: T5's and
+  Marian's <pad>, BART's </s>), its 'eos' and 'pad'."""
+  specials = dict(tok.specials)
+  for name, key in (('bos', 'decoder_start_token_id'),
+                    ('eos', 'eos_token_id'), ('pad', 'pad_token_id')):
+    i = hf.get(key)
+    token = tok._tok.id_to_token(i) if isinstance(i, int) else None  # pylint: disable=protected-access
+    if token is not None:
+      specials[name] = token
+  for name, key in (('bos', 'decoder_start_token_id'),
+                    ('eos', 'eos_token_id')):
+    if name not in specials:
+      raise hf_format.FormatError(
+          f'config.json names no {key} the tokenizer has; an '
+          'encoder-decoder needs both')
+  return subword.HFTokenizer(tok.content, specials)
+
+
 def _check_tree(params, abstract) -> None:
   """Same keys and shapes as the model's (a mapping bug, not user input)."""
   got = {jax.tree_util.keystr(p): x.shape
@@ -132,13 +154,19 @@ def from_hf(model_dir: str, workdir: str) -> str:
   if not os.path.isdir(model_dir):
     raise hf_format.FormatError(f'--model_dir={model_dir}: no such folder')
   hf = _read_json(os.path.join(model_dir, 'config.json'))
-  arch, fields = hf_format.model_fields(hf)
+  arch = hf_format.architecture(hf)
+  seq2seq = arch in hf_format.SEQ2SEQ
+  tensors = read_tensors(model_dir) if seq2seq else None
+  fields = (hf_seq2seq.model_fields(arch, hf, tensors) if seq2seq else
+            hf_format.model_fields(hf)[1])
   task = tasks.for_architecture(arch)
   if checkpoint_lib.saved_steps(workdir):
     raise workdir_lib.RunError(
         f'workdir {workdir} already holds a run; give a new '
         '--workdir')
   tok = read_tokenizer(model_dir)
+  if seq2seq:
+    tok = _seq2seq_specials(tok, hf)
   if tok.vocab_size > fields['vocab_size']:
     raise hf_format.FormatError(
         f'the tokenizer has {tok.vocab_size} tokens but config.json '
@@ -158,8 +186,9 @@ def from_hf(model_dir: str, workdir: str) -> str:
     c.data.name = task.hf_data_name
   config_lib.validate(c)
   c = workdir_lib.resolve(c, tok.vocab_size)
-  tensors = read_tensors(model_dir)
-  params = hf_format.to_params(arch, fields, tensors)
+  tensors = tensors or read_tensors(model_dir)
+  params = (hf_seq2seq.to_params(arch, fields, tensors, hf) if seq2seq else
+            hf_format.to_params(arch, fields, tensors))
   abstract = workdir_lib.single_device_params(c)
   _check_tree(params, abstract)
   params = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), params,
@@ -189,7 +218,9 @@ def load_run_params(workdir: str, step: int | None = None):
   params = workdir_lib.load_params(workdir_lib.single_device_params(c), workdir,
                                    step)
   body = tasks.TASKS[c.task].body
-  if c.model.scan_layers and body:
+  if c.model.scan_layers and tasks.TASKS[c.task].encoder_decoder:
+    params = {k: transformer.unstack_layers(v) for k, v in params.items()}
+  elif c.model.scan_layers and body:
     params = {**params, body: transformer.unstack_layers(params[body])}
   elif c.model.scan_layers:
     params = transformer.unstack_layers(params)
@@ -200,6 +231,8 @@ def hf_architecture(c) -> str:
   """The Hugging Face class run config `c` exports to; FormatError when its
   task has none."""
   task = tasks.TASKS[c.task]
+  if task.encoder_decoder:
+    return hf_seq2seq.architecture_of(c.model)
   if not task.hf_architecture:
     raise hf_format.FormatError(task.hf_refusal)
   return task.hf_architecture
@@ -210,14 +243,17 @@ def to_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
   c = workdir_lib.saved_config(workdir)
   arch = hf_architecture(c)
-  hf = hf_format.hf_config(arch, c.model)
+  seq2seq = arch in hf_format.SEQ2SEQ
+  tok = tokenizer_lib.load(workdir)
+  hf = (hf_seq2seq.hf_config(arch, c.model, tok.special_ids) if seq2seq
+        else hf_format.hf_config(arch, c.model))
   if os.path.isdir(out_dir) and os.listdir(out_dir):
     raise workdir_lib.RunError(
         f'--out_dir={out_dir} is not empty; give a new or '
         'empty folder')
-  tok = tokenizer_lib.load(workdir)
   c, params = load_run_params(workdir, step)
-  tensors = hf_format.from_params(arch, c.model, params)
+  tensors = (hf_seq2seq.from_params(arch, c.model, params) if seq2seq else
+             hf_format.from_params(arch, c.model, params))
   os.makedirs(out_dir, exist_ok=True)
   save_file(tensors, os.path.join(out_dir, 'model.safetensors'),
             metadata={'format': 'pt'})
@@ -226,7 +262,7 @@ def to_hf(workdir: str, out_dir: str, step: int | None = None) -> str:
   ids = tok.special_ids
   for name, key in (('pad', 'pad_token_id'), ('bos', 'bos_token_id'),
                     ('eos', 'eos_token_id')):
-    if name in ids:
+    if name in ids and not seq2seq:  # (An encoder-decoder's: its config.)
       hf[key] = ids[name]
   with open(os.path.join(out_dir, 'config.json'), 'w') as f:
     json.dump(hf, f, indent=2)

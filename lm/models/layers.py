@@ -38,13 +38,15 @@ class TransformerConfig:
   dtype: str = 'float32'
   param_dtype: str = 'float32'
   position: str = 'learned'  # none | learned | sinusoidal | rope | alibi | t5
+  sinusoidal_layout: str = 'interleaved'  # interleaved | concat
+  head_width: int = 0  # 0: embed_dim // num_heads.
   rope_base: float = 10000.0
   relative_buckets: int = 32  # t5: buckets of the learned per-head bias,
   relative_max_distance: int = 128  # and the distance the last one starts.
   num_kv_heads: int = 0  # 0: num_heads (MHA); 1: MQA; else GQA.
   norm: str = 'layernorm'  # layernorm | rmsnorm
   norm_position: str = 'pre'  # pre | post
-  activation: str = 'gelu'  # gelu | relu | relu2 | swiglu
+  activation: str = 'gelu'  # gelu | relu | relu2 | silu | swiglu | geglu
   tie_embeddings: bool = True
   causal: bool = True  # False: bidirectional (segments still separate).
   attention_window: int = 0  # > 0: attend to the last W positions only.
@@ -74,7 +76,7 @@ class TransformerConfig:
 
   @property
   def head_dim(self) -> int:
-    return self.embed_dim // self.num_heads
+    return self.head_width or self.embed_dim // self.num_heads
 
   @property
   def kv_heads(self) -> int:
@@ -171,18 +173,23 @@ ACTIVATIONS = {'gelu': gelu, 'relu': jax.nn.relu,
                # GPT-2's "gelu_new": the tanh approximation.
                'gelu_tanh': lambda x: jax.nn.gelu(x, approximate=True),
                'relu2': lambda x: jnp.square(jax.nn.relu(x)),  # Primer.
-               'swiglu': jax.nn.silu}  # SwiGLU: silu(x W) * (x V).
+               'silu': jax.nn.silu,
+               'swiglu': jax.nn.silu,  # SwiGLU: silu(x W) * (x V).
+               # GEGLU with GPT-2's GELU: T5 v1.1's gated-gelu.
+               'geglu': lambda x: jax.nn.gelu(x, approximate=True)}
+GATED = ('swiglu', 'geglu')
 
 
 class MLP(nnx.Module):
-  """Two dense layers with an activation between; SwiGLU adds a gate."""
+  """Two dense layers with an activation between; SwiGLU and GEGLU
+  multiply it by a gate."""
 
   def __init__(self, cfg: TransformerConfig, *, rngs):
     D, F = cfg.embed_dim, cfg.mlp_dim
     self.act = ACTIVATIONS[cfg.activation]
     self.up = Dense((D,), (F,), ('embed', 'mlp'), cfg, rngs=rngs)
     self.gate = (Dense((D,), (F,), ('embed', 'mlp'), cfg, rngs=rngs)
-                 if cfg.activation == 'swiglu' else None)
+                 if cfg.activation in GATED else None)
     self.down = Dense((F,), (D,), ('mlp', 'embed'), cfg, rngs=rngs,
                       std=cfg.residual_std)
     self.dropout = nnx.Dropout(cfg.dropout_at('mlp'))

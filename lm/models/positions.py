@@ -14,11 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def sinusoidal(positions_BxL, dim: int, base: float = 10000.0):
-  """Vaswani et al.'s table: sin at even, cos at odd features, [B, L, D]."""
+def sinusoidal(positions_BxL, dim: int, base: float = 10000.0,
+               layout: str = 'interleaved'):
+  """Vaswani et al.'s table, [B, L, D]: sin at even, cos at odd features
+  ('interleaved'), or the D/2 sines then the D/2 cosines ('concat', as
+  tensor2tensor, fairseq and Marian lay it out)."""
   inv_freq = base ** (-np.arange(0, dim, 2, dtype=np.float32) / dim)
   angles_BxLxD2 = positions_BxL[..., None].astype(jnp.float32) * inv_freq
-  table = jnp.stack([jnp.sin(angles_BxLxD2), jnp.cos(angles_BxLxD2)], -1)
+  parts = [jnp.sin(angles_BxLxD2), jnp.cos(angles_BxLxD2)]
+  if layout == 'concat':
+    return jnp.concatenate(parts, -1)[..., :dim]
+  table = jnp.stack(parts, -1)
   return table.reshape(*positions_BxL.shape, -1)[..., :dim]
 
 

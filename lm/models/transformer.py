@@ -212,8 +212,9 @@ class GPT(nnx.Module):
       wpe_LxD = sharding.constrain(self.wpe[...], (None, None))
       x_BxLxD = x_BxLxD + jnp.take(wpe_LxD, positions_BxL, axis=0)
     elif self.cfg.position == 'sinusoidal':
-      x_BxLxD = x_BxLxD + positions_lib.sinusoidal(positions_BxL,
-                                                   self.cfg.embed_dim)
+      x_BxLxD = x_BxLxD + positions_lib.sinusoidal(
+          positions_BxL, self.cfg.embed_dim,
+          layout=self.cfg.sinusoidal_layout)
     if self.wtt is not None:
       types_BxL = (jnp.zeros_like(tokens_BxL) if token_types_BxL is None
                    else token_types_BxL)

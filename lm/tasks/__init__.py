@@ -33,4 +33,5 @@ def named(**attributes) -> str:
 
 def for_architecture(architecture: str) -> type[base.Task]:
   """The task a Hugging Face class maps to."""
-  return next(t for t in TASKS.values() if t.hf_architecture == architecture)
+  return next(t for t in TASKS.values() if t.hf_architecture == architecture
+              or architecture in t.hf_imports)

@@ -80,6 +80,10 @@ class Task(abc.ABC):
   classifies = False  # Labels sentences (lm.finetune).
   translates = False  # Maps a source sentence to a target (lm.translate).
   hf_architecture = ''  # The Hugging Face class it exports to.
+  # More Hugging Face classes it imports (an encoder-decoder's export class
+  # follows from the model: lm.interop.hf_seq2seq.architecture_of).
+  hf_imports: tuple[str, ...] = ()
+  encoder_decoder = False  # Its model is an EncoderDecoder.
   hf_refusal = ''  # Why it has none.
   hf_data_name = ''  # An imported checkpoint's corpus (data.name).
 

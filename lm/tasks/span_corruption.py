@@ -31,8 +31,7 @@ class SpanCorruption(translation.Translation):
   specials = 't5'  # Sentinel tokens in the vocabulary.
   starts_from = {'span_corruption': ''}
   translates = False
-  hf_refusal = ('a span_corruption run is an encoder-decoder, which has no '
-                'Hugging Face export yet')
+  hf_imports = ()
 
   def rows(self, split: str, seed: int) -> spans.SpanRows:
     c, ids = self.c, self.tok.special_ids

@@ -37,8 +37,7 @@ class Summarization(translation.Translation):
   name = 'summarization'
   starts_from = {'summarization': '', 'translation': '',
                  'span_corruption': ''}
-  hf_refusal = ('a summarization run is an encoder-decoder, which has no '
-                'Hugging Face export yet')
+  hf_imports = ()
 
   def documents(self, split: str) -> list[tuple[str, list[str], list[str]]]:
     """Each document of `split` once, in order: (its text, its sentences,

@@ -35,8 +35,10 @@ class Translation(base.Task):
   name = 'translation'
   starts_from = {'translation': '', 'span_corruption': ''}
   translates = True
-  hf_refusal = ('a translation run is an encoder-decoder, which has no '
-                'Hugging Face export yet')
+  encoder_decoder = True
+  hf_imports = ('T5ForConditionalGeneration', 'BartForConditionalGeneration',
+                'MarianMTModel')
+  hf_data_name = 'multi30k'  # An import's corpus, until a run sets its own.
 
   def __init__(self, c, corpus=None):
     super().__init__(c, corpus)
