@@ -178,7 +178,7 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
      'model.norm_eps must be > 0, got 0.0'),
     (lambda c: c.model.__setattr__('activation', 'swish'),
      "'model.activation' is 'swish'; valid choices: gelu, gelu_tanh, relu, "
-     'relu2, swiglu'),
+     'relu2, silu, swiglu, geglu'),
     (lambda c: c.update(task='classification',
                         model=dict(causal=False, class_names=('a', 'b', 'c')),
                         data=dict(name='sst2', tokenizer='sentencepiece',
