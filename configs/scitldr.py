@@ -63,7 +63,9 @@ def get_config(arg=None):
   c.optim.update(name='adamw', lr=1e-3, min_lr=1e-5, warmup_steps=200,
                  b1=0.9, b2=0.98, eps=1e-9, weight_decay=0.01,
                  grad_clip=1.0)
-  c.eval.update(beam_size=4, alpha=0.6, penalty='gnmt', batch_size=32)
+  # No trigram twice in a summary, as BART's summarization configs decode.
+  c.eval.update(beam_size=4, alpha=0.6, penalty='gnmt', batch_size=32,
+                no_repeat_ngram=3)
   if pretrain:
     c.task = 'span_corruption'
     c.data.update(name='wikitext2', config='tokens',

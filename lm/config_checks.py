@@ -269,6 +269,9 @@ def check_translation(c: ml_collections.ConfigDict) -> None:
                       'data.max_tokens instead of optim.grad_accum_steps')
   if e.beam_size < 1:
     raise ConfigError(f'eval.beam_size must be at least 1, got {e.beam_size}')
+  if e.no_repeat_ngram < 0:
+    raise ConfigError('eval.no_repeat_ngram must be >= 0 (0: off), got '
+                      f'{e.no_repeat_ngram}')
   if e.alpha < 0:
     raise ConfigError(f'eval.alpha (the length penalty) must be >= 0, got '
                       f'{e.alpha}')

@@ -242,6 +242,9 @@ def eval_defaults() -> ml_collections.ConfigDict:
   c.beam_size = 4
   c.alpha = 0.6
   c.penalty = 'gnmt'
+  # translation, summarization: no n-gram of this size twice in an output
+  # (Hugging Face's no_repeat_ngram_size; 3 in BART's summarization); 0: off.
+  c.no_repeat_ngram = 0
   # translation: more splits of the corpus the final evaluation translates
   # (comma-separated; Multi30k: test2017, mscoco2017, test2018).
   c.extra_splits = ''

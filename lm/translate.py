@@ -46,6 +46,9 @@ flags.DEFINE_integer('max_len', None, 'Output tokens at most (default: the '
                      'run\'s data.target_len, else its model.max_len).')
 flags.DEFINE_integer('min_len', 0, 'Tokens before EOS at least (Hugging '
                      'Face\'s min_new_tokens); 0: any.')
+flags.DEFINE_integer('no_repeat_ngram', 0, 'No n-gram of this size twice in '
+                     'an output (Hugging Face\'s no_repeat_ngram_size); 0: '
+                     'off.')
 flags.DEFINE_float('temperature', 0.0, 'Sampling temperature with '
                    '--beam_size=1; 0 is greedy.')
 flags.DEFINE_integer('top_k', 0, 'Sample among the k likeliest; 0: all.')
@@ -66,7 +69,8 @@ def check_settings(s: translator_lib.Settings, average_last: int,
                            ('average_last', average_last, 1),
                            ('batch_size', batch_size, 1),
                            ('top_k', s.top_k, 0), ('max_len', s.max_len, 1),
-                           ('min_len', s.min_len, 0)):
+                           ('min_len', s.min_len, 0),
+                           ('no_repeat_ngram', s.no_repeat_ngram, 0)):
     if value < low:
       raise config_lib.ConfigError(f'--{name} must be at least {low}, got '
                                    f'{value}')
@@ -117,7 +121,8 @@ def main(argv, command: str = 'lm.translate'):
       beam_size=FLAGS.beam_size, alpha=FLAGS.length_penalty,
       penalty=FLAGS.penalty,
       max_len=FLAGS.max_len if FLAGS.max_len is not None else 10**9,
-      min_len=FLAGS.min_len, temperature=FLAGS.temperature,
+      min_len=FLAGS.min_len, no_repeat_ngram=FLAGS.no_repeat_ngram,
+      temperature=FLAGS.temperature,
       top_k=FLAGS.top_k, top_p=FLAGS.top_p,
       seed=FLAGS.seed)
   cli.exit_on_user_error(check_settings, settings, FLAGS.average_last,

@@ -142,6 +142,10 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     (lambda c: c.update(task='translation') or c.data.update(
         name='multi30k', tokenizer='sentencepiece', vocab_size=500) or c.eval.update(
             alpha=-0.5), 'eval.alpha (the length penalty) must be >= 0'),
+    (lambda c: c.update(task='summarization') or c.data.update(
+        name='scitldr', tokenizer='sentencepiece', vocab_size=500) or
+     c.eval.update(no_repeat_ngram=-1),
+     'eval.no_repeat_ngram must be >= 0 (0: off), got -1'),
     (lambda c: c.update(task='translation') or c.data.update(
         name='multi30k', tokenizer='sentencepiece', vocab_size=500) or c.optim.update(
             label_smoothing=1.0), 'optim.label_smoothing must be in [0, 1)'),

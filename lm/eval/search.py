@@ -98,14 +98,41 @@ def _no_early_eos(logp_NxV, i, eos: int, min_len: int):
       jnp.where(i < min_len, NEG_INF, logp_NxV[:, eos]))
 
 
+def _no_repeat(logp_NxV, tokens_NxT, i, n: int):
+  """Each row's ids that would repeat one of its n-grams made impossible
+  as token i + 1 (Hugging Face's no_repeat_ngram_size); `tokens_NxT` holds
+  the row's tokens at positions 0..i (the start token first), later ones
+  ignored."""
+  if not n:
+    return logp_NxV
+  N, T = tokens_NxT.shape
+  # Where an n-gram starting at j has its first n - 1 tokens equal to the
+  # row's last n - 1 (positions i - n + 2 .. i), its last token is banned.
+  j = jnp.arange(T)
+  match_NxT = (j + n - 1 <= i)[None] & (i + 2 >= n)
+  for k in range(n - 1):
+    last_N = jax.lax.dynamic_index_in_dim(tokens_NxT, i - n + 2 + k, 1,
+                                          keepdims=False)
+    window_NxT = jnp.roll(tokens_NxT, -k, axis=1)
+    match_NxT &= window_NxT == last_N[:, None]
+  banned_NxT = jnp.roll(tokens_NxT, -(n - 1), axis=1)
+  rows_NxT = jnp.broadcast_to(jnp.arange(N)[:, None], (N, T))
+  hit_NxV = jnp.zeros(logp_NxV.shape, jnp.int32).at[rows_NxT, banned_NxT].max(
+      match_NxT.astype(jnp.int32))
+  return jnp.where(hit_NxV > 0, NEG_INF, logp_NxV)
+
+
 def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
                 max_len: int, bos: int, eos: int, alpha: float = 0.0,
                 penalty: str = 'gnmt', banned=None, cache_batch_axis: int = 0,
-                cache_time_axis: int | None = None, min_len: int = 0):
+                cache_time_axis: int | None = None, min_len: int = 0,
+                no_repeat_ngram: int = 0):
   """(tokens [S, W, T], scores [S, W]): each source's W best hypotheses,
   best first; tokens after EOS (and of unfinished hypotheses, cut at T) are
   0. `banned` is a [V] mask of ids never chosen; no hypothesis ends
-  before `min_len` tokens (EOS not counted: Hugging Face's min_new_tokens).
+  before `min_len` tokens (EOS not counted: Hugging Face's min_new_tokens),
+  and with `no_repeat_ngram` n > 0 none holds an n-gram twice (Hugging
+  Face's no_repeat_ngram_size; the start token counts as a token).
 
   Each array of `cache` holds the S * W rows on axis `cache_batch_axis`,
   reordered with the beams at every step. If it holds the decoder's
@@ -140,8 +167,9 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
     i, seqs, live_logp, cache, finished_scores, finished = carry
     logits_NxV, cache = step_fn(seqs[:, :, i].reshape(S * W), i, cache)
     V = logits_NxV.shape[-1]
-    logp_SxWxV = _no_early_eos(_log_probs(logits_NxV, banned), i, eos,
-                               min_len).reshape(S, W, V)
+    logp_NxV = _no_early_eos(_log_probs(logits_NxV, banned), i, eos, min_len)
+    logp_SxWxV = _no_repeat(logp_NxV, seqs.reshape(S * W, -1), i,
+                            no_repeat_ngram).reshape(S, W, V)
     candidates_SxWV = (live_logp[:, :, None] + logp_SxWxV).reshape(S, W * V)
     logp_Sx2W, index_Sx2W = jax.lax.top_k(candidates_SxWV, 2 * W)
     beam_Sx2W, token_Sx2W = index_Sx2W // V, index_Sx2W % V
@@ -192,18 +220,19 @@ def _top_p(logits_NxV, top_p):
 
 def sample(step_fn, cache, *, num_rows: int, max_len: int, bos: int, eos: int,
            rng, temperature=0.0, top_k: int = 0, top_p=1.0, banned=None,
-           min_len: int = 0):
+           min_len: int = 0, no_repeat_ngram: int = 0):
   """Tokens [N, T]: greedy (temperature 0) or sampled (temperature, then
   top-k, then top-p) decoding of N rows; 0 after each row's EOS. Stops when
   every row has ended or at `max_len`; EOS comes after `min_len` tokens at
-  the earliest."""
+  the earliest, and no row repeats an n-gram of `no_repeat_ngram` > 0."""
   N, T = num_rows, max_len
 
   def body(carry):
     i, tokens, cache, ended = carry
     logits_NxV, cache = step_fn(tokens[:, i], i, cache)
-    logits_NxV = _no_early_eos(_log_probs(logits_NxV, banned), i, eos,
-                               min_len)
+    logits_NxV = _no_repeat(
+        _no_early_eos(_log_probs(logits_NxV, banned), i, eos, min_len),
+        tokens, i, no_repeat_ngram)
     if top_k:
       kth_Nx1 = jax.lax.top_k(logits_NxV, top_k)[0][:, -1:]
       logits_NxV = jnp.where(logits_NxV < kth_Nx1, NEG_INF, logits_NxV)

@@ -35,6 +35,7 @@ class Settings:
   penalty: str = 'gnmt'  # gnmt | hf (see lm.eval.search).
   max_len: int = 0  # Output tokens at most; 0: the model's max_len.
   min_len: int = 0  # Tokens before EOS at least (min_new_tokens); 0: any.
+  no_repeat_ngram: int = 0  # > 0: no n-gram twice in an output.
   temperature: float = 0.0  # Sampling (beam_size 1): 0 is greedy.
   top_k: int = 0
   top_p: float = 1.0
@@ -115,13 +116,13 @@ class Translator:
           bos=self.bos, eos=self.eos, alpha=s.alpha, penalty=s.penalty,
           banned=self.banned, cache_batch_axis=rows,
           cache_time_axis=positions if self.reorder_filled else None,
-          min_len=s.min_len)
+          min_len=s.min_len, no_repeat_ngram=s.no_repeat_ngram)
       return tokens[:, 0]
     return search.sample(step, cache, num_rows=B, max_len=self.max_out,
                          bos=self.bos, eos=self.eos, rng=rng,
                          temperature=s.temperature, top_k=s.top_k,
                          top_p=s.top_p, banned=self.banned,
-                         min_len=s.min_len)
+                         min_len=s.min_len, no_repeat_ngram=s.no_repeat_ngram)
 
   def encode(self, texts: list[str]) -> np.ndarray:
     """[N, max_len] source rows: pieces, EOS, zeros."""

@@ -141,7 +141,7 @@ class Translation(base.Task):
     c = self.c
     settings = settings or translator_lib.Settings(
         beam_size=c.eval.beam_size, alpha=c.eval.alpha, penalty=c.eval.penalty,
-        max_len=c.data.target_len)
+        max_len=c.data.target_len, no_repeat_ngram=c.eval.no_repeat_ngram)
     return translator_lib.Translator(graphdef, self.model_cfg, self.tok,
                                      settings, c.eval.batch_size or 32)
 

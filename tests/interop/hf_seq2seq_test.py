@@ -101,7 +101,8 @@ def test_the_mapped_config_of_each_class(tmp_path):
   assert ids['bos'] == ids['pad'] != ids['eos']
 
 
-def _generate_both(run_dir, model, tok, arch, beams, alpha, min_len=0):
+def _generate_both(run_dir, model, tok, arch, beams, alpha, min_len=0,
+                   no_repeat=0):
   """(transformers' outputs, ours) for 16 toy sources, each cut after EOS."""
   import torch  # pylint: disable=g-import-not-at-top
   c, params = hf_io.load_run_params(run_dir)
@@ -121,7 +122,7 @@ def _generate_both(run_dir, model, tok, arch, beams, alpha, min_len=0):
   # start token never generated (unless it is EOS).
   kw = dict(num_beams=beams, do_sample=False, max_new_tokens=12,
             length_penalty=alpha, early_stopping='never',
-            min_new_tokens=min_len)
+            min_new_tokens=min_len, no_repeat_ngram_size=no_repeat)
   if start != eos:
     kw['suppress_tokens'] = [start]
   with torch.no_grad():
@@ -131,7 +132,8 @@ def _generate_both(run_dir, model, tok, arch, beams, alpha, min_len=0):
   translator = translator_lib.Translator(
       graphdef, task.model_cfg, tokenizer_lib.load(run_dir),
       translator_lib.Settings(beam_size=beams, alpha=alpha, penalty='hf',
-                              max_len=12, min_len=min_len), batch_size=16)
+                              max_len=12, min_len=min_len,
+                              no_repeat_ngram=no_repeat), batch_size=16)
   mine = np.asarray(translator._decode(params, rows, jax.random.key(0)))  # pylint: disable=protected-access
 
   def cut(row):
@@ -158,10 +160,17 @@ def test_greedy_and_beam_search_give_transformers_tokens(tmp_path, arch):
     assert mine == hf_out, (beams, alpha)
     # Trained: most reversals right, so the scores are no near-ties.
     assert sum(a == b for a, b in zip(mine, want)) >= 12
-  # And with a minimum length (min_new_tokens), past every reversal's end.
+  # And with a minimum length (min_new_tokens), past every reversal's end,
+  # and n-gram blocking (no_repeat_ngram_size), which changes outputs.
   hf_out, mine, _ = _generate_both(run_dir, model, tok, arch, 4, 1.0,
                                    min_len=9)
   assert mine == hf_out and min(map(len, mine)) == 10
+  for beams, n in ((1, 1), (4, 1), (4, 2)):
+    hf_out, mine, want = _generate_both(run_dir, model, tok, arch, beams, 1.0,
+                                        min_len=9, no_repeat=n)
+    assert mine == hf_out, (beams, n)
+    assert all(len(set(zip(*[r[k:] for k in range(n)]))) ==
+               len(r) - n + 1 for r in mine)
 
 
 def _folder(tmp_path, arch=BART, **config):
