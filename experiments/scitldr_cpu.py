@@ -17,17 +17,13 @@ collected):
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'experiments'))
-import machine  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sst2_cpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 STAGES = ('pretrain', 'finetune', 'scratch')
@@ -55,28 +51,10 @@ def main():
                       help='comma-separated: ' + ', '.join(STAGES))
   parser.add_argument('--out', required=True, help='results JSON file')
   args = parser.parse_args()
-  results = {'date': datetime.date.today().isoformat(),
-             'cpu': machine.cpu_model(), 'cores': os.cpu_count(),
-             'variant': args.variant}
-  if os.path.exists(args.out):  # Keep stages measured by an earlier call.
-    with open(args.out) as f:
-      results = {**json.load(f), **results}
-  for stage in args.stages.split(','):
-    cmd = command(stage, args.variant, args.runs)
-    workdir = cmd[2].split('=', 1)[1]
-    seconds = None
-    if not os.path.exists(os.path.join(workdir, 'eval_results.json')):
-      print(f'{stage}: python -m {" ".join(cmd)}', flush=True)
-      start = time.perf_counter()
-      subprocess.run([sys.executable, '-m', *cmd], cwd=REPO, check=True)
-      seconds = time.perf_counter() - start
-    results[stage] = {'command': 'python -m ' + ' '.join(cmd),
-                      **sst2_cpu.collect(os.path.join(REPO, workdir),
-                                         seconds)}
-    print(f'{stage}: {results[stage]["seconds"] / 60:.1f} min, final '
-          f'{json.dumps(results[stage]["final"])[:300]}', flush=True)
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=2)
+  results = sst2_cpu.run_stages(
+      args.stages.split(','), lambda stage: command(stage, args.variant,
+                                                    args.runs),
+      args.out, variant=args.variant)
   if 'pretrain' in results and 'finetune' in results:
     total = results['pretrain']['seconds'] + results['finetune']['seconds']
     results['pretrain_plus_finetune_minutes'] = round(total / 60, 1)

@@ -83,14 +83,23 @@ def main():
                       'scratch[@LR] (@LR: at that optim.lr, its own workdir)')
   parser.add_argument('--out', required=True, help='results JSON file')
   args = parser.parse_args()
+  run_stages(args.stages.split(','), lambda stage: command(
+      stage, args.variant, args.runs), args.out, variant=args.variant)
+  print(f'written to {args.out}')
+
+
+def run_stages(stages, command_of, out: str, **about) -> dict:
+  """Runs each stage's `python -m` command (`command_of(stage)`, its
+  workdir the third argument's value) unless its workdir holds its results
+  already, collects it, and writes all stages' results to `out` after each
+  (keeping those an earlier call measured); returns them."""
   results = {'date': datetime.date.today().isoformat(),
-             'cpu': machine.cpu_model(), 'cores': os.cpu_count(),
-             'variant': args.variant}
-  if os.path.exists(args.out):  # Keep stages measured by an earlier call.
-    with open(args.out) as f:
+             'cpu': machine.cpu_model(), 'cores': os.cpu_count(), **about}
+  if os.path.exists(out):  # Keep stages measured by an earlier call.
+    with open(out) as f:
       results = {**json.load(f), **results}
-  for stage in args.stages.split(','):
-    cmd = command(stage, args.variant, args.runs)
+  for stage in stages:
+    cmd = command_of(stage)
     workdir = cmd[2].split('=', 1)[1]
     seconds = None
     if not os.path.exists(os.path.join(workdir, 'eval_results.json')):
@@ -102,9 +111,9 @@ def main():
                       **collect(os.path.join(REPO, workdir), seconds)}
     print(f'{stage}: {results[stage]["seconds"] / 60:.1f} min, final '
           f'{json.dumps(results[stage]["final"])[:300]}', flush=True)
-    with open(args.out, 'w') as f:
+    with open(out, 'w') as f:
       json.dump(results, f, indent=2)
-  print(f'written to {args.out}')
+  return results
 
 
 if __name__ == '__main__':

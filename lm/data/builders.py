@@ -151,6 +151,29 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, text: str):
     yield from _lines(text)
 
+  def fetch(self, dl_manager, name: str, files, subfolder: str,
+            what: str) -> dict[str, pathlib.Path]:
+    """File name -> its path, for each of `files` (names): in data.path
+    (or its `subfolder`), else downloaded from self.URL. A missing
+    file names the folder and `what` data.path should point at."""
+    folder = local_dir(self.path, name)
+    if folder is not None:
+      folder = folder / subfolder if (folder / subfolder).is_dir() else folder
+      missing = [n for n in files if not (folder / n).exists()]
+      if missing:
+        raise DataError(f'{folder} lacks {", ".join(missing[:3])}'
+                        f'{" and more" if len(missing) > 3 else ""}; point '
+                        f'data.path at {what}')
+      return {n: folder / n for n in files}
+    try:
+      paths = dl_manager.download({n: self.URL + n for n in files})
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataError(
+          f'cannot download {name} from {self.URL} ({type(e).__name__}); '
+          f'set data.path to a local copy, e.g. ../shared/data/{name}'
+      ) from None
+    return {n: pathlib.Path(p) for n, p in paths.items()}
+
 
 class Wikitext2(Builder):
   """WikiText-2 (Merity et al., 2016), one example per line."""

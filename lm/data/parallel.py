@@ -130,23 +130,8 @@ class Multi30k(builders.Builder):
   def _files(self, dl_manager) -> dict[str, pathlib.Path]:
     """raw/ file name -> its path: in data.path (the Multi30k folder or its
     raw/), else downloaded."""
-    folder = builders.local_dir(self.path, 'multi30k')
-    if folder is not None:
-      folder = folder / 'raw' if (folder / 'raw').is_dir() else folder
-      missing = [n for n in MULTI30K_FILES if not (folder / n).exists()]
-      if missing:
-        raise DataError(f'{folder} lacks {", ".join(missing[:3])}'
-                        f'{" and more" if len(missing) > 3 else ""}; point '
-                        'data.path at the Multi30k folder (raw/*.gz inside)')
-      return {n: folder / n for n in MULTI30K_FILES}
-    try:
-      paths = dl_manager.download({n: self.URL + n for n in MULTI30K_FILES})
-    except Exception as e:  # pylint: disable=broad-except
-      raise DataError(
-          f'cannot download multi30k from {self.URL} ({type(e).__name__}); '
-          'set data.path to a local copy, e.g. ../shared/data/multi30k'
-      ) from None
-    return {n: pathlib.Path(p) for n, p in paths.items()}
+    return self.fetch(dl_manager, 'multi30k', MULTI30K_FILES, 'raw',
+                      'the Multi30k folder (raw/*.gz inside)')
 
   def _split_generators(self, dl_manager):
     files = self._files(dl_manager)

@@ -96,24 +96,8 @@ class SciTLDR(builders.Builder):
   def _files(self, dl_manager) -> dict[str, pathlib.Path]:
     """File name -> its path: in data.path (the scitldr folder or its
     SciTLDR-A/), else downloaded."""
-    folder = builders.local_dir(self.path, 'scitldr')
-    if folder is not None:
-      if (folder / 'SciTLDR-A').is_dir():
-        folder = folder / 'SciTLDR-A'
-      missing = [n for n in SCITLDR_FILES if not (folder / n).exists()]
-      if missing:
-        raise DataError(f'{folder} lacks {", ".join(missing)}; point '
-                        'data.path at the SciTLDR folder (SciTLDR-A/*.jsonl '
-                        'inside)')
-      return {n: folder / n for n in SCITLDR_FILES}
-    try:
-      paths = dl_manager.download({n: self.URL + n for n in SCITLDR_FILES})
-    except Exception as e:  # pylint: disable=broad-except
-      raise DataError(
-          f'cannot download scitldr from {self.URL} ({type(e).__name__}); '
-          'set data.path to a local copy, e.g. ../shared/data/scitldr'
-      ) from None
-    return {n: pathlib.Path(p) for n, p in paths.items()}
+    return self.fetch(dl_manager, 'scitldr', SCITLDR_FILES, 'SciTLDR-A',
+                      'the SciTLDR folder (SciTLDR-A/*.jsonl inside)')
 
   def _split_generators(self, dl_manager):
     files = self._files(dl_manager)

@@ -87,6 +87,9 @@ def model_fields(hf_config: dict) -> tuple[str, dict]:
   """(architecture, model config fields) of a Hugging Face config.json
   (of GPT-2 or BERT: lm.interop.hf_seq2seq maps encoder-decoders)."""
   arch = architecture(hf_config)
+  if arch in SEQ2SEQ:
+    raise FormatError(f'{arch} is an encoder-decoder: '
+                      'lm.interop.hf_seq2seq maps it')
   if arch == 'GPT2LMHeadModel':
     act = hf_config.get('activation_function', 'gelu_new')
     if act not in _GPT2_ACTIVATIONS:
@@ -206,7 +209,7 @@ def hf_config(arch: str, m) -> dict:
 # -- tensors -----------------------------------------------------------------
 
 
-class _Tensors:
+class Tensors:
   """A state dict, taken from by name with shape checks; what is not taken
   (buffers aside) is reported as unexpected."""
 
@@ -243,12 +246,12 @@ def _dense(kernel, bias):
   return {'kernel': kernel, 'bias': bias}
 
 
-def _norm(t: _Tensors, name: str, d: int):
+def _norm(t: Tensors, name: str, d: int):
   return {'scale': t.take(f'{name}.weight', (d,), f'{name}.gamma'),
           'bias': t.take(f'{name}.bias', (d,), f'{name}.beta')}
 
 
-def _linear(t: _Tensors, name: str, n_in: int, n_out: int):
+def _linear(t: Tensors, name: str, n_in: int, n_out: int):
   """A torch Linear as (kernel [in, out], bias [out])."""
   return (t.take(f'{name}.weight', (n_out, n_in)).T,
           t.take(f'{name}.bias', (n_out,)))
@@ -264,7 +267,7 @@ def to_params(arch: str, f: dict, tensors: dict[str, np.ndarray]) -> dict:
     # GPT2LMHeadModel saves 'transformer.'; a bare GPT2Model saves none.
     prefix = 'transformer.' if any(k.startswith('transformer.')
                                    for k in tensors) else ''
-    t = _Tensors(tensors, prefix)
+    t = Tensors(tensors, prefix)
     params = {'wte': t.take('wte.weight', (V, D)),
               'wpe': t.take('wpe.weight', (f['max_len'], D)), 'blocks': {}}
     for i in range(f['num_layers']):
@@ -292,7 +295,7 @@ def to_params(arch: str, f: dict, tensors: dict[str, np.ndarray]) -> dict:
     t.check_all_taken(also_ignore=(head,))  # A tied head may be saved too.
     return params
 
-  t = _Tensors(tensors, 'bert.')
+  t = Tensors(tensors, 'bert.')
   enc = {'wte': t.take('embeddings.word_embeddings.weight', (V, D)),
          'wpe': t.take('embeddings.position_embeddings.weight',
                        (f['max_len'], D)),

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lm.interop import hf_format
 from lm.interop.hf_format import FormatError
 from lm.models import positions as positions_lib
 
@@ -240,26 +241,9 @@ def hf_config(arch: str, m, ids: dict[str, int]) -> dict:
 # -- tensors -----------------------------------------------------------------
 
 
-class _Tensors:
-  """A state dict taken from by name with shape checks; what is not taken
-  (tied copies aside) is reported as unexpected."""
-
-  def __init__(self, tensors: dict[str, np.ndarray]):
-    self.tensors = tensors
-    self.taken = set()
-
-  def take(self, name: str, shape, *aliases: str) -> np.ndarray:
-    for key in (name, *aliases):
-      if key in self.tensors:
-        break
-    else:
-      raise FormatError(f'tensor {name} is missing from the checkpoint')
-    x = np.asarray(self.tensors[key], np.float32)
-    if x.shape != tuple(shape):
-      raise FormatError(f'tensor {key} has shape {list(x.shape)}, the config '
-                        f'implies {list(shape)}')
-    self.taken.add(key)
-    return x
+class _Tensors(hf_format.Tensors):
+  """`hf_format.Tensors` (taken by name, shapes checked, leftovers
+  reported), and the tied copies an encoder-decoder may save."""
 
   def tied(self, names, value: np.ndarray) -> None:
     """Copies of a tied tensor, taken if present (and equal to it)."""
@@ -270,13 +254,6 @@ class _Tensors:
           raise FormatError(f'tensor {name} should equal its tied tensor; '
                             'this model ties them')
         self.taken.add(name)
-
-  def check_all_taken(self) -> None:
-    left = sorted(k for k in self.tensors if k not in self.taken)
-    if left:
-      raise FormatError(f'unexpected tensor {left[0]} in the checkpoint'
-                        + (f' (and {len(left) - 1} more)' if len(left) > 1
-                           else '') + '; is config.json this checkpoint\'s?')
 
 
 def _attention(t, name, D, H, K, bias, q_scale=1.0):

@@ -104,8 +104,8 @@ def test_import_maps_the_config_fields():
 
 
 @pytest.mark.parametrize('hf,message', [
-    (dict(GPT2, architectures=['T5ForConditionalGeneration']),
-     "'T5ForConditionalGeneration' is not supported"),
+    (dict(GPT2, architectures=['MBartForConditionalGeneration']),
+     "'MBartForConditionalGeneration' is not supported"),
     (dict(GPT2, scale_attn_by_inverse_layer_idx=True),
      'scale_attn_by_inverse_layer_idx=True is not supported'),
     (dict(GPT2, activation_function='silu'),
