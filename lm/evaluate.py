@@ -46,6 +46,9 @@ flags.DEFINE_integer('average_last', 1, 'Translation runs: the mean of the '
 flags.DEFINE_list('split', [], 'Translation and summarization runs: score '
                   'these splits of the run\'s corpus (default: validation, '
                   'test and eval.extra_splits).')
+flags.DEFINE_integer('no_repeat_ngram', None, 'Translation and summarization '
+                     'runs: decode with no n-gram of this size twice (0: '
+                     'off; default: the run\'s eval.no_repeat_ngram).')
 flags.DEFINE_string('out', '', 'Also write the results to this JSON file.')
 flags.mark_flag_as_required('workdir')
 FLAGS = flags.FLAGS
@@ -65,9 +68,15 @@ def main(argv):
     if FLAGS.average_last < 1:
       cli.usage_error(f'--average_last must be at least 1, got '
                       f'{FLAGS.average_last}')
-    if FLAGS.split and not tasks.TASKS[c.task].translates:
-      cli.usage_error(f'--split is for translation and summarization runs; '
-                      f'{FLAGS.workdir} is a task={c.task} run')
+    for flag in ('split', 'no_repeat_ngram'):
+      if FLAGS[flag].present and not tasks.TASKS[c.task].translates:
+        cli.usage_error(f'--{flag} is for translation and summarization '
+                        f'runs; {FLAGS.workdir} is a task={c.task} run')
+    if FLAGS.no_repeat_ngram is not None:
+      if FLAGS.no_repeat_ngram < 0:
+        cli.usage_error('--no_repeat_ngram must be >= 0 (0: off), got '
+                        f'{FLAGS.no_repeat_ngram}')
+      c.eval.no_repeat_ngram = FLAGS.no_repeat_ngram
     results = cli.exit_on_user_error(evaluation.evaluate_saved, c,
                                      FLAGS.workdir, FLAGS.step,
                                      FLAGS.average_last, FLAGS.split or None)

@@ -89,7 +89,7 @@ def load(workdir: str, average_last: int = 1, command: str = 'lm.translate'):
   config = workdir_lib.saved_config(workdir)
   task = tasks.get(config)
   if not task.translates:
-    kind = ('a pretrained encoder-decoder' if task.name == 'span_corruption'
+    kind = ('a pretrained encoder-decoder' if task.encoder_decoder
             else 'not an encoder-decoder')
     raise workdir_lib.RunError(
         f'{workdir} is a task={config.task} run, {kind}; '

@@ -88,14 +88,9 @@ def corrupt(tokens: np.ndarray, mask: np.ndarray, sentinel: int,
   # Inputs: kept tokens, and a noise span's first token as its sentinel.
   keep_in = ~mask | starts
   inputs = np.where(starts, sentinels, tokens)[keep_in]
-  # Targets: each noise span preceded by its sentinel.
-  pieces = []
-  for k, start in enumerate(np.flatnonzero(starts)):
-    end = start
-    while end < len(mask) and mask[end]:
-      end += 1
-    pieces.extend([[sentinel + k], tokens[start:end]])
-  targets = np.concatenate(pieces) if pieces else np.zeros((0,), np.int32)
+  # Targets: the noise tokens, each span's sentinel before its first.
+  targets = np.insert(tokens[mask], np.flatnonzero(starts[mask]),
+                      sentinels[starts])
   return (np.append(inputs, eos).astype(np.int32),
           np.append(targets, eos).astype(np.int32))
 

@@ -204,6 +204,10 @@ class HFTokenizer(vocabulary.Tokenizer):
     return np.asarray(self._tok.encode(text, add_special_tokens=False).ids,
                       np.int32)
 
+  def token(self, i: int) -> str | None:
+    """The token string of id `i` (None if there is no such id)."""
+    return self._tok.id_to_token(i)
+
   def decode(self, ids) -> str:
     return self._tok.decode(vocabulary.checked_ids(ids, self.vocab_size),
                             skip_special_tokens=True)

@@ -6,7 +6,7 @@ joined by spaces), one reference summary, the document's id and its
 sentences (for the lead-sentence baseline and the sentence oracle). A
 document with several references gives one example each, consecutive and
 sharing the id, so training reads every pair and evaluation groups a
-document's references by id (`references`).
+document's references by id (`lm.tasks.summarization`).
 
 `scitldr` is SciTLDR-A (Cachola et al., 2020): the abstracts of
 OpenReview papers and their one-sentence TLDRs, checked against the
@@ -113,7 +113,7 @@ class SciTLDR(builders.Builder):
             'sentences': record['sentences']}
 
 
-def read_documents(source, chunk: int = 4096) -> list[tuple[str, list[str]]]:
+def read_sentences(source, chunk: int = 4096) -> list[tuple[str, list[str]]]:
   """(id, sentences) of each example of a summarization data source, in
   order (one per reference)."""
   out = []

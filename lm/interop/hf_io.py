@@ -125,7 +125,7 @@ def _seq2seq_specials(tok: subword.HFTokenizer, hf: dict
   for name, key in (('bos', 'decoder_start_token_id'),
                     ('eos', 'eos_token_id'), ('pad', 'pad_token_id')):
     i = hf.get(key)
-    token = tok._tok.id_to_token(i) if isinstance(i, int) else None  # pylint: disable=protected-access
+    token = tok.token(i) if isinstance(i, int) else None
     if token is not None:
       specials[name] = token
   for name, key in (('bos', 'decoder_start_token_id'),
@@ -186,7 +186,8 @@ def from_hf(model_dir: str, workdir: str) -> str:
     c.data.name = task.hf_data_name
   config_lib.validate(c)
   c = workdir_lib.resolve(c, tok.vocab_size)
-  tensors = tensors or read_tensors(model_dir)
+  if tensors is None:  # (An encoder-decoder's were read for its fields.)
+    tensors = read_tensors(model_dir)
   params = (hf_seq2seq.to_params(arch, fields, tensors, hf) if seq2seq else
             hf_format.to_params(arch, fields, tensors))
   abstract = workdir_lib.single_device_params(c)

@@ -71,10 +71,6 @@ class SpanCorruption(translation.Translation):
   def eval_batches(self) -> list[dict[str, np.ndarray]]:
     return self._sample('validation', self.c.train.eval_batches)
 
-  def evaluate(self, trainer, params, batches) -> dict[str, float]:
-    t = base.batch_sums(trainer, params, batches, 0)
-    return {f'eval/{k}': v for k, v in self.figures(t).items()}
-
   def final(self, trainer, params, writer=None) -> dict[str, dict]:
     """Span loss and accuracy of a larger fixed sample (4x the evaluations')
     of the validation and test streams."""

@@ -45,7 +45,7 @@ class Summarization(translation.Translation):
     pairs = self._texts(split)
     builder = self.corpus.builder
     if 'id' in builder.info.features:
-      meta = summaries.read_documents(prepare_lib.source(
+      meta = summaries.read_sentences(prepare_lib.source(
           builder, self.corpus.splits.get(split, split)))
     else:
       meta = [(source, split_sentences(source)) for source, _ in pairs]

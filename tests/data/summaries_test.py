@@ -25,7 +25,7 @@ def test_scitldr_prepares_every_reference_grouped_by_paper(tmp_path):
   assert 'title' not in builder.info.features
   papers = {}
   for split, n in (('train', 1992), ('validation', 619), ('test', 618)):
-    docs = summaries.read_documents(prepare.source(builder, split))
+    docs = summaries.read_sentences(prepare.source(builder, split))
     papers[split] = {i for i, _ in docs}
     assert len(papers[split]) == n
   assert not papers['train'] & papers['test']
