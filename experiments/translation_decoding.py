@@ -9,12 +9,13 @@ each first once untimed (compilation), then --rounds timed passes of the
 four in turn (medians reported):
   greedy            beam 1 (the decoder's KV cache, cross caches once);
   beam 4            beam search, cross caches once, shared by the beams,
-                    reordering only the KV cache's positions written so far;
+                    a KV cache that never moves (each row reads its
+                    hypothesis through an ancestry table);
   beam 4, recompute the same search, but every step projects the encoder's
                     output to keys and values again in every layer (what the
                     Flax and t5x examples do);
-  beam 4, whole     the same search, reordering the whole KV cache (every
-                    position) at each step;
+  beam 4, copied    the same search, copying the KV cache's rows with the
+                    beams at each step (fairseq's and Hugging Face's way);
 and prints the seconds per sentence of each and the three ratios. Appends a
 row to experiments/translation_decoding/results.md.
 
@@ -81,19 +82,19 @@ class Recomputing(translator_lib.Translator):
                                    encoded_BxMxD=encoded_BxMxD, cache=cache)
       return logits[:, 0], cache
 
-    rows, positions = transformer.cache_axes(self.cfg)
     tokens, _ = search.beam_search(
-        step, model.init_cache(B * W), num_sources=B, beam_size=W,
-        max_len=self.max_out, bos=self.bos, eos=self.eos, alpha=s.alpha,
-        penalty=s.penalty, banned=self.banned,
-        cache_batch_axis=rows, cache_time_axis=positions)
+        step, model.init_cache(B * W, self.max_out, W), num_sources=B,
+        beam_size=W, max_len=self.max_out, bos=self.bos, eos=self.eos,
+        alpha=s.alpha, penalty=s.penalty, banned=self.banned,
+        reorder=transformer.reorder_beams)
     return tokens[:, 0]
 
 
-class WholeCache(translator_lib.Translator):
-  """A Translator whose beam search reorders every position of the KV cache
-  at each step, written or not."""
-  reorder_filled = False
+class CopiedRows(translator_lib.Translator):
+  """A Translator whose beam search copies the KV cache's rows with the
+  beams at every step (as fairseq and Hugging Face do), instead of reading
+  them through an ancestry table."""
+  beam_ancestors = False
 
 
 # Spans of the runtime and of Python, not XLA operations.
@@ -188,7 +189,7 @@ def main():
                            args.beam_size),
                           (f'beam {args.beam_size}, recompute', Recomputing,
                            args.beam_size),
-                          (f'beam {args.beam_size}, whole', WholeCache,
+                          (f'beam {args.beam_size}, copied', CopiedRows,
                            args.beam_size)):
     settings = translator_lib.Settings(beam_size=beam, alpha=c.eval.alpha,
                                        penalty=c.eval.penalty)
@@ -207,25 +208,26 @@ def main():
   rows = {name: float(np.median(ts)) for name, ts in times.items()}
   once = rows[f'beam {args.beam_size}']
   recompute = rows[f'beam {args.beam_size}, recompute']
-  whole = rows[f'beam {args.beam_size}, whole']
-  # Neither computing cross-attention once nor reordering only the written
-  # cache positions may change a single translation.
+  copied = rows[f'beam {args.beam_size}, copied']
+  # Neither computing cross-attention once nor reading the cache through
+  # the ancestry table may change a single translation.
   same = (outputs[f'beam {args.beam_size}'] ==
           outputs[f'beam {args.beam_size}, recompute'] ==
-          outputs[f'beam {args.beam_size}, whole'])
+          outputs[f'beam {args.beam_size}, copied'])
   print(f'same translations all three beam ways: {same}')
   beam_vs_greedy = once / rows['greedy']
   print(f'beam {args.beam_size} / greedy time: {beam_vs_greedy:.2f}x; '
         f'recomputing cross-attention / computing it once: '
-        f'{recompute / once:.2f}x; reordering the whole cache / the written '
-        f'positions: {whole / once:.2f}x')
+        f'{recompute / once:.2f}x; copying the cache rows / an ancestry '
+        f'table: {copied / once:.2f}x')
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  new = not os.path.exists(args.out)
+  header = ('| date | machine | run | sentences | greedy ms | beam ms | '
+            'beam recompute ms | beam / greedy | recompute / once | '
+            'same output | beam copied-rows ms | copied / ancestry |\n')
+  old = open(args.out).read() if os.path.exists(args.out) else ''
   with open(args.out, 'a') as f:
-    if new:
-      f.write('| date | machine | run | sentences | greedy ms | beam ms | '
-              'beam recompute ms | beam / greedy | recompute / once | '
-              'same output | beam whole-cache ms | whole / written |\n'
+    if header not in old:  # A new table when the columns changed.
+      f.write(('\n' if old else '') + header +
               '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: '
               '| --- | ---: | ---: |\n')
     f.write(f'| {datetime.date.today()} | {platform.machine()} '
@@ -233,8 +235,8 @@ def main():
             f'{args.workdir} | {len(sources)} | {rows["greedy"] * 1e3:.1f} | '
             f'{once * 1e3:.1f} | {recompute * 1e3:.1f} | '
             f'{beam_vs_greedy:.2f} | {recompute / once:.2f} | '
-            f'{"yes" if same else "no"} | {whole * 1e3:.1f} | '
-            f'{whole / once:.2f} |\n')
+            f'{"yes" if same else "no"} | {copied * 1e3:.1f} | '
+            f'{copied / once:.2f} |\n')
   print(f'appended to {args.out}')
   if args.profile:
     for name in ('greedy', f'beam {args.beam_size}'):

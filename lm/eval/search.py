@@ -65,28 +65,14 @@ def banned_ids(vocab_size: int, ids=(), valid_vocab: int | None = None):
   return mask
 
 
-def _gather_beams(tree, beam_SxK, num_sources: int, width: int,
-                  batch_axis: int = 0, time_axis=None, filled=None):
-  """Rows `beam` of each source's `width` rows, for every array of `tree`
-  whose `batch_axis` holds num_sources * width rows (a KV cache). With a
-  `time_axis`, only its positions [0, filled) are reordered, a block of
-  positions at a time (one loop for every array); later positions are left
-  as they are. The block divides the axis, so no block overlaps one already
-  reordered."""
-  rows = (jnp.arange(num_sources)[:, None] * width + beam_SxK).reshape(-1)
-  if time_axis is None:
-    return jax.tree.map(lambda x: jnp.take(x, rows, axis=batch_axis), tree)
-  T = jax.tree.leaves(tree)[0].shape[time_axis]
-  block = max(b for b in range(1, 9) if T % b == 0)
-
-  def reorder(b, tree):
-    def one(x):
-      part = jax.lax.dynamic_slice_in_dim(x, b * block, block, time_axis)
-      return jax.lax.dynamic_update_slice_in_dim(
-          x, jnp.take(part, rows, axis=batch_axis), b * block, time_axis)
-    return jax.tree.map(one, tree)
-
-  return jax.lax.fori_loop(0, (filled + block - 1) // block, reorder, tree)
+def _gather_beams(tree, parents_SxW, batch_axis: int = 0):
+  """Each source's rows `parents` (of its W), for every array of `tree`
+  whose `batch_axis` holds S * W rows (a KV cache)."""
+  S, W = parents_SxW.shape
+  rows = (jnp.arange(S)[:, None] * W + parents_SxW).reshape(-1)
+  # 'clip' (indices are in range): XLA's gather without a bounds select.
+  return jax.tree.map(
+      lambda x: jnp.take(x, rows, axis=batch_axis, mode='clip'), tree)
 
 
 def _no_early_eos(logp_NxV, i, eos: int, min_len: int):
@@ -94,8 +80,10 @@ def _no_early_eos(logp_NxV, i, eos: int, min_len: int):
   precede it (Hugging Face's min_new_tokens)."""
   if not min_len:
     return logp_NxV
-  return logp_NxV.at[:, eos].set(
-      jnp.where(i < min_len, NEG_INF, logp_NxV[:, eos]))
+  # A select over the rows (fused with its neighbours), not a scatter into
+  # one column (which XLA's CPU backend runs as a copy of the whole array).
+  early_V = (jnp.arange(logp_NxV.shape[-1]) == eos) & (i < min_len)
+  return jnp.where(early_V, NEG_INF, logp_NxV)
 
 
 def _no_repeat(logp_NxV, tokens_NxT, i, n: int):
@@ -125,8 +113,7 @@ def _no_repeat(logp_NxV, tokens_NxT, i, n: int):
 def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
                 max_len: int, bos: int, eos: int, alpha: float = 0.0,
                 penalty: str = 'gnmt', banned=None, cache_batch_axis: int = 0,
-                cache_time_axis: int | None = None, min_len: int = 0,
-                no_repeat_ngram: int = 0):
+                reorder=None, min_len: int = 0, no_repeat_ngram: int = 0):
   """(tokens [S, W, T], scores [S, W]): each source's W best hypotheses,
   best first; tokens after EOS (and of unfinished hypotheses, cut at T) are
   0. `banned` is a [V] mask of ids never chosen; no hypothesis ends
@@ -134,11 +121,11 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
   and with `no_repeat_ngram` n > 0 none holds an n-gram twice (Hugging
   Face's no_repeat_ngram_size; the start token counts as a token).
 
-  Each array of `cache` holds the S * W rows on axis `cache_batch_axis`,
-  reordered with the beams at every step. If it holds the decoder's
-  positions on `cache_time_axis` and, as a KV cache, the step at position i
-  writes position i before any row reads it, only positions 0..i need to
-  move: pass that axis (None: whole arrays are reordered)."""
+  After each step, row w of source s continues the hypothesis of its row
+  parents[s, w]: `reorder(cache, parents_SxW)` makes the cache follow
+  (`lm.models.transformer.reorder_beams` for a cache whose rows stay put);
+  by default every array of `cache` holds the S * W rows on axis
+  `cache_batch_axis`, and they are copied to their new places."""
   S, W, T = num_sources, beam_size, max_len
 
   def penalty_at(n):
@@ -170,9 +157,16 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
     logp_NxV = _no_early_eos(_log_probs(logits_NxV, banned), i, eos, min_len)
     logp_SxWxV = _no_repeat(logp_NxV, seqs.reshape(S * W, -1), i,
                             no_repeat_ngram).reshape(S, W, V)
-    candidates_SxWV = (live_logp[:, :, None] + logp_SxWxV).reshape(S, W * V)
-    logp_Sx2W, index_Sx2W = jax.lax.top_k(candidates_SxWV, 2 * W)
-    beam_Sx2W, token_Sx2W = index_Sx2W // V, index_Sx2W % V
+    # The 2W best of a source's W * V candidates are among the 2W best of
+    # each beam: two small top-ks instead of one over W * V sums (the same
+    # picks, ties to the lower beam, then the lower id, as one top-k).
+    C = min(2 * W, V)  # Candidates per beam.
+    top_SxWxC, token_SxWxC = jax.lax.top_k(logp_SxWxV, C)
+    candidates_SxWC = (live_logp[:, :, None] + top_SxWxC).reshape(S, W * C)
+    logp_Sx2W, index_Sx2W = jax.lax.top_k(candidates_SxWC, 2 * W)
+    beam_Sx2W = index_Sx2W // C
+    token_Sx2W = jnp.take_along_axis(token_SxWxC.reshape(S, W * C),
+                                     index_Sx2W, axis=1)
     grown = jnp.take_along_axis(seqs, beam_Sx2W[:, :, None], axis=1)
     grown = grown.at[:, :, i + 1].set(token_Sx2W)
     # As fairseq: only an EOS among the W best candidates ends a hypothesis
@@ -189,8 +183,9 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
     # The W best continuing ones, and their rows of the cache.
     live_logp, keep = jax.lax.top_k(jnp.where(ended, NEG_INF, logp_Sx2W), W)
     seqs = jnp.take_along_axis(grown, keep[:, :, None], axis=1)
-    cache = _gather_beams(cache, jnp.take_along_axis(beam_Sx2W, keep, 1), S,
-                          W, cache_batch_axis, cache_time_axis, i + 1)
+    parents_SxW = jnp.take_along_axis(beam_Sx2W, keep, 1)
+    cache = (_gather_beams(cache, parents_SxW, cache_batch_axis)
+             if reorder is None else reorder(cache, parents_SxW))
     return i + 1, seqs, live_logp, cache, finished_scores, finished
 
   carry = (jnp.zeros((), jnp.int32), seqs, live_logp, cache, finished_scores,
@@ -203,6 +198,15 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
   tokens = jnp.take_along_axis(jnp.concatenate([finished, seqs], axis=1),
                                keep[:, :, None], axis=1)
   return tokens[:, :, 1:], scores
+
+
+def _argmax(x_NxV):
+  """Each row's first index of its largest value, as argmax, in two plain
+  reductions (XLA's CPU backend runs argmax's paired reduction 2-3x slower)."""
+  V = x_NxV.shape[-1]
+  first_N = jnp.where(x_NxV == x_NxV.max(-1, keepdims=True),
+                      jnp.arange(V, dtype=jnp.int32), V).min(-1)
+  return jnp.minimum(first_N, V - 1)  # A row of NaN: V - 1.
 
 
 def _top_p(logits_NxV, top_p):
@@ -239,7 +243,7 @@ def sample(step_fn, cache, *, num_rows: int, max_len: int, bos: int, eos: int,
     logits_NxV = _top_p(logits_NxV, top_p)
     drawn = jax.random.categorical(jax.random.fold_in(rng, i), logits_NxV /
                                    jnp.maximum(temperature, 1e-6), axis=-1)
-    token = jnp.where(temperature > 0, drawn, logits_NxV.argmax(-1))
+    token = jnp.where(temperature > 0, drawn, _argmax(logits_NxV))
     token = jnp.where(ended, 0, token).astype(jnp.int32)
     return i + 1, tokens.at[:, i + 1].set(token), cache, ended | (token == eos)
 

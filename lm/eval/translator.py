@@ -7,7 +7,8 @@ programs serve every batch and short sources skip the padding), and decoded
 by beam search or greedy/sampled decoding (`lm.eval.search`) inside one
 jitted function: the encoder runs once per batch, each decoder layer's
 cross-attention keys and values are computed once, and the decoder's
-self-attention keeps a KV cache.
+self-attention keeps a KV cache (beam search's never moves: each row reads
+its hypothesis through an ancestry table, `attention.beam_attention`).
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def _written(ids_BxL: np.ndarray, eos: int) -> int:
 class Translator:
   """Translates with a model's graph definition and parameters."""
 
-  # Beam search reorders only the KV cache's positions written so far
-  # (False: every position, each step; for measurement).
-  reorder_filled = True
+  # Beam search's KV cache: rows stay put and read their hypotheses through
+  # an ancestry table (True), or are copied with their beams every step
+  # (False; for measurement).
+  beam_ancestors = True
 
   def __init__(self, graphdef, cfg, tok, settings: Settings,
                batch_size: int = 32):
@@ -98,26 +100,28 @@ class Translator:
         jnp.int32)
     W = s.beam_size
     caches = model.cross_caches(model.encode(source_BxM, segments_BxM))
+    head_DxV = model.decoder.output_table_DxV()  # Transposed once a batch.
     B = source_BxM.shape[0]
 
     def step(tokens_N, i, cache):
       logits, cache = model.decode(tokens_N[:, None], positions=i[None],
                                    source_segment_ids_BxM=segments_BxM,
-                                   cross_caches=caches, cache=cache)
+                                   cross_caches=caches, cache=cache,
+                                   head_DxV=head_DxV)
       return logits[:, 0], cache
 
-    # Positions past max_out are never written (causally masked); a multiple
-    # of 8 lets beam search reorder the cache in blocks of 8 positions.
-    cache = model.init_cache(B * W, -(-self.max_out // 8) * 8)
-    rows, positions = transformer.cache_axes(self.cfg)
     if W > 1:
+      ancestors = self.beam_ancestors
       tokens, _ = search.beam_search(
-          step, cache, num_sources=B, beam_size=W, max_len=self.max_out,
+          step, model.init_cache(B * W, self.max_out, W if ancestors else 1),
+          num_sources=B, beam_size=W, max_len=self.max_out,
           bos=self.bos, eos=self.eos, alpha=s.alpha, penalty=s.penalty,
-          banned=self.banned, cache_batch_axis=rows,
-          cache_time_axis=positions if self.reorder_filled else None,
+          banned=self.banned,
+          cache_batch_axis=transformer.cache_axes(self.cfg)[0],
+          reorder=transformer.reorder_beams if ancestors else None,
           min_len=s.min_len, no_repeat_ngram=s.no_repeat_ngram)
       return tokens[:, 0]
+    cache = model.init_cache(B, self.max_out)
     return search.sample(step, cache, num_rows=B, max_len=self.max_out,
                          bos=self.bos, eos=self.eos, rng=rng,
                          temperature=s.temperature, top_k=s.top_k,
@@ -140,6 +144,19 @@ class Translator:
       ids = ids[:ids.index(self.eos)]
     return self.tok.decode([i for i in ids if i])
 
+  def decode_rows(self, params, rows_NxM: np.ndarray, rng) -> np.ndarray:
+    """[N, T] output ids of at most batch_size source rows (pieces, EOS,
+    zeros): padded to batch_size rows (filler rows are EOS alone) and cut
+    to `source_width` columns, so a handful of programs serve every call."""
+    real = len(rows_NxM)
+    batch = np.zeros((self.batch_size, rows_NxM.shape[1]), np.int32)
+    batch[:real] = rows_NxM
+    batch[real:, 0] = self.eos
+    # Every row holds its EOS (encode adds it; filler rows are EOS alone).
+    longest = int((batch == self.eos).argmax(axis=1).max()) + 1
+    batch = batch[:, :source_width(longest, batch.shape[1])]
+    return np.asarray(self._decode(params, batch, rng))[:real]
+
   def translate(self, params, texts: list[str], progress=None
                 ) -> Translations:
     """The translations of `texts`, the seconds decoding took and the target
@@ -150,17 +167,8 @@ class Translator:
     for start in range(0, len(rows), self.batch_size):
       batch = rows[start:start + self.batch_size]
       real = len(batch)
-      if real < self.batch_size:  # One shape for every batch.
-        batch = np.concatenate(
-            [batch, np.zeros((self.batch_size - real, batch.shape[1]),
-                             np.int32)])
-        batch[real:, 0] = self.eos
-      # Every row holds its EOS (encode adds it; filler rows are EOS alone).
-      longest = int((batch == self.eos).argmax(axis=1).max()) + 1
-      batch = batch[:, :source_width(longest, batch.shape[1])]
       t = time.perf_counter()
-      ids = np.asarray(self._decode(params, batch,
-                                    jax.random.fold_in(rng, start)))
+      ids = self.decode_rows(params, batch, jax.random.fold_in(rng, start))
       seconds += time.perf_counter() - t
       out.extend(self.decode_ids(row) for row in ids[:real])
       tokens += _written(ids[:real], self.eos)

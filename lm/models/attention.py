@@ -101,9 +101,76 @@ def reference_attention(q_BxLxHxK, k, v, mask_BxLxM, bias_BxHxLxM=None,
       v).reshape(B, L, H, K)
 
 
+def beam_attention(q_BxLxHxK, k_SxGxKxMW, v_SxGxMWxK, ancestors_SxWxM,
+                   mask_BxLxM, bias_BxHxLxM=None):
+  """Attention of B = S * W rows (W beams of each of S sources, in source
+  order) over a beam search's KV cache that is never reordered: slot
+  (s, t, w) holds the keys and values that row w of source s wrote at
+  position t, and `ancestors_SxWxM` names, for each row and position, the
+  row whose slot holds its hypothesis' position t (fairseq and Hugging Face
+  copy the cache rows instead, every step). Each row's queries meet the keys
+  of all W rows of its source in one matrix product (M * W columns, read
+  once); those of rows other than its ancestor at each position are masked,
+  so it is softmax(q.k / sqrt(K) + bias) . v over its own hypothesis.
+
+  The cache's slots are position-major (slot t * W + w: one step's W slots
+  side by side, written in place by one update), each key/value head's one
+  block, as the CPU's batched matrix products read them: values
+  [S, G, M * W, K] and keys transposed, [S, G, K, M * W] (keys [.., M * W, K]
+  made each step's q.k product transpose, i.e. copy, the whole cache).
+  `mask_BxLxM` (B may be 1) is the positional mask; `bias_BxHxLxM` (B may be
+  1) T5's or ALiBi's.
+  """
+  B, L, H, K = q_BxLxHxK.shape
+  S, G, MW, _ = v_SxGxMWxK.shape
+  W, M = ancestors_SxWxM.shape[1:]
+  R = H // G
+  q_SxGxQxK = (q_BxLxHxK * (1.0 / math.sqrt(K))).reshape(
+      S, W, L, G, R, K).transpose(0, 3, 1, 2, 4, 5).reshape(S, G, W * L * R, K)
+  logits = jnp.einsum('SGQK,SGKM->SGQM', q_SxGxQxK, k_SxGxKxMW).reshape(
+      S, G, W, L, R, M, W).astype(jnp.float32)
+  if bias_BxHxLxM is not None:
+    bias = jnp.broadcast_to(bias_BxHxLxM, (B, H, L, M)).reshape(
+        S, W, G, R, L, M).transpose(0, 2, 1, 4, 3, 5)
+    logits += bias[..., None]
+  # Row w reads slot (t, v) where v is its ancestor at position t.
+  own_SxWxMxW = (ancestors_SxWxM[..., None] ==
+                 jnp.arange(W)[None, None, None, :])
+  mask = (jnp.broadcast_to(mask_BxLxM, (B, L, M)).reshape(S, W, L, 1, M, 1)
+          & own_SxWxMxW[:, :, None, None])
+  logits = jnp.where(mask[:, None], logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits.reshape(S, G, W, L, R, MW), axis=-1)
+  y_SxGxQxK = jnp.einsum(
+      'SGQM,SGMK->SGQK', probs.reshape(S, G, W * L * R, MW).astype(
+          q_BxLxHxK.dtype), v_SxGxMWxK)
+  return y_SxGxQxK.reshape(S, G, W, L, R, K).transpose(0, 2, 3, 1, 4, 5
+                                                        ).reshape(B, L, H, K)
+
+
 def swap_heads(x_BxMxGxK):
   """[B, M, G, K] keys or values as [B, G, M, K] (and back: the same swap)."""
   return x_BxMxGxK.transpose(0, 2, 1, 3)
+
+
+def _write_beams(cache, k_BxLxGxK, v_BxLxGxK, start):
+  """A beam cache (see `beam_attention`) with each row's keys and values of
+  positions start.. in its own slots, which those positions' ancestors
+  now name."""
+  S, W = cache['ancestors'].shape[:2]
+  B, L, G, K = k_BxLxGxK.shape
+
+  def put(slots, x_BxLxGxK, axis):
+    x = x_BxLxGxK.reshape(S, W, L, G, K).transpose(
+        (0, 3, 2, 1, 4) if axis == 2 else (0, 3, 4, 2, 1)).reshape(
+            slots.shape[:2] + ((L * W, K) if axis == 2 else (K, L * W)))
+    return jax.lax.dynamic_update_slice_in_dim(slots, x.astype(slots.dtype),
+                                               start * W, axis)
+  rows_SxWxL = jnp.broadcast_to(jnp.arange(W, dtype=jnp.int32)[None, :, None],
+                                (S, W, L))
+  return {'k': put(cache['k'], k_BxLxGxK, 3),
+          'v': put(cache['v'], v_BxLxGxK, 2),
+          'ancestors': jax.lax.dynamic_update_slice(
+              cache['ancestors'], rows_SxWxL, (0, 0, start))}
 
 
 def splash_attention(q_BxLxHxK, k_BxLxGxK, v_BxLxGxK, segment_ids_BxL=None,
@@ -265,16 +332,21 @@ class Attention(nnx.Module):
     else:
       k_BxMxGxK, v_BxMxGxK = self._keys_values(
           x_BxLxD if kv_BxMxD is None else kv_BxMxD, kv_positions_BxM)
+    beams = cache is not None and 'ancestors' in cache
     if cache is not None and not cross:
       # Write this call's keys and values at their positions; attend over the
       # whole cache, masking the slots not yet written (positions > query).
       start = positions_BxL[0, 0]
-      cache = {name: jax.lax.dynamic_update_slice_in_dim(
-                   cache[name], swap_heads(x).astype(cache[name].dtype),
-                   start, 2)
-               for name, x in (('k', k_BxMxGxK), ('v', v_BxMxGxK))}
+      if beams:  # Each row its own slots (see `beam_attention`).
+        cache = _write_beams(cache, k_BxMxGxK, v_BxMxGxK, start)
+      else:
+        cache = {name: jax.lax.dynamic_update_slice_in_dim(
+                     cache[name], swap_heads(x).astype(cache[name].dtype),
+                     start, 2)
+                 for name, x in (('k', k_BxMxGxK), ('v', v_BxMxGxK))}
       k_BxGxMxK, v_BxGxMxK = cache['k'], cache['v']
-      kv_positions_BxM = jnp.arange(k_BxGxMxK.shape[2])[None]
+      kv_positions_BxM = jnp.arange(
+          cache['ancestors'].shape[-1] if beams else k_BxGxMxK.shape[2])[None]
     # Keys and values read from a cache are heads-major (see
     # `reference_attention`); this call's own, [B, M, G, K].
     major = cache is not None
@@ -293,8 +365,11 @@ class Attention(nnx.Module):
       bias_BxHxLxM = positions_lib.relative_bias(
           relative_NxH, positions_BxL, kv_positions_BxM,
           cfg.relative_max_distance, bidirectional=not self.causal)
-    if (cfg.attention_impl == 'splash' and cache is None and not cross
-        and kv_segment_ids_BxM is None):  # The kernel: self-attention only.
+    if beams:
+      y_BxLxHxK = beam_attention(q_BxLxHxK, k, v, cache['ancestors'],
+                                 mask_BxLxM, bias_BxHxLxM)
+    elif (cfg.attention_impl == 'splash' and cache is None and not cross
+          and kv_segment_ids_BxM is None):  # The kernel: self-attention only.
       y_BxLxHxK = splash_attention(q_BxLxHxK, k, v, segment_ids_BxL,
                                    self.causal, window)
     elif cfg.attention_impl in ('reference', 'splash'):

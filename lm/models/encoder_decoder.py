@@ -60,14 +60,16 @@ class EncoderDecoder(nnx.Module):
 
   def decode(self, target_BxL, *, source_segment_ids_BxM, encoded_BxMxD=None,
              cross_caches=None, positions=None, cache=None,
-             deterministic=True, rngs=None):
+             deterministic=True, rngs=None, head_DxV=None):
     """Logits [B, L, V] (float32) of the next target token at each target
     position, and the updated self-attention cache (None if not given).
     The decoder attends to `encoded_BxMxD`, or (decoding) to its keys and
     values `cross_caches`; B may be a multiple of the sources' rows (W
-    consecutive rows per source)."""
+    consecutive rows per source). Decoding loops pass `head_DxV` (see
+    `GPT.__call__`)."""
     return self.decoder(target_BxL, positions=positions, cache=cache,
                         deterministic=deterministic, rngs=rngs,
+                        head_DxV=head_DxV,
                         encoded_BxMxD=encoded_BxMxD,
                         encoded_segment_ids_BxM=source_segment_ids_BxM,
                         cross_caches=cross_caches)
@@ -90,7 +92,9 @@ class EncoderDecoder(nnx.Module):
     output, computed once per source (see `GPT.cross_caches`)."""
     return self.decoder.cross_caches(encoded_BxMxD)
 
-  def init_cache(self, batch_size: int, length: int | None = None):
+  def init_cache(self, batch_size: int, length: int | None = None,
+                 beams: int = 1):
     """An empty self-attention KV cache of the decoder for `batch_size`
-    rows and `length` target positions (default `max_len`)."""
-    return self.decoder.init_cache(batch_size, length)
+    rows and `length` target positions (default `max_len`); a beam search's
+    with `beams` > 1 (see `GPT.init_cache`)."""
+    return self.decoder.init_cache(batch_size, length, beams)

@@ -160,7 +160,7 @@ class GPT(nnx.Module):
 
   def __call__(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
                cache=None, deterministic=True, rngs=None,
-               token_types_BxL=None, **cross):
+               token_types_BxL=None, head_DxV=None, **cross):
     """Logits [B, L, V] in float32, and the updated cache (None if not given).
     (`hidden` gives the final hidden states instead, for other heads.)
 
@@ -173,16 +173,26 @@ class GPT(nnx.Module):
     must be consecutive); keys and values are written there and attention
     reads the cache, so decoding one token at a time equals one full call.
     A decoder (`cross`) is also given the encoder's output (see `hidden`).
+    Decoding loops pass `head_DxV` (`output_table_DxV`, transposed once):
+    XLA's CPU matrix products read the output layer faster that way.
     """
     x_BxLxD, new_cache = self.hidden(
         tokens_BxL, positions=positions, segment_ids_BxL=segment_ids_BxL,
         cache=cache, deterministic=deterministic, rngs=rngs,
         token_types_BxL=token_types_BxL, **cross)
     B, L, D = x_BxLxD.shape
-    head_VxD = self.wte[...] if self.head is None else self.head[...]
-    logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
-                             head_VxD.astype(x_BxLxD.dtype))
+    if head_DxV is not None:
+      logits_BLxV = jnp.einsum('ND,DV->NV', x_BxLxD.reshape(B * L, D),
+                               head_DxV.astype(x_BxLxD.dtype))
+    else:
+      head_VxD = self.wte[...] if self.head is None else self.head[...]
+      logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
+                               head_VxD.astype(x_BxLxD.dtype))
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
+
+  def output_table_DxV(self):
+    """The output layer's table [D, V] (the token embedding's, when tied)."""
+    return (self.wte[...] if self.head is None else self.head[...]).T
 
   def hidden(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
              cache=None, deterministic=True, rngs=None, token_types_BxL=None,
@@ -297,24 +307,50 @@ class GPT(nnx.Module):
     return jax.vmap(lambda s: nnx.merge(graphdef, s).cross_attn.cross_cache(
         encoded_BxMxD))(state)
 
-  def init_cache(self, batch_size: int, length: int | None = None):
+  def init_cache(self, batch_size: int, length: int | None = None,
+                 beams: int = 1):
     """An empty KV cache of `length` positions (default: the whole
     context, max_len): one {'k', 'v'} entry per layer, or (scan_layers) one
     entry stacked over the layers; each array [B, G, T, K] (heads-major, see
     `attention.reference_attention`), with a leading layer axis when
-    stacked (see `cache_axes`)."""
+    stacked (see `cache_axes`). With `beams` W > 1, a beam search's cache
+    that rows never leave (see `attention.beam_attention`): for batch_size
+    = S * W rows, 'k' [S, G, K, T * W], 'v' [S, G, T * W, K] and
+    'ancestors' [S, W, T];
+    `reorder_beams` keeps it with the beams."""
     c = self.cfg
-    shape = (batch_size, c.kv_heads, length or c.max_len, c.head_dim)
+    T = length or c.max_len
+    dtype = layers.DTYPES[c.dtype]
+    if beams > 1:
+      if batch_size % beams:
+        raise ValueError(f'{batch_size} rows are not a multiple of {beams} '
+                         'beams')
+      S = batch_size // beams
+      shapes = {'k': ((S, c.kv_heads, c.head_dim, T * beams), dtype),
+                'v': ((S, c.kv_heads, T * beams, c.head_dim), dtype),
+                'ancestors': ((S, beams, T), jnp.int32)}
+    else:
+      shapes = {name: ((batch_size, c.kv_heads, T, c.head_dim), dtype)
+                for name in ('k', 'v')}
     if c.scan_layers:
-      shape = (c.num_layers, *shape)
-      return {
-          'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
-          'v': jnp.zeros(shape, layers.DTYPES[c.dtype])
-      }
-    return [{
-        'k': jnp.zeros(shape, layers.DTYPES[c.dtype]),
-        'v': jnp.zeros(shape, layers.DTYPES[c.dtype])
-    } for _ in range(c.num_layers)]
+      return {name: jnp.zeros((c.num_layers, *shape), t)
+              for name, (shape, t) in shapes.items()}
+    return [{name: jnp.zeros(shape, t) for name, (shape, t) in shapes.items()}
+            for _ in range(c.num_layers)]
+
+
+def reorder_beams(cache, parents_SxW):
+  """A cache of `init_cache(beams=W)` after beam search has put in row w of
+  each source s the hypothesis grown from its row parents[s, w]: the rows
+  take their parents' ancestry; no key or value moves."""
+  def one(layer):
+    ancestors = layer['ancestors']  # [(layers,) S, W, T]
+    index = parents_SxW.reshape((1,) * (ancestors.ndim - 3) +
+                                parents_SxW.shape + (1,))
+    return {**layer, 'ancestors': jnp.take_along_axis(ancestors, index,
+                                                      axis=-2)}
+  return [one(layer) for layer in cache] if isinstance(cache, list) else one(
+      cache)
 
 
 def cache_axes(cfg: layers.TransformerConfig) -> tuple[int, int]:

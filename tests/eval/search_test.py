@@ -173,44 +173,54 @@ def test_wider_beams_score_at_least_as_well_as_greedy():
   assert np.all(np.asarray(wide) >= np.asarray(narrow) - 1e-6)
 
 
-@pytest.mark.parametrize('scan_layers', [False, True])
-def test_reordering_only_the_filled_cache_positions_changes_nothing(
-    scan_layers):
-  # max_len 16: the cache is reordered in 2 blocks of 8 positions.
-  cfg = dataclasses.replace(CFG, max_len=16, scan_layers=scan_layers)
+@pytest.mark.parametrize('scan_layers,position,kv_heads', [
+    (False, 'learned', 0), (True, 't5', 0), (False, 'alibi', 1),
+    (True, 'rope', 2)])
+def test_a_cache_that_never_moves_gives_what_copying_its_rows_gives(
+    scan_layers, position, kv_heads):
+  # Beam search over a cache read through its ancestry table
+  # (init_cache(beams=W), transformer.reorder_beams) against one whose rows
+  # are copied with the beams at every step.
+  cfg = dataclasses.replace(CFG, max_len=16, scan_layers=scan_layers,
+                            position=position, num_heads=4,
+                            num_kv_heads=kv_heads)
   model = encoder_decoder.EncoderDecoder(cfg, rngs=nnx.Rngs(4))
-  rows, positions = transformer.cache_axes(cfg)
   source = jax.random.randint(jax.random.key(5), (3, 6), 3, 11)
   banned = search.banned_ids(11, (PAD, BOS))
 
-  def run(filled):
+  def run(ancestors):
     step, cache = seq2seq_step(model, source, 3)
-    return search.beam_search(step, cache, num_sources=3, beam_size=3,
-                              max_len=15, bos=BOS, eos=EOS, alpha=0.6,
-                              banned=banned, cache_batch_axis=rows,
-                              cache_time_axis=positions if filled else None)
+    if ancestors:
+      cache = model.init_cache(9, 15, beams=3)
+    return search.beam_search(
+        step, cache, num_sources=3, beam_size=3, max_len=15, bos=BOS,
+        eos=EOS, alpha=0.6, banned=banned,
+        cache_batch_axis=transformer.cache_axes(cfg)[0],
+        reorder=transformer.reorder_beams if ancestors else None)
 
   (tokens, scores), (want_tokens, want_scores) = jax.jit(
       lambda: (run(True), run(False)))()
   np.testing.assert_array_equal(np.asarray(tokens), np.asarray(want_tokens))
   np.testing.assert_allclose(np.asarray(scores), np.asarray(want_scores),
-                             atol=1e-6)
-  # Long hypotheses: the second block of positions was reordered too.
+                             atol=1e-5)
+  # Long hypotheses, and beams that changed parents on the way.
   assert (np.asarray(tokens)[:, :, 8:] != 0).any()
 
 
-def test_reordering_the_filled_positions_in_blocks_of_1_changes_nothing():
-  V, T, W = 6, 12, 3  # A cache of 13 positions: blocks of 1.
-  model = PrefixModel(V, T, seed=1, scale=1.0)
-  banned = search.banned_ids(V, (PAD, BOS, EOS))  # Every hypothesis is long.
-  run = jax.jit(lambda filled: search.beam_search(
-      model.step, jnp.zeros((2 * W, T + 1), jnp.int32), num_sources=2,
-      beam_size=W, max_len=T, bos=BOS, eos=EOS, alpha=1.0, banned=banned,
-      cache_time_axis=1 if filled else None), static_argnums=0)
-  (tokens, scores), (want_tokens, want_scores) = run(True), run(False)
-  np.testing.assert_array_equal(np.asarray(tokens), np.asarray(want_tokens))
-  np.testing.assert_array_equal(np.asarray(scores), np.asarray(want_scores))
-  assert (np.asarray(tokens)[:, :, -1] != 0).all()
+def test_reorder_beams_moves_only_the_ancestry():
+  model = transformer.GPT(dataclasses.replace(CFG, scan_layers=True),
+                          rngs=nnx.Rngs(0))
+  cache = model.init_cache(6, 5, beams=3)
+  assert cache['k'].shape == (2, 2, 2, 8, 15)  # [layers, S, G, K, T * W]
+  assert cache['v'].shape == (2, 2, 2, 15, 8)
+  cache['ancestors'] = jnp.broadcast_to(
+      jnp.arange(3)[None, None, :, None], (2, 2, 3, 5))
+  moved = transformer.reorder_beams(cache, jnp.array([[2, 2, 0], [1, 0, 0]]))
+  np.testing.assert_array_equal(np.asarray(moved['ancestors'][1, :, :, 0]),
+                                [[2, 2, 0], [1, 0, 0]])
+  assert moved['k'] is cache['k']
+  with pytest.raises(ValueError, match='not a multiple of 4 beams'):
+    model.init_cache(6, 5, beams=4)
 
 
 def test_top_k_1_and_a_tiny_top_p_sample_the_greedy_token():

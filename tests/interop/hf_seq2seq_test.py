@@ -134,7 +134,7 @@ def _generate_both(run_dir, model, tok, arch, beams, alpha, min_len=0,
       translator_lib.Settings(beam_size=beams, alpha=alpha, penalty='hf',
                               max_len=12, min_len=min_len,
                               no_repeat_ngram=no_repeat), batch_size=16)
-  mine = np.asarray(translator._decode(params, rows, jax.random.key(0)))  # pylint: disable=protected-access
+  mine = translator.decode_rows(params, rows, jax.random.key(0))
 
   def cut(row):
     row = [int(x) for x in row]

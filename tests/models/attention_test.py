@@ -224,3 +224,33 @@ def test_cross_block_decodes_through_both_caches(norm_position):
                      cross_cache=cross_cache, cache=cache, **enc)
     steps.append(y)
   chex.assert_trees_all_close(jnp.concatenate(steps, 1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize('G,with_bias', [(4, False), (2, True), (1, True)])
+def test_beam_attention_reads_each_rows_ancestors(G, with_bias):
+  # S = 2 sources of W = 3 rows, L = 2 queries at positions 4, 5 of a cache
+  # of 6; each row's keys gathered from its ancestors' slots by hand, then
+  # the reference attention.
+  S, W, Lq, T, H, K = 2, 3, 2, 6, 4, 8
+  q_BxLxHxK = normal(0, S * W, Lq, H, K)
+  k_SxWxTxGxK, v_SxWxTxGxK = normal(1, S, W, T, G, K), normal(2, S, W, T, G, K)
+  ancestors_SxWxT = jax.random.randint(jax.random.key(3), (S, W, T), 0, W)
+  mask_1xLxT = attention_lib.attention_mask(jnp.array([[4, 5]]),
+                                            positions(T))
+  bias_1xHxLxT = normal(4, 1, H, Lq, T) if with_bias else None
+  # The slots, laid out as init_cache(beams=W) holds them.
+  k_slots = k_SxWxTxGxK.transpose(0, 3, 4, 2, 1).reshape(S, G, K, T * W)
+  v_slots = v_SxWxTxGxK.transpose(0, 3, 2, 1, 4).reshape(S, G, T * W, K)
+  got = attention_lib.beam_attention(q_BxLxHxK, k_slots, v_slots,
+                                     ancestors_SxWxT, mask_1xLxT,
+                                     bias_1xHxLxT)
+  s_ = jnp.arange(S)[:, None, None]
+  t_ = jnp.arange(T)[None, None, :]
+  own_k = k_SxWxTxGxK[s_, ancestors_SxWxT, t_].reshape(S * W, T, G, K)
+  own_v = v_SxWxTxGxK[s_, ancestors_SxWxT, t_].reshape(S * W, T, G, K)
+  want = attention_lib.reference_attention(
+      q_BxLxHxK, attention_lib.swap_heads(own_k),
+      attention_lib.swap_heads(own_v),
+      jnp.broadcast_to(mask_1xLxT, (S * W, Lq, T)), bias_1xHxLxT,
+      heads_major=True)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
