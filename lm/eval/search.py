@@ -161,7 +161,9 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
     # each beam: two small top-ks instead of one over W * V sums (the same
     # picks, ties to the lower beam, then the lower id, as one top-k).
     C = min(2 * W, V)  # Candidates per beam.
-    top_SxWxC, token_SxWxC = jax.lax.top_k(logp_SxWxV, C)
+    top_NxC, token_NxC = _top_k(logp_SxWxV.reshape(S * W, V), C)
+    top_SxWxC, token_SxWxC = top_NxC.reshape(S, W, C), token_NxC.reshape(
+        S, W, C)
     candidates_SxWC = (live_logp[:, :, None] + top_SxWxC).reshape(S, W * C)
     logp_Sx2W, index_Sx2W = jax.lax.top_k(candidates_SxWC, 2 * W)
     beam_Sx2W = index_Sx2W // C
@@ -198,6 +200,27 @@ def beam_search(step_fn, cache, *, num_sources: int, beam_size: int,
   tokens = jnp.take_along_axis(jnp.concatenate([finished, seqs], axis=1),
                                keep[:, :, None], axis=1)
   return tokens[:, :, 1:], scores
+
+
+def _top_k(x_NxV, k: int):
+  """`jax.lax.top_k` of each row (the same values and ids, ties to the lower
+  id), through blocks of the row: the k blocks with the largest maxima hold
+  the row's k largest, so one top-k over block maxima and one over those
+  k blocks' entries replace a top-k over the whole row (several times
+  faster on CPU for a vocabulary of thousands)."""
+  N, V = x_NxV.shape
+  block = next((b for b in (64, 128, 32, 50, 40) if V % b == 0), 0)
+  if not block or V // block < 4 * k:
+    return jax.lax.top_k(x_NxV, k)
+  blocks_NxBxC = x_NxV.reshape(N, V // block, block)
+  # In id order, so that equal values keep the lower id first.
+  which_NxK = jnp.sort(jax.lax.top_k(blocks_NxBxC.max(-1), k)[1], axis=-1)
+  entries_NxKC = jnp.take_along_axis(blocks_NxBxC, which_NxK[:, :, None],
+                                     axis=1).reshape(N, k * block)
+  values_NxK, at_NxK = jax.lax.top_k(entries_NxKC, k)
+  ids_NxK = (jnp.take_along_axis(which_NxK, at_NxK // block, axis=1) * block
+             + at_NxK % block)
+  return values_NxK, ids_NxK
 
 
 def _argmax(x_NxV):

@@ -254,3 +254,15 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
   assert kept(0.9) == [True, True, True, False]  # 0.5 + 0.3 + 0.15 >= 0.9.
   assert kept(0.99) == [True, True, True, True]
   assert kept(1.0) == [True, True, True, True]
+
+
+@pytest.mark.parametrize('V', [8000, 4096, 999])
+def test_top_k_through_blocks_equals_lax_top_k_ties_included(V):
+  x = jax.random.normal(jax.random.key(V), (16, V))
+  # Rows of many equal values (ties across blocks), and a row of one value.
+  x = x.at[8:].set(jnp.round(x[8:] * 2) / 2).at[15].set(1.0)
+  for k in (1, 8):
+    want = jax.lax.top_k(x, k)
+    got = jax.jit(search._top_k, static_argnums=1)(x, k)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
