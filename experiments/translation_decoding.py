@@ -66,7 +66,7 @@ class Recomputing(translator_lib.Translator):
   every step (keys and values projected again in every layer)."""
 
   @functools.partial(jax.jit, static_argnums=0)
-  def _decode(self, params, source_BxM, rng):
+  def _decode(self, params, head_DxV, source_BxM, rng):
     del rng
     model = nnx.merge(self.graphdef, params)
     s = self.settings
@@ -79,7 +79,8 @@ class Recomputing(translator_lib.Translator):
     def step(tokens_N, i, cache):
       logits, cache = model.decode(tokens_N[:, None], positions=i[None],
                                    source_segment_ids_BxM=segments_BxM,
-                                   encoded_BxMxD=encoded_BxMxD, cache=cache)
+                                   encoded_BxMxD=encoded_BxMxD, cache=cache,
+                                   head_DxV=head_DxV)
       return logits[:, 0], cache
 
     tokens, _ = search.beam_search(

@@ -81,6 +81,7 @@ class Translator:
     self.graphdef, self.cfg, self.tok = graphdef, cfg, tok
     self.settings = settings
     self.batch_size = batch_size
+    self._table = None  # (the weights' leaves, their output table).
     self.max_out = min(settings.max_len or cfg.max_len, cfg.max_len)
     ids = tok.special_ids
     self.bos, self.eos = ids['bos'], ids['eos']
@@ -90,7 +91,21 @@ class Translator:
         tok.vocab_size)
 
   @functools.partial(jax.jit, static_argnums=0)
-  def _decode(self, params, source_BxM, rng):
+  def _output_table(self, params):
+    return nnx.merge(self.graphdef, params).decoder.output_table_DxV()
+
+  def output_table(self, params):
+    """The decoder's output table transposed, [D, V] (see `GPT.__call__`),
+    made once for each set of weights (66 MB for T5-small: a copy per batch
+    cost a millisecond a decoding step)."""
+    leaves = jax.tree.leaves(params)
+    if not (self._table and len(leaves) == len(self._table[0]) and all(
+        a is b for a, b in zip(leaves, self._table[0]))):
+      self._table = (leaves, self._output_table(params))  # Holds the leaves.
+    return self._table[1]
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def _decode(self, params, head_DxV, source_BxM, rng):
     """[B, T] output ids of a batch of sources (0 after EOS)."""
     model = nnx.merge(self.graphdef, params)
     s = self.settings
@@ -100,7 +115,6 @@ class Translator:
         jnp.int32)
     W = s.beam_size
     caches = model.cross_caches(model.encode(source_BxM, segments_BxM))
-    head_DxV = model.decoder.output_table_DxV()  # Transposed once a batch.
     B = source_BxM.shape[0]
 
     def step(tokens_N, i, cache):
@@ -155,7 +169,8 @@ class Translator:
     # Every row holds its EOS (encode adds it; filler rows are EOS alone).
     longest = int((batch == self.eos).argmax(axis=1).max()) + 1
     batch = batch[:, :source_width(longest, batch.shape[1])]
-    return np.asarray(self._decode(params, batch, rng))[:real]
+    return np.asarray(self._decode(params, self.output_table(params), batch,
+                                   rng))[:real]
 
   def translate(self, params, texts: list[str], progress=None
                 ) -> Translations:
