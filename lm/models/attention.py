@@ -1,5 +1,6 @@
-"""Attention: masks, the reference einsum attention, the TPU splash kernel,
-and the multi-head (grouped-, multi-query) `Attention` layer, self- or cross-.
+"""Attention: masks, the reference einsum attention, beam search's attention
+over a KV cache that never moves, the TPU splash kernel, and the multi-head
+(grouped-, multi-query) `Attention` layer, self- or cross-.
 
 Tensor names carry their shapes:
   B batch, L query length, M key length (the KV cache's length when decoding,
@@ -157,7 +158,7 @@ def _write_beams(cache, k_BxLxGxK, v_BxLxGxK, start):
   positions start.. in its own slots, which those positions' ancestors
   now name."""
   S, W = cache['ancestors'].shape[:2]
-  B, L, G, K = k_BxLxGxK.shape
+  _, L, G, K = k_BxLxGxK.shape
 
   def put(slots, x_BxLxGxK, axis):
     x = x_BxLxGxK.reshape(S, W, L, G, K).transpose(
@@ -309,7 +310,8 @@ class Attention(nnx.Module):
     queries' (self-attention) or 0..M-1; key segment ids to the queries'
     (see `attention_mask`). A self-attention cache (a dict {'k', 'v'} of
     [B, G, M, K] arrays, heads-major) gets this call's keys and values at
-    `positions_BxL`, and attention reads all of it. `relative_NxH`: T5's
+    `positions_BxL`, and attention reads all of it; a beam search's (with
+    'ancestors', from `init_cache(beams=W)`) is read by `beam_attention`. `relative_NxH`: T5's
     bias table (shared by all layers, so the model passes it in) when
     cfg.position is 't5'.
     """
@@ -332,7 +334,7 @@ class Attention(nnx.Module):
     else:
       k_BxMxGxK, v_BxMxGxK = self._keys_values(
           x_BxLxD if kv_BxMxD is None else kv_BxMxD, kv_positions_BxM)
-    beams = cache is not None and 'ancestors' in cache
+    beams = isinstance(cache, dict) and 'ancestors' in cache
     if cache is not None and not cross:
       # Write this call's keys and values at their positions; attend over the
       # whole cache, masking the slots not yet written (positions > query).
