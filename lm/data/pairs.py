@@ -10,8 +10,9 @@ is `target_len` wide, whatever the source's width.
 Batches hold about `max_tokens` tokens (fairseq's `--max-tokens`): a pair
 goes to the narrowest bucket width (a multiple of `bucket`, at most
 `max_len`) that holds both its sides (its source alone, with
-`target_len`), and a batch of width w has `max_tokens // w` rows (rounded down to a multiple of the devices), so
-XLA compiles one program per width and little of each batch is padding.
+`target_len`), and a batch of width w has `max_tokens // w` rows (rounded
+down to a multiple of the devices), so XLA compiles one program per width
+and little of each batch is padding.
 Batch i is a function of i alone (exact resume): epoch e shuffles each
 bucket's pairs and the order of all batches with a generator seeded by
 (seed, e); a bucket's last partial batch waits for a later epoch.

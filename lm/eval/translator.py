@@ -131,7 +131,7 @@ class Translator:
           num_sources=B, beam_size=W, max_len=self.max_out,
           bos=self.bos, eos=self.eos, alpha=s.alpha, penalty=s.penalty,
           banned=self.banned,
-          cache_batch_axis=transformer.cache_axes(self.cfg)[0],
+          cache_batch_axis=transformer.cache_rows_axis(self.cfg),
           reorder=transformer.reorder_beams if ancestors else None,
           min_len=s.min_len, no_repeat_ngram=s.no_repeat_ngram)
       return tokens[:, 0]
@@ -185,8 +185,8 @@ class Translator:
       t = time.perf_counter()
       ids = self.decode_rows(params, batch, jax.random.fold_in(rng, start))
       seconds += time.perf_counter() - t
-      out.extend(self.decode_ids(row) for row in ids[:real])
-      tokens += _written(ids[:real], self.eos)
+      out.extend(self.decode_ids(row) for row in ids)
+      tokens += _written(ids, self.eos)
       if progress is not None:  # (sentences done, sentences in all).
         progress(start + real, len(rows))
     return Translations(out, seconds, tokens)

@@ -311,9 +311,9 @@ class Attention(nnx.Module):
     (see `attention_mask`). A self-attention cache (a dict {'k', 'v'} of
     [B, G, M, K] arrays, heads-major) gets this call's keys and values at
     `positions_BxL`, and attention reads all of it; a beam search's (with
-    'ancestors', from `init_cache(beams=W)`) is read by `beam_attention`. `relative_NxH`: T5's
-    bias table (shared by all layers, so the model passes it in) when
-    cfg.position is 't5'.
+    'ancestors', from `init_cache(beams=W)`) is read by `beam_attention`.
+    `relative_NxH`: T5's bias table (shared by all layers, so the model
+    passes it in) when cfg.position is 't5'.
     """
     cfg = self.cfg
     cross = kv_BxMxD is not None or isinstance(cache, CrossCache)

@@ -185,14 +185,17 @@ class GPT(nnx.Module):
       logits_BLxV = jnp.einsum('ND,DV->NV', x_BxLxD.reshape(B * L, D),
                                head_DxV.astype(x_BxLxD.dtype))
     else:
-      head_VxD = self.wte[...] if self.head is None else self.head[...]
       logits_BLxV = jnp.einsum('ND,VD->NV', x_BxLxD.reshape(B * L, D),
-                               head_VxD.astype(x_BxLxD.dtype))
+                               self._output_table().astype(x_BxLxD.dtype))
     return logits_BLxV.reshape(B, L, -1).astype(jnp.float32), new_cache
 
+  def _output_table(self):
+    """The output layer's table [V, D] (the token embedding's, when tied)."""
+    return self.wte[...] if self.head is None else self.head[...]
+
   def output_table_DxV(self):
-    """The output layer's table [D, V] (the token embedding's, when tied)."""
-    return (self.wte[...] if self.head is None else self.head[...]).T
+    """The output layer's table transposed, [D, V]."""
+    return self._output_table().T
 
   def hidden(self, tokens_BxL, *, positions=None, segment_ids_BxL=None,
              cache=None, deterministic=True, rngs=None, token_types_BxL=None,
@@ -313,11 +316,10 @@ class GPT(nnx.Module):
     context, max_len): one {'k', 'v'} entry per layer, or (scan_layers) one
     entry stacked over the layers; each array [B, G, T, K] (heads-major, see
     `attention.reference_attention`), with a leading layer axis when
-    stacked (see `cache_axes`). With `beams` W > 1, a beam search's cache
+    stacked (see `cache_rows_axis`). With `beams` W > 1, a beam search's cache
     that rows never leave (see `attention.beam_attention`): for batch_size
     = S * W rows, 'k' [S, G, K, T * W], 'v' [S, G, T * W, K] and
-    'ancestors' [S, W, T];
-    `reorder_beams` keeps it with the beams."""
+    'ancestors' [S, W, T]; `reorder_beams` keeps it with the beams."""
     c = self.cfg
     T = length or c.max_len
     dtype = layers.DTYPES[c.dtype]
@@ -353,9 +355,9 @@ def reorder_beams(cache, parents_SxW):
       cache)
 
 
-def cache_axes(cfg: layers.TransformerConfig) -> tuple[int, int]:
-  """The (row, position) axes of the arrays of `GPT.init_cache`."""
-  return (1, 3) if cfg.scan_layers else (0, 2)
+def cache_rows_axis(cfg: layers.TransformerConfig) -> int:
+  """The row axis of the arrays of `GPT.init_cache` (beams=1)."""
+  return 1 if cfg.scan_layers else 0
 
 
 def stack_layers(params: dict) -> dict:

@@ -1,9 +1,9 @@
 """Tests of lm.data.tokenizer."""
 
 import json
-import pathlib
 import random
 
+from conftest import SHARED_DATA
 import numpy as np
 import pytest
 
@@ -11,8 +11,7 @@ from lm.data import subword
 from lm.data import tokenizer as tokenizer_lib
 from lm.data import vocabulary
 
-WIKITEXT2 = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
-             'data' / 'wikitext-2')
+WIKITEXT2 = SHARED_DATA / 'wikitext-2'
 NON_ASCII = 'naïve café — 東京\n  two  spaces,\ttab\n'
 
 

@@ -1,8 +1,8 @@
 """Tests of lm.eval.metrics: word counts, summaries and sliding-window scoring."""
 
 import math
-import pathlib
 
+from conftest import SHARED_DATA
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +10,6 @@ import pytest
 
 from lm.eval import metrics
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / 'shared' / 'data'
 WIKITEXT2 = SHARED_DATA / 'wikitext-2'
 WIKITEXT2_RAW = SHARED_DATA / 'wikitext-2-raw'
 

@@ -195,7 +195,7 @@ def test_a_cache_that_never_moves_gives_what_copying_its_rows_gives(
     return search.beam_search(
         step, cache, num_sources=3, beam_size=3, max_len=15, bos=BOS,
         eos=EOS, alpha=0.6, banned=banned,
-        cache_batch_axis=transformer.cache_axes(cfg)[0],
+        cache_batch_axis=transformer.cache_rows_axis(cfg),
         reorder=transformer.reorder_beams if ancestors else None)
 
   (tokens, scores), (want_tokens, want_scores) = jax.jit(
