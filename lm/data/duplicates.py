@@ -1,0 +1,133 @@
+"""Duplicate documents: exact (the same text once normalised) and near
+(MinHash with locality-sensitive hashing over word shingles, `datasketch`,
+as in Dolma's and DataTrove's deduplication), within a split or between two.
+
+Normalised text: Unicode NFKC, lowercased, runs of white space as one space,
+trimmed. Words: its runs of letters and digits. A document's shingles are
+its word n-grams (`shingle` words; a shorter document is one shingle), and
+the Jaccard similarity of two documents is that of their shingle sets.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import re
+import unicodedata
+
+_SPACE = re.compile(r'\s+')
+_WORD = re.compile(r'\w+')
+
+
+def normalize(text: str) -> str:
+  """NFKC, lowercased, white space collapsed and trimmed."""
+  return _SPACE.sub(' ', unicodedata.normalize('NFKC', text).lower()).strip()
+
+
+def words(text: str) -> list[str]:
+  """The normalised text's words (runs of letters and digits)."""
+  return _WORD.findall(normalize(text))
+
+
+def text_hash(text: str) -> bytes:
+  """A 16-byte digest of the normalised text."""
+  return hashlib.blake2b(normalize(text).encode(), digest_size=16).digest()
+
+
+def _long_enough(text: str, min_words: int) -> bool:
+  """Not empty, and at least `min_words` words."""
+  w = words(text)
+  return bool(w) and len(w) >= min_words
+
+
+def exact_groups(texts, min_words: int = 0) -> list[list[int]]:
+  """Groups (two or more, first occurrence first) of the indices of
+  documents with the same normalised text; empty documents and those of
+  fewer than `min_words` words are left out."""
+  groups = collections.defaultdict(list)
+  for i, t in enumerate(texts):
+    if _long_enough(t, min_words):
+      groups[text_hash(t)].append(i)
+  return [g for g in groups.values() if len(g) > 1]
+
+
+def exact_across(reference, texts, min_words: int = 0) -> list[int]:
+  """Indices of `texts` whose normalised text is a `reference` document's
+  (empty ones and those of fewer than `min_words` words left out)."""
+  seen = {text_hash(t) for t in reference if _long_enough(t, min_words)}
+  return [i for i, t in enumerate(texts)
+          if _long_enough(t, min_words) and text_hash(t) in seen]
+
+
+def shingles(text: str, n: int = 5) -> set[str]:
+  """The document's word n-grams (one, the whole text, if shorter)."""
+  w = words(text)
+  if len(w) <= n:
+    return {' '.join(w)} if w else set()
+  return {' '.join(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+  return len(a & b) / len(a | b) if a or b else 0.0
+
+
+class NearIndex:
+  """The `reference` documents (of at least `min_words` words) in a MinHash
+  LSH index, to find the near duplicates of other documents among them.
+
+  Candidates come from LSH tuned to a lower threshold (0.15 below), so that
+  pairs at the threshold itself are not lost to the sketch's variance; each
+  candidate is then scored exactly. `progress(n)` is called as documents
+  are hashed.
+  """
+
+  def __init__(self, reference, threshold: float = 0.8, *, shingle: int = 5,
+               num_perm: int = 128, min_words: int = 0, seed: int = 1,
+               progress=None):
+    # pylint: disable-next=g-import-not-at-top
+    from datasketch import MinHash, MinHashLSH
+    if not 0 < threshold <= 1:
+      raise ValueError(f'near-duplicate threshold {threshold} is outside '
+                       '(0, 1]')
+    self.threshold, self.shingle, self.min_words = threshold, shingle, min_words
+    self.progress = progress
+    self._hasher = MinHash(num_perm=num_perm, seed=seed)
+    self._lsh = MinHashLSH(threshold=max(0.05, threshold - 0.15),
+                           num_perm=num_perm)
+    self._sets = []
+    for j, t in enumerate(reference):
+      s = (shingles(t, shingle) if _long_enough(t, min_words) else set())
+      self._sets.append(s)
+      if s:
+        self._lsh.insert(j, self._sketch(s))
+      if progress:
+        progress(1)
+
+  def _sketch(self, s):
+    m = self._hasher.copy()
+    m.clear()
+    m.update_batch([x.encode() for x in s])
+    return m
+
+  def query(self, texts) -> list[tuple[int, int, float]]:
+    """(text index, reference index, Jaccard) of every pair of a `texts`
+    document and a reference document whose shingle sets have Jaccard
+    similarity at least the threshold, most similar first."""
+    pairs = []
+    for i, t in enumerate(texts):
+      s = (shingles(t, self.shingle) if _long_enough(t, self.min_words)
+           else set())
+      if s:
+        for j in self._lsh.query(self._sketch(s)):
+          score = jaccard(s, self._sets[j])
+          if score >= self.threshold:
+            pairs.append((i, j, score))
+      if self.progress:
+        self.progress(1)
+    pairs.sort(key=lambda p: (-p[2], p[0], p[1]))
+    return pairs
+
+
+def near_across(reference, texts, threshold: float = 0.8, **kwargs):
+  """`NearIndex(reference, threshold, **kwargs).query(texts)`."""
+  return NearIndex(reference, threshold, **kwargs).query(texts)
