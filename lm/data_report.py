@@ -96,7 +96,7 @@ def _encode(tok, text: str):
 
 def split_stats(tok, texts, train_words=None) -> tuple[dict, np.ndarray]:
   """(figures, tokens per document) of one split's field."""
-  lengths, vocab, unreadable = [], set(), 0
+  lengths, ids_all, unreadable = [], [], 0
   unk = tok.special_ids.get('unk')
   unknown_tokens = 0
   word_counts = collections.Counter()
@@ -107,7 +107,7 @@ def split_stats(tok, texts, train_words=None) -> tuple[dict, np.ndarray]:
       lengths.append(0)
     else:
       lengths.append(len(ids))
-      vocab.update(np.unique(ids).tolist())
+      ids_all.append(ids)
       if unk is not None:
         unknown_tokens += int((ids == unk).sum())
     word_counts.update(duplicates.words(t))
@@ -119,7 +119,8 @@ def split_stats(tok, texts, train_words=None) -> tuple[dict, np.ndarray]:
       'empty_documents': sum(not duplicates.normalize(t) for t in texts),
       'characters': sum(len(t) for t in texts),
       'tokens': tokens,
-      'token_vocabulary': len(vocab),
+      'token_vocabulary': (len(np.unique(np.concatenate(ids_all)))
+                           if ids_all else 0),
       'words': words,
       'word_vocabulary': len(word_counts),
       'tokens_per_document': {
@@ -149,9 +150,10 @@ def _exact_within(texts, examples: int, min_words: int) -> dict:
   }
 
 
-def _cross(train, index, texts, *, n, examples, min_words) -> dict:
+def _cross(train, index, ngrams, texts, *, examples, min_words) -> dict:
   """Exact and near duplicates of `texts` in `train` (`index`, its
-  `duplicates.NearIndex`), and contamination."""
+  `duplicates.NearIndex`), and contamination (`ngrams`, its
+  `contamination.NgramIndex`)."""
   exact = duplicates.exact_across(train, texts, min_words)
   near = index.query(texts)
   near_docs = sorted({i for i, _, _ in near})
@@ -161,7 +163,7 @@ def _cross(train, index, texts, *, n, examples, min_words) -> dict:
     if i not in shown:
       shown.add(i)
       closest.append((i, j, score))
-  found = contamination_lib.contamination(train, texts, n)
+  found = ngrams.check(texts)
   summary = found.summary()
   summary['most_contaminated'] = [
       {'document': i, 'share': round(share, 4), 'text': _snippet(texts[i])}
@@ -180,7 +182,7 @@ def _cross(train, index, texts, *, n, examples, min_words) -> dict:
                'training_document': j, 'text': _snippet(texts[i]),
                'training_text': _snippet(train[j])}
               for i, j, score in closest[:examples]]},
-      'contamination': {'ngram': n, **summary},
+      'contamination': {'ngram': ngrams.n, **summary},
   }
 
 
@@ -242,10 +244,11 @@ def build_report(config, *, ngram: int = 13, threshold: float = 0.8,
     for field in train if eval_splits else ():
       index = duplicates.NearIndex(train[field], threshold, shingle=shingle,
                                    min_words=min_words, progress=bar.update)
+      ngrams = contamination_lib.NgramIndex(train[field], ngram)
       for split in eval_splits:
         key = f'{split}.{field}' if field != 'text' else split
-        report['cross'][key] = _cross(train[field], index,
-                                      by_split[split][field], n=ngram,
+        report['cross'][key] = _cross(train[field], index, ngrams,
+                                      by_split[split][field],
                                       examples=examples, min_words=min_words)
   log('personal data')
   for split, by_field in by_split.items():

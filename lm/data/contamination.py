@@ -108,24 +108,34 @@ def check_ngram(n: int, lengths) -> None:
                      f'longest has {longest} words); give a smaller size')
 
 
-def contamination(train_texts, eval_texts, n: int = 13,
-                  vocab: Words | None = None) -> Contamination:
+class NgramIndex:
+  """The word n-grams of `train_texts`, to check other documents against."""
+
+  def __init__(self, train_texts, n: int = 13, vocab: Words | None = None):
+    self.n, self.vocab = n, vocab or Words()
+    codes, offsets = self.vocab.encode(train_texts)
+    self._seen = np.unique(ngram_hashes(codes, offsets, n)[0])
+
+  def check(self, texts) -> Contamination:
+    """Which of `texts` share a word n-gram with the training texts."""
+    n = self.n
+    codes, offsets = self.vocab.encode(texts)
+    hashes, starts = ngram_hashes(codes, offsets, n)
+    hit = np.isin(hashes, self._seen)
+    # Words covered by a matching n-gram: +1 where one starts, -1 past its
+    # end.
+    delta = np.zeros(len(codes) + 1, np.int64)
+    np.add.at(delta, starts[hit], 1)
+    np.add.at(delta, starts[hit] + n, -1)
+    covered_word = np.append(np.cumsum(delta)[:-1] > 0, False)
+    words_per = np.diff(offsets)
+    covered = (np.add.reduceat(covered_word.astype(np.int64),
+                               np.minimum(offsets[:-1], len(codes)))
+               if len(words_per) else np.zeros((0,), np.int64))
+    covered = np.where(words_per > 0, covered, 0)
+    return Contamination(words_per, covered, words_per >= n)
+
+
+def contamination(train_texts, eval_texts, n: int = 13) -> Contamination:
   """Which of `eval_texts` share a word n-gram with `train_texts`."""
-  vocab = vocab or Words()
-  train_codes, train_offsets = vocab.encode(train_texts)
-  codes, offsets = vocab.encode(eval_texts)
-  seen = np.unique(ngram_hashes(train_codes, train_offsets, n)[0])
-  hashes, starts = ngram_hashes(codes, offsets, n)
-  hit = np.isin(hashes, seen, assume_unique=False)
-  # Words covered by a matching n-gram: +1 where one starts, -1 past its end.
-  delta = np.zeros(len(codes) + 1, np.int64)
-  np.add.at(delta, starts[hit], 1)
-  np.add.at(delta, starts[hit] + n, -1)
-  covered_word = np.cumsum(delta)[:-1] > 0
-  words_per = np.diff(offsets)
-  covered = np.add.reduceat(
-      np.append(covered_word, False).astype(np.int64),
-      np.minimum(offsets[:-1], len(codes))) if len(offsets) > 1 else np.zeros(
-          (0,), np.int64)
-  covered = np.where(words_per > 0, covered, 0)
-  return Contamination(words_per, covered, words_per >= n)
+  return NgramIndex(train_texts, n).check(eval_texts)
