@@ -11,8 +11,8 @@ tagger model and is not attempted here):
   phone  7 to 15 digits in two or more groups split by spaces, dots or
          dashes, optionally +country and (area code), with at least one dot,
          dash, + or parenthesis (numbers split by spaces alone are figures,
-         "149 608 708 km"), not a date; a card or an address found first is
-         not a phone as well.
+         "149 608 708 km"), not a date or a range of years; a card or an
+         address found first is not a phone as well.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ _PATTERNS = {
                         r'(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,3}'
                         r'(?!\w|[.-]\w)'),
 }
-# Dates (2010-11-12, 12.11.2010) have a phone's digits and separators.
-_DATE = re.compile(r'\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}')
+# Dates (2010-11-12, 12.11.2010) and year ranges (2009-2017) have a phone's
+# digits and separators.
+_DATE = re.compile(r'\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}'
+                   r'|(?:1[5-9]|20)\d\d ?[-–] ?(?:1[5-9]|20)\d\d')
 
 
 def luhn(digits: str) -> bool:

@@ -15,7 +15,8 @@ CARDS = ['4111 1111 1111 1111', '5500-0000-0000-0004', '378282246310005']
 # Look like personal data to a careless pattern; are not.
 DECOYS = ['149 608 708 km', 'in 1996 – 97', '2010-11-12', '12.11.2010',
           'ISBN 978-0-306-40615-7', '4111 1111 1111 1112', 'version 1.2.3',
-          '10.0.0.256', '3 @,@ 000 people', 'user at example dot com']
+          '10.0.0.256', '3 @,@ 000 people', 'user at example dot com',
+          '[2009-2017]', '1914 - 1918']
 
 
 def _planted(seed=0, docs=200):
