@@ -45,8 +45,10 @@ ARCHITECTURE_KEYS = ('vocab_size', 'num_layers', 'num_heads', 'embed_dim',
 # Fields a resumed run may change freely: how long, how often, how it is
 # laid out or compiled; the same run either way. Changing any other field of
 # a workdir's run takes allow_config_change=true (and is recorded).
+# data.filtered is not chosen but recorded (what the filters did, which the
+# filter fields themselves decide).
 RESUMABLE_CHANGES = ('init_from', 'allow_config_change', 'data.prefetch',
-                     'data.tfds_dir', 'model.attention_impl', 'model.remat',
+                     'data.tfds_dir', 'data.filtered', 'model.attention_impl', 'model.remat',
                      'optim.grad_accum_steps', 'train.*', 'eval.*',
                      'checkpoint.*', 'compile.*', 'mesh.*')
 

@@ -145,6 +145,15 @@ def check_data(c: ml_collections.ConfigDict) -> None:
                       '(e.g. 8000)')
   if d.vocab_size < 0 or c.eval.batch_size < 0:
     raise ConfigError('data.vocab_size and eval.batch_size must be >= 0')
+  if d.dedup not in ('none', 'exact', 'near'):  # lm.data.filters' modes.
+    raise ConfigError(f'data.dedup={d.dedup!r}; choose from none, exact, '
+                      'near')
+  if not 0.0 < d.dedup_threshold <= 1.0:
+    raise ConfigError(f'data.dedup_threshold={d.dedup_threshold} is outside '
+                      '(0, 1]')
+  if d.decontaminate_ngram < 1:
+    raise ConfigError(f'data.decontaminate_ngram={d.decontaminate_ngram}: '
+                      'give at least 1 word')
 
 
 def check_eval(c: ml_collections.ConfigDict) -> None:

@@ -85,6 +85,14 @@ def data_defaults() -> ml_collections.ConfigDict:
   c.mean_span = 3.0
   c.batch_size = 12  # Global batch, summed over all devices and hosts.
   c.prefetch = 2  # Batches prepared ahead by grain's threads.
+  # Filters of the training split (lm.data.filters, docs/data_quality.md),
+  # applied before the tokenizer is trained; evaluation splits untouched.
+  c.decontaminate = False  # Drop documents sharing an n-gram with eval text.
+  c.decontaminate_ngram = 13  # Words (the GPT-3 paper's analysis).
+  c.dedup = 'none'  # 'exact' or 'near' duplicates dropped, the first kept.
+  c.dedup_threshold = 0.8  # near: Jaccard of the 5-word shingle sets.
+  c.scrub_pii = False  # E-mail, phone, IP and card numbers -> placeholders.
+  c.filtered = ''  # Written by the run: what the filters changed (JSON).
   return c
 
 

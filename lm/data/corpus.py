@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lm.data import builders
+from lm.data import filters
 from lm.data import prepare as prepare_lib
 from lm.data import preprocess
 from lm.data import tokenizer as tokenizer_lib
@@ -150,6 +151,8 @@ class Corpus:
   texts: dict[str, list[str]]  # Preprocessed texts of each split, in order.
   # Each split's labels, in order, for a labelled corpus (SST-2); else {}.
   labels: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  # What data.decontaminate, dedup and scrub_pii changed (lm.data.filters).
+  filtered: dict = dataclasses.field(default_factory=dict)
 
   @functools.cached_property
   def documents(self) -> dict[str, Documents]:
@@ -211,11 +214,15 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
         transform(t)
         for t in read_documents(prepare_lib.source(extra, d.extra_split))
     ]
+  filtered = {}
+  if filters.active(d):
+    texts, labels, filtered = filters.apply(d, texts, labels)
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,
         model_type=d.spm_model_type, specials=specials)
-  corpus = Corpus(builder, names, tokenizer, transform, texts, labels)
+  corpus = Corpus(builder, names, tokenizer, transform, texts, labels,
+                  filtered)
   # A labelled corpus is read as sentences (lm.data.encoder_rows), not streams:
   # tokenizing it as streams too would only cost time.
   for split in ('train', 'validation') if not labels else ():
@@ -234,9 +241,13 @@ def _load_pairs(d, builder, names, transform, tokenizer, specials) -> Corpus:
   texts = {s: [(transform(a), transform(b)) for a, b in
                read_pairs(prepare_lib.source(builder, n))]
            for s, n in names.items() if n}
+  filtered = {}
+  if filters.active(d):
+    texts, _, filtered = filters.apply(d, texts, {})
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, [t for pair in texts['train'] for t in pair],
         vocab_size=d.vocab_size, model_type=d.spm_model_type,
         specials=specials)
-  return Corpus(builder, names, tokenizer, transform, texts)
+  return Corpus(builder, names, tokenizer, transform, texts,
+                filtered=filtered)

@@ -79,8 +79,9 @@ def jaccard(a: set, b: set) -> float:
 
 
 class NearIndex:
-  """The `reference` documents (of at least `min_words` words) in a MinHash
-  LSH index, to find the near duplicates of other documents among them.
+  """Documents in a MinHash LSH index, to find the near duplicates of
+  others among them: the `reference` documents, and any `add`ed later.
+  Documents of fewer than `min_words` words are never indexed or matched.
 
   Candidates come from LSH tuned to a lower threshold (0.15 below), so that
   pairs at the threshold itself are not lost to the sketch's variance; each
@@ -88,9 +89,9 @@ class NearIndex:
   are hashed.
   """
 
-  def __init__(self, reference, threshold: float = 0.8, *, shingle: int = 5,
-               num_perm: int = 128, min_words: int = 0, seed: int = 1,
-               progress=None):
+  def __init__(self, reference=(), threshold: float = 0.8, *,
+               shingle: int = 5, num_perm: int = 128, min_words: int = 0,
+               seed: int = 1, progress=None):
     # pylint: disable-next=g-import-not-at-top
     from datasketch import MinHash, MinHashLSH
     if not 0 < threshold <= 1:
@@ -101,16 +102,15 @@ class NearIndex:
     self._hasher = MinHash(num_perm=num_perm, seed=seed)
     self._lsh = MinHashLSH(threshold=max(0.05, threshold - 0.15),
                            num_perm=num_perm)
-    # Each reference document's shingles as sorted hashes: an eighth of the
+    # Each indexed document's shingles as sorted hashes: an eighth of the
     # memory of the strings, scored by one intersection.
-    self._sets = []
+    self._sets = {}
     for j, t in enumerate(reference):
-      s = (shingles(t, shingle) if _long_enough(t, min_words) else set())
-      self._sets.append(_hashed(s))
-      if s:
-        self._lsh.insert(j, self._sketch(s))
-      if progress:
-        progress(1)
+      self.add(j, t)
+
+  def _shingles(self, text: str) -> set[str]:
+    return (shingles(text, self.shingle)
+            if _long_enough(text, self.min_words) else set())
 
   def _sketch(self, s):
     m = self._hasher.copy()
@@ -118,22 +118,37 @@ class NearIndex:
     m.update_batch([x.encode() for x in s])
     return m
 
-  def query(self, texts) -> list[tuple[int, int, float]]:
-    """(text index, reference index, Jaccard) of every pair of a `texts`
-    document and a reference document whose shingle sets have Jaccard
-    similarity at least the threshold, most similar first."""
+  def add(self, key, text: str) -> None:
+    """Indexes `text` under `key`."""
+    s = self._shingles(text)
+    if s:
+      self._sets[key] = _hashed(s)
+      self._lsh.insert(key, self._sketch(s))
+    if self.progress:
+      self.progress(1)
+
+  def matches(self, text: str) -> list[tuple[object, float]]:
+    """(key, Jaccard) of the indexed documents at least `threshold` like
+    `text`."""
+    s = self._shingles(text)
+    if not s:
+      return []
+    mine, out = _hashed(s), []
+    for key in self._lsh.query(self._sketch(s)):
+      ref = self._sets[key]
+      common = len(np.intersect1d(mine, ref, assume_unique=True))
+      score = common / (len(mine) + len(ref) - common)
+      if score >= self.threshold:
+        out.append((key, score))
+    return out
+
+  def query(self, texts) -> list[tuple[int, object, float]]:
+    """(text index, key, Jaccard) of every pair of a `texts` document and
+    an indexed one with Jaccard similarity at least the threshold, most
+    similar first."""
     pairs = []
     for i, t in enumerate(texts):
-      s = (shingles(t, self.shingle) if _long_enough(t, self.min_words)
-           else set())
-      if s:
-        mine = _hashed(s)
-        for j in self._lsh.query(self._sketch(s)):
-          ref = self._sets[j]
-          common = len(np.intersect1d(mine, ref, assume_unique=True))
-          score = common / (len(mine) + len(ref) - common)
-          if score >= self.threshold:
-            pairs.append((i, j, score))
+      pairs.extend((i, key, score) for key, score in self.matches(t))
       if self.progress:
         self.progress(1)
     pairs.sort(key=lambda p: (-p[2], p[0], p[1]))
@@ -143,3 +158,24 @@ class NearIndex:
 def near_across(reference, texts, threshold: float = 0.8, **kwargs):
   """`NearIndex(reference, threshold, **kwargs).query(texts)`."""
   return NearIndex(reference, threshold, **kwargs).query(texts)
+
+
+def keep_first(texts, mode: str = 'exact', threshold: float = 0.8,
+               **kwargs) -> list[bool]:
+  """Which documents to keep so that no two kept ones are duplicates:
+  'exact' (the same normalised text) or 'near' (Jaccard at least
+  `threshold`); of each group the first is kept. Empty documents (and, near,
+  those under `min_words` words) are always kept."""
+  keep = [True] * len(texts)
+  if mode == 'exact':
+    for g in exact_groups(texts, kwargs.get('min_words', 0)):
+      for i in g[1:]:
+        keep[i] = False
+    return keep
+  index = NearIndex((), threshold, **kwargs)
+  for i, t in enumerate(texts):
+    if index.matches(t):
+      keep[i] = False
+    else:
+      index.add(i, t)
+  return keep

@@ -24,6 +24,7 @@ import jax
 from lm import tasks
 from lm.data import corpus as corpus_lib
 from lm.data import embeddings as embeddings_lib
+from lm.data import filters
 from lm.data import tokenizer as tokenizer_lib
 from lm.eval import metrics as metrics_lib
 from lm.models import transformer
@@ -171,7 +172,7 @@ def _setup(config, workdir: str) -> _Run:
                                   tokenizer=workdir_lib.saved_tokenizer(
                                       workdir, c.init_from, c.data.tokenizer),
                                   specials=tasks.TASKS[c.task].specials)
-  c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size)
+  c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size, corpus.filtered)
   init_part = (workdir_lib.check_init_from(c, corpus.tokenizer)
                if c.init_from else '')
   workdir_lib.prepare_workdir(workdir, c)
@@ -371,7 +372,7 @@ def train_and_evaluate(config, workdir: str) -> Summary:
 
 def _train_and_evaluate(run: _Run) -> Summary:
   workdir = run.workdir
-  for line in run.task.notes():
+  for line in filters.describe(run.corpus.filtered) + run.task.notes():
     print(line, flush=True)
   train_iter = run.task.train_dataset()
   start, state = _restore_or_initialise(run, train_iter)

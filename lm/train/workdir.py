@@ -42,9 +42,13 @@ class RunError(errors.UserError):
   """A workdir or run setup that cannot be used, as one line."""
 
 
-def resolve(config, vocab_size: int):
-  """Fills the derived fields: vocabulary, MLP width, compute dtype."""
+def resolve(config, vocab_size: int, filtered: dict | None = None):
+  """Fills the derived fields: vocabulary, MLP width, compute dtype, and
+  what the data filters changed (`data.filtered`, recorded in config.json)."""
   config = config.copy_and_resolve_references()
+  if filtered is not None:
+    config.data.filtered = json.dumps(filtered, sort_keys=True) if filtered else ''
+
   if config.model.vocab_size == 0:
     config.model.vocab_size = vocab_size
   elif config.model.vocab_size < vocab_size:
