@@ -71,11 +71,11 @@ def _snippet(text: str, width: int = 100) -> str:
   return text if len(text) <= width else text[:width - 1] + '…'
 
 
-def fields(corpus) -> dict[str, dict[str, list[str]]]:
+def fields(by_split: dict) -> dict[str, dict[str, list[str]]]:
   """Each split's texts by field: {'text'} or, of pairs, {'source',
   'target'} (a source repeated once per reference, consecutively, once)."""
   out = {}
-  for split, texts in corpus.texts.items():
+  for split, texts in by_split.items():
     if texts and isinstance(texts[0], tuple):
       sources = [s for i, (s, _) in enumerate(texts)
                  if i == 0 or s != texts[i - 1][0]]
@@ -199,12 +199,19 @@ def build_report(config, *, ngram: int = 13, threshold: float = 0.8,
   log(f'reading {config.data.name} as training reads it (tokenizer '
       f'{config.data.tokenizer})')
   corpus = corpus_lib.load_corpus(config.data, config.model.max_len)
-  by_split = fields(corpus)
+  # The corpus's further splits are evaluation splits too (Multi30k's
+  # test2017, mscoco2017, test2018).
+  others = corpus_lib.other_splits(corpus.builder, corpus.splits)
+  texts = dict(corpus.texts)
+  texts.update((s, corpus_lib.read_split(corpus.builder, s, corpus.transform))
+               for s in others)
+  by_split = fields(texts)
   for split, by_field in by_split.items():
     if not any(by_field.values()):
       raise ReportError(f'the {split} split of {config.data.name} is empty')
   report = {'corpus': config.data.name, 'config': config.data.config,
-            'splits': dict(corpus.splits), 'tokenizer': corpus.tokenizer.kind,
+            'splits': {**corpus.splits, **{s: s for s in others}},
+            'tokenizer': corpus.tokenizer.kind,
             'options': {'ngram': ngram, 'near_threshold': threshold,
                         'shingle': shingle, 'min_words': min_words},
             'notes': [], 'stats': {}, 'exact_within': {}, 'cross': {},

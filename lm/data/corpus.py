@@ -57,6 +57,23 @@ def resolve_splits(builder, d) -> dict[str, str]:
   return names
 
 
+def other_splits(builder, names: dict[str, str]) -> list[str]:
+  """The corpus's splits that `names` (split expressions) do not read:
+  further evaluation sets (Multi30k's test2017, mscoco2017, test2018)."""
+  used = {n.split('[')[0] for expr in names.values() if expr
+          for n in expr.split('+')}
+  return [s for s in builder.info.splits if s not in used]
+
+
+def read_split(builder, split: str, transform) -> list:
+  """A split's texts (or, of a parallel corpus, its (source, target)
+  pairs), each through `transform`."""
+  source = prepare_lib.source(builder, split)
+  if 'source' in builder.info.features:
+    return [(transform(a), transform(b)) for a, b in read_pairs(source)]
+  return [transform(t) for t in read_texts(source)]
+
+
 def read_texts(source, chunk: int = 4096) -> list[str]:
   """All texts of a data source, in order (read in chunks: 4x faster)."""
   texts = []
@@ -216,7 +233,8 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
     ]
   filtered = {}
   if filters.active(d):
-    texts, labels, filtered = filters.apply(d, texts, labels)
+    texts, labels, filtered = filters.apply(
+        d, texts, labels, _other_texts(d, builder, names, transform))
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,
@@ -243,7 +261,8 @@ def _load_pairs(d, builder, names, transform, tokenizer, specials) -> Corpus:
            for s, n in names.items() if n}
   filtered = {}
   if filters.active(d):
-    texts, _, filtered = filters.apply(d, texts, {})
+    texts, _, filtered = filters.apply(
+        d, texts, {}, _other_texts(d, builder, names, transform))
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, [t for pair in texts['train'] for t in pair],
@@ -251,3 +270,12 @@ def _load_pairs(d, builder, names, transform, tokenizer, specials) -> Corpus:
         specials=specials)
   return Corpus(builder, names, tokenizer, transform, texts,
                 filtered=filtered)
+
+
+def _other_texts(d, builder, names, transform) -> dict[str, list]:
+  """The texts of the corpus's other splits, which data.decontaminate
+  treats as evaluation splits too."""
+  if not d.decontaminate:
+    return {}
+  return {s: read_split(builder, s, transform)
+          for s in other_splits(builder, names)}

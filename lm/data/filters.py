@@ -46,23 +46,28 @@ def _fields(texts) -> list[list[str]]:
   return [list(texts)]
 
 
-def apply(d, texts: dict, labels: dict) -> tuple[dict, dict, dict]:
+def apply(d, texts: dict, labels: dict, others: dict | None = None
+          ) -> tuple[dict, dict, dict]:
   """(texts, labels, what changed) after data config `d`'s filters; `texts`
   maps each split to its documents (strings or (source, target) pairs) and
-  `labels` (maybe empty) each split to an array aligned with them."""
+  `labels` (maybe empty) each split to an array aligned with them; `others`
+  the corpus's further splits, which decontamination checks against too
+  (Multi30k's test2017)."""
   train = list(texts['train'])
   keep = np.ones(len(train), bool)
   changed = {}
   if d.decontaminate:
-    others = [s for s in texts if s != 'train']
+    evaluation_splits = {**{s: t for s, t in texts.items() if s != 'train'},
+                         **(others or {})}
     dirty = np.zeros(len(train), bool)
     for i, field in enumerate(_fields(train)):
-      evaluation = [t for s in others for t in _fields(texts[s])[i]]
+      evaluation = [t for split in evaluation_splits.values()
+                    for t in _fields(split)[i]]
       index = contamination.NgramIndex(evaluation, d.decontaminate_ngram)
       dirty |= index.check(field).contaminated
     keep &= ~dirty
     changed['decontaminate'] = {
-        'ngram': d.decontaminate_ngram, 'against': others,
+        'ngram': d.decontaminate_ngram, 'against': list(evaluation_splits),
         'dropped': int(dirty.sum()), 'of': len(train)}
   if d.dedup != 'none':
     kept = np.flatnonzero(keep)

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import load_config, run_cli
 from lm import config as config_lib
+from lm.data import corpus as corpus_lib
 from lm.data import duplicates
 from lm.data import filters
 
@@ -153,3 +154,28 @@ def test_a_run_logs_and_records_the_filters_and_resumes(tmp_path):
   again = run_cli(*args)  # Resumes: the same filtered split, no complaint.
   assert again.returncode == 0, again.stderr
   assert 'resuming from step 2' in again.stdout
+
+
+def test_decontaminate_checks_the_corpus_other_splits_too(planted):
+  texts, labels = planted
+  rng = random.Random(5)
+  extra = [_line(rng) for _ in range(5)]
+  texts = dict(texts, train=texts['train'] + [' '.join(extra[1].split()[:14])])
+  _, lab, changed = filters.apply(_data(decontaminate=True), texts, labels | {
+      'train': np.arange(201)}, {'test2017': extra})
+  assert changed['decontaminate']['against'] == ['validation', 'test',
+                                                  'test2017']
+  assert 200 not in lab['train'] and changed['decontaminate']['dropped'] == 3
+
+
+def test_other_splits():
+  class Info:
+    splits = {'train': 0, 'validation': 0, 'test': 0, 'test2017': 0,
+              'mscoco2017': 0}
+
+  class Builder:
+    info = Info()
+  names = {'train': 'train[:90%]+validation[:5]', 'validation': 'test',
+           'test': ''}
+  assert corpus_lib.other_splits(Builder(), names) == ['test2017',
+                                                       'mscoco2017']
