@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 
 from lm import tasks
 from lm.data import corpus as corpus_lib
@@ -56,12 +57,13 @@ class Summary:
   preempted: str | None = None  # The signal that stopped the run early.
 
 
-def init_embeddings(state, trainer, tok, path: str):
-  """Sets the token embedding rows of words that have pretrained vectors."""
+def init_embeddings(state, trainer, tok, path: str, counts=None):
+  """Sets the token embedding rows of words that have pretrained vectors;
+  `counts` (optional) each token's count in the training text."""
   words = list(tok.words)
   vectors = embeddings_lib.read_vectors(path, set(words))
   table, coverage = embeddings_lib.initialise(
-      jax.device_get(state['params']['wte']), words, vectors)
+      jax.device_get(state['params']['wte']), words, vectors, counts)
   state['params']['wte'] = jax.device_put(
       table.astype(state['params']['wte'].dtype),
       trainer.state_shardings['params']['wte'])
@@ -215,8 +217,12 @@ def _restore_or_initialise(run: _Run, train_iter):
     state['params'] = workdir_lib.load_params(trainer.abstract_state['params'],
                                               c.init_from)
   elif c.model.init_embeddings:
+    texts = run.corpus.texts['train']
+    counts = (np.bincount(run.corpus.train,
+                          minlength=run.corpus.tokenizer.vocab_size)
+              if texts and isinstance(texts[0], str) else None)
     coverage = init_embeddings(state, trainer, run.corpus.tokenizer,
-                               c.model.init_embeddings)
+                               c.model.init_embeddings, counts)
     print(coverage, flush=True)
   return 0, trainer.restart_ema(state)
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA
 from lm.data import embeddings
 from lm.data import tokenizer as tokenizer_lib
 from lm.train import checkpoint as checkpoint_lib
@@ -77,3 +78,59 @@ def test_a_run_starts_from_the_vectors(tmp_path, test_config):
   np.testing.assert_allclose(table[tok.words.index('cat')], 0.5, atol=1e-5)
   np.testing.assert_allclose(table[tok.words.index('mat')], -0.25, atol=1e-5)
   assert np.abs(table[tok.words.index('the')]).max() < 0.2  # Random init.
+
+
+def test_gzip_and_plain_read_the_same(tmp_path):
+  import gzip  # pylint: disable=g-import-not-at-top
+  rows = {'a': np.arange(3, dtype=np.float32), 'b': -np.ones(3, np.float32)}
+  write_vectors(tmp_path / 'v.txt', rows, header=True)
+  with gzip.open(tmp_path / 'v.txt.gz', 'wb') as f:
+    f.write((tmp_path / 'v.txt').read_bytes())
+  plain = embeddings.read_vectors(str(tmp_path / 'v.txt'))
+  packed = embeddings.read_vectors(str(tmp_path / 'v.txt.gz'))
+  assert plain.keys() == packed.keys() == rows.keys()
+  for w in rows:
+    np.testing.assert_array_equal(plain[w], packed[w])
+
+
+GLOVE = SHARED_DATA / 'glove' / 'glove.6B.50d.100k.txt.gz'
+
+
+@pytest.mark.skipif(not GLOVE.exists(), reason='../shared/data/glove absent')
+def test_real_glove_cased_words_take_the_lowercase_vector():
+  import gzip  # pylint: disable=g-import-not-at-top
+  with gzip.open(GLOVE, 'rt', encoding='utf-8') as f:
+    first = {}
+    for line in f:
+      word, *values = line.split()
+      if word in ('the', 'paris', 'king'):
+        first[word] = np.asarray(values, np.float32)
+      if len(first) == 3:
+        break
+  tokens = ['<unk>', 'the', 'Paris', 'king', 'qwzxv_not_a_word']
+  vectors = embeddings.read_vectors(str(GLOVE), set(tokens))
+  assert set(vectors) == {'the', 'paris', 'king'}
+  table, coverage = embeddings.initialise(
+      np.zeros((5, 50), np.float32), tokens, vectors,
+      counts=np.array([10, 50, 5, 3, 2]))
+  np.testing.assert_array_equal(table[1], first['the'])
+  np.testing.assert_array_equal(table[2], first['paris'])
+  assert (coverage.exact, coverage.lowercase) == (2, 1)
+  assert (coverage.tokens_found, coverage.tokens) == (58, 70)
+  assert '3 of 5 vocabulary entries (60.0%)' in str(coverage)
+  assert '(1 by their lowercase form), 82.9% of the training tokens' in str(
+      coverage)
+
+
+def test_vectors_that_cover_nothing_and_empty_files(tmp_path):
+  write_vectors(tmp_path / 'v.txt', {'zebra': np.ones(4, np.float32)})
+  vectors = embeddings.read_vectors(str(tmp_path / 'v.txt'), {'cat', 'dog'})
+  with pytest.raises(embeddings.EmbeddingError, match='none of the 2 '
+                     'vocabulary words has a vector'):
+    embeddings.initialise(np.zeros((2, 4)), ['cat', 'dog'], vectors)
+  (tmp_path / 'empty.txt').write_text('')
+  with pytest.raises(embeddings.EmbeddingError, match='holds no vectors'):
+    embeddings.read_vectors(str(tmp_path / 'empty.txt'))
+  (tmp_path / 'bad.gz').write_bytes(b'\x1f\x8b' + b'not gzip at all')
+  with pytest.raises(embeddings.EmbeddingError, match='not UTF-8 text or gzip'):
+    embeddings.read_vectors(str(tmp_path / 'bad.gz'))
