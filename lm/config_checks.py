@@ -230,6 +230,12 @@ def check_task(c: ml_collections.ConfigDict) -> None:
     if c.task == 'causal_lm' and o[key] != 1.0:
       raise ConfigError(f'optim.{key} is for fine-tuning an encoder '
                         '(task=classification); a GPT has no encoder')
+  if o.embedding_lr_scale < 0:
+    raise ConfigError('optim.embedding_lr_scale must be >= 0, got '
+                      f'{o.embedding_lr_scale}')
+  if o.freeze_embeddings and o.embedding_lr_scale != 1.0:
+    raise ConfigError('optim.freeze_embeddings and optim.embedding_lr_scale '
+                      'both set; freeze (a scale of 0) or scale, not both')
   if not 0.0 < o.layer_lr_decay <= 1.0:
     raise ConfigError('optim.layer_lr_decay must be in (0, 1] (1: off), got '
                       f'{o.layer_lr_decay}')

@@ -194,9 +194,12 @@ def optim_defaults() -> ml_collections.ConfigDict:
   # Optimizer state (Adam's moments, SGD momentum) kept in bfloat16 halves
   # its memory; updates are still computed in float32.
   c.state_dtype = 'float32'
-  # Fine-tuning: never update the token, position and type embeddings; the
-  # pretrained encoder's learning rate as a fraction of the head's.
+  # Never update the token, position and type embeddings (every task, every
+  # table: an encoder-decoder's both; a tied output layer with them), or
+  # train them at this fraction of the learning rate instead; fine-tuning:
+  # the pretrained encoder's learning rate as a fraction of the head's.
   c.freeze_embeddings = False
+  c.embedding_lr_scale = 1.0
   c.encoder_lr_scale = 1.0
   # Layer-wise decay (ELECTRA's 0.8): each encoder block at this times the
   # rate of the one above it, the embeddings one step below the lowest.

@@ -1,9 +1,11 @@
 """Optax optimizer: warmup + cosine or inverse-square-root schedule, clipping, masked weight decay.
 
-Fine-tuning options (`optim.freeze_embeddings`, `optim.encoder_lr_scale`)
-split the parameters into groups: the embedding tables (frozen: never
-updated), the pretrained encoder (its learning rate scaled) and the rest
-(the new head, at the full rate). `optim.layer_lr_decay` (ELECTRA's
+`optim.freeze_embeddings`, `optim.embedding_lr_scale` and
+`optim.encoder_lr_scale` split the parameters into groups: the embedding
+tables, wherever they sit (frozen: never updated; or their learning rate
+scaled), the pretrained encoder of a fine-tuned classifier (its learning
+rate scaled; its tables by both scales) and the rest (the new head, at the
+full rate). `optim.layer_lr_decay` (ELECTRA's
 layer-wise learning-rate decay, Clark et al. 2020) then scales the encoder
 by depth: block i of L by decay^(L - i), the embeddings by decay^(L + 1);
 the head and what sits above the blocks (the final norm) keep the rate.
@@ -51,14 +53,13 @@ EMBEDDINGS = ('wte', 'wpe', 'wtt')
 
 
 def param_group(path, _=None) -> str:
-  """'embeddings' for the token, position and type tables, 'encoder' for
+  """'embeddings' for the token, position and type tables at any depth (a
+  GPT's, an encoder's, both stacks of an encoder-decoder), 'encoder' for
   the rest of an encoder's parameters (under 'encoder'), else 'head'."""
   keys = [getattr(k, 'key', None) for k in path]
-  in_encoder = keys[0] == 'encoder'
-  name = keys[1] if in_encoder and len(keys) > 1 else keys[0]
-  if name in EMBEDDINGS:
+  if any(k in EMBEDDINGS for k in keys[:2]):
     return 'embeddings'
-  return 'encoder' if in_encoder else 'head'
+  return 'encoder' if keys[0] == 'encoder' else 'head'
 
 
 def depth_scale(path, num_layers: int, decay: float) -> float:
@@ -100,13 +101,15 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
   the fine-tuning groups when asked for (see the module docstring)."""
   lr = schedule(c_optim, num_steps)
   freeze, scale = c_optim.freeze_embeddings, c_optim.encoder_lr_scale
-  if not freeze and scale == 1.0:
+  table_scale = scale * c_optim.embedding_lr_scale
+  if not freeze and scale == 1.0 and table_scale == 1.0:
     tx = _base(c_optim, lr)
   else:
-    scaled = _base(c_optim, lambda step: scale * lr(step))
     tx = optax.multi_transform(
-        {'head': _base(c_optim, lr), 'encoder': scaled,
-         'embeddings': optax.set_to_zero() if freeze else scaled},
+        {'head': _base(c_optim, lr),
+         'encoder': _base(c_optim, lambda step: scale * lr(step)),
+         'embeddings': (optax.set_to_zero() if freeze else
+                        _base(c_optim, lambda step: table_scale * lr(step)))},
         lambda params: jax.tree_util.tree_map_with_path(param_group, params))
   if c_optim.layer_lr_decay != 1.0:
     tx = optax.chain(tx, scale_by_depth(c_optim.layer_lr_decay))

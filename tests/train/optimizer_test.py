@@ -183,3 +183,59 @@ def test_frozen_gradients_do_not_count_towards_clipping():
   assert not np.asarray(u['encoder']['wte']).any()
   assert float(u['head']['out']['kernel'][0, 0]) == pytest.approx(
       -0.1 / np.sqrt(14), rel=1e-5)
+
+
+def test_embedding_tables_at_any_depth_freeze_or_scale():
+  # pylint: disable=g-import-not-at-top
+  from flax import nnx
+  from lm.models import encoder_decoder
+  from lm.models import layers
+  from lm.models import transformer
+  cfg = layers.TransformerConfig(vocab_size=11, num_layers=1, num_heads=2,
+                                 embed_dim=8, mlp_dim=16, max_len=8,
+                                 position='learned', share_embeddings=False)
+  for model in (encoder_decoder.EncoderDecoder(cfg, rngs=nnx.Rngs(0)),
+                transformer.GPT(cfg, rngs=nnx.Rngs(0))):
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    groups = jax.tree_util.tree_map_with_path(optimizer_lib.param_group,
+                                              params)
+    tables = [g for path, g in jax.tree_util.tree_leaves_with_path(groups)
+              if any(getattr(k, 'key', None) in ('wte', 'wpe') for k in path)]
+    assert tables and set(tables) == {'embeddings'}
+    frozen = _sgd_update(params, freeze_embeddings=True)
+    half = _sgd_update(params, embedding_lr_scale=0.5)
+    for path, g in jax.tree_util.tree_leaves_with_path(groups):
+      f = _at(frozen, path)
+      h = _at(half, path)
+      if g == 'embeddings':
+        assert not np.asarray(f).any()
+        np.testing.assert_allclose(h, -0.05)
+      else:
+        np.testing.assert_allclose(f, -0.1)
+        np.testing.assert_allclose(h, -0.1)
+
+
+def _at(tree, path):
+  for k in path:
+    tree = tree[getattr(k, 'key', getattr(k, 'idx', None))]
+  return tree
+
+
+def _sgd_update(params, **optim):
+  c = config_lib.default().optim
+  c.update(name='sgd', momentum=0.0, weight_decay=0.0, grad_clip=0.0,
+           warmup_steps=0, lr=0.1, min_lr=0.1)
+  c.update(**optim)
+  tx = optimizer_lib.make(c, 10)
+  grads = jax.tree.map(jnp.ones_like, params)
+  return tx.update(grads, tx.init(params), params)[0]
+
+
+def test_freeze_and_scale_together_is_refused():
+  c = config_lib.default()
+  c.optim.update(freeze_embeddings=True, embedding_lr_scale=0.1)
+  with pytest.raises(config_lib.ConfigError, match='not both'):
+    config_lib.validate(c)
+  c.optim.update(freeze_embeddings=False, embedding_lr_scale=-1.0)
+  with pytest.raises(config_lib.ConfigError, match='must be >= 0'):
+    config_lib.validate(c)
