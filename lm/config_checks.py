@@ -321,10 +321,11 @@ def check_encoder(c: ml_collections.ConfigDict) -> None:
   if m.causal:
     raise ConfigError(f'task={c.task} trains a bidirectional encoder; set '
                       'model.causal=False')
-  if d.tokenizer not in ('sentencepiece', 'hf'):
+  if d.tokenizer not in ('sentencepiece', 'hf', 'word'):
     raise ConfigError(f'task={c.task} needs [CLS], [SEP] and [MASK] tokens: '
-                      'set data.tokenizer=sentencepiece (or start from an '
-                      'imported BERT, whose tokenizer is data.tokenizer=hf)')
+                      'set data.tokenizer=sentencepiece or word (or start '
+                      'from an imported BERT, whose tokenizer is '
+                      'data.tokenizer=hf)')
   if not 0.0 < d.mask_rate <= 1.0:
     raise ConfigError(f'data.mask_rate must be in (0, 1], got {d.mask_rate}')
   if m.max_len < 3:

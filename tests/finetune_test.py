@@ -7,6 +7,7 @@ import os
 
 import chex
 from conftest import load_config
+from conftest import SHARED_DATA
 from conftest import run_cli
 from conftest import train_test_run
 import jax
@@ -224,3 +225,23 @@ def test_an_electra_discriminator_starts_the_classifier(tmp_path):
       'pooler', 'out'}
   np.testing.assert_array_equal(after['encoder']['wte'],
                                 before['encoder']['wte'])
+
+
+GLOVE = SHARED_DATA / 'glove' / 'glove.6B.50d.100k.txt.gz'
+
+
+@pytest.mark.skipif(not GLOVE.exists(), reason='../shared/data/glove absent')
+def test_a_word_level_classifier_starts_from_glove(tmp_path):
+  result = run_cli(
+      'lm.finetune', '--config=configs/sst2.py:test',
+      '--config.data.tokenizer=word', '--config.data.lowercase=true',
+      '--config.data.vocab_size=0', '--config.model.embed_dim=50',
+      '--config.model.num_heads=2', f'--config.model.init_embeddings={GLOVE}',
+      '--config.train.num_steps=2', f'--workdir={tmp_path / "run"}')
+  assert result.returncode == 0, result.stderr
+  line = next(l for l in result.stdout.splitlines()
+              if 'initialised from pretrained vectors' in l)
+  found, total = (int(x.replace(',', '')) for x in line.split()[:3:2])
+  # The 3,000 training phrases' 5,899 words (vocab_size=0: all), lowercased;
+  # GloVe's 100k most frequent words hold about 90% of them.
+  assert total > 3000 and found / total > 0.85

@@ -102,13 +102,20 @@ class WordTokenizer(vocabulary.Tokenizer):
 
   `decode` joins a line's words with single spaces and turns `<eos>` into a
   newline, so it inverts `encode` up to runs of whitespace and `<unk>`.
+
+  An encoder's vocabulary (trained with specials='bert') also holds
+  `[PAD]`, `[CLS]`, `[SEP]` and `[MASK]`, and ends no line in `<eos>`: a
+  sentence's end is its row's [SEP]. Its words are those of the training
+  sentences (lowercase them with data.lowercase for GloVe 6B).
   """
 
   kind = 'word'
+  BERT = ('[PAD]', '[CLS]', '[SEP]', '[MASK]')
 
   def __init__(self, words: Sequence[str]):
     self.words = list(words)
     self._ids = {w: i for i, w in enumerate(self.words)}
+    self.encoder = all(w in self._ids for w in self.BERT)
     missing = [
         w for w in (vocabulary.UNK, vocabulary.EOS) if w not in self._ids
     ]
@@ -121,9 +128,10 @@ class WordTokenizer(vocabulary.Tokenizer):
 
   @classmethod
   def train(cls, texts: Iterable[str], min_count: int = 1,
-            max_size: int = 0) -> 'WordTokenizer':
+            max_size: int = 0, specials: str = '') -> 'WordTokenizer':
     """The words of `texts` in order of first appearance, as pytorch's
-    Dictionary, with `<unk>` added if absent.
+    Dictionary, with `<unk>` added if absent (and, with specials='bert',
+    BERT's [PAD], [CLS], [SEP] and [MASK] first).
 
     Words seen fewer than `min_count` times, and beyond the `max_size` most
     frequent (the size counts `<eos>` and `<unk>`; 0: no limit), are left out
@@ -149,6 +157,12 @@ class WordTokenizer(vocabulary.Tokenizer):
       vocab.append(vocabulary.UNK)
     if vocabulary.EOS not in counts:
       vocab.append(vocabulary.EOS)
+    if specials not in ('', 'bert'):
+      raise vocabulary.TokenizerError(
+          f'a word vocabulary has no {specials} specials; use '
+          'data.tokenizer=sentencepiece')
+    if specials == 'bert':
+      vocab = list(cls.BERT) + [w for w in vocab if w not in cls.BERT]
     return cls(vocab)
 
   @property
@@ -157,14 +171,19 @@ class WordTokenizer(vocabulary.Tokenizer):
 
   @property
   def special_ids(self) -> dict[str, int]:
-    return {'unk': self.unk_id, 'eos': self.eos_id}
+    ids = {'unk': self.unk_id, 'eos': self.eos_id}
+    if self.encoder:
+      ids.update(pad=self._ids['[PAD]'],
+                 **{k: self._ids[v] for k, v in vocabulary.BERT_CONTROLS.items()})
+    return ids
 
   def encode(self, text: str) -> np.ndarray:
     get, unk, eos = self._ids.get, self.unk_id, self.eos_id
     ids = []
     for line in vocabulary.split_lines(text):
       ids.extend([get(w, unk) for w in line.split()])
-      ids.append(eos)
+      if not self.encoder:
+        ids.append(eos)
     return np.array(ids, np.int32)
 
   def decode(self, ids) -> str:
@@ -266,7 +285,8 @@ def train(kind: str, texts: Iterable[str], *, vocab_size: int = 0,
       raise vocabulary.TokenizerError(
           f'vocab_size={vocab_size} and max_size={max_size} '
           'both cap the word vocabulary; give one')
-    tok = WordTokenizer.train(texts, min_count, max_size or vocab_size)
+    tok = WordTokenizer.train(texts, min_count, max_size or vocab_size,
+                              specials)
   elif kind == 'sentencepiece':
     tok = subword.SentencePieceTokenizer.train(texts, vocab_size, model_type,
                                                input_sentence_size, seed,

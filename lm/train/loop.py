@@ -58,15 +58,22 @@ class Summary:
 
 
 def init_embeddings(state, trainer, tok, path: str, counts=None):
-  """Sets the token embedding rows of words that have pretrained vectors;
-  `counts` (optional) each token's count in the training text."""
+  """Sets the rows of words that have pretrained vectors in every token
+  table of the model (a GPT's, a classifier's encoder's, both stacks of an
+  encoder-decoder unless they share one); `counts` (optional) each token's
+  count in the training text. Returns the coverage."""
   words = list(tok.words)
   vectors = embeddings_lib.read_vectors(path, set(words))
-  table, coverage = embeddings_lib.initialise(
-      jax.device_get(state['params']['wte']), words, vectors, counts)
-  state['params']['wte'] = jax.device_put(
-      table.astype(state['params']['wte'].dtype),
-      trainer.state_shardings['params']['wte'])
+  params, shardings = state['params'], trainer.state_shardings['params']
+  holders = [(params, shardings)] if 'wte' in params else [
+      (params[k], shardings[k]) for k in params
+      if isinstance(params[k], dict) and 'wte' in params[k]]
+  coverage = None
+  for holder, sharding in holders:
+    table, coverage = embeddings_lib.initialise(
+        jax.device_get(holder['wte']), words, vectors, counts)
+    holder['wte'] = jax.device_put(table.astype(holder['wte'].dtype),
+                                   sharding['wte'])
   return coverage
 
 

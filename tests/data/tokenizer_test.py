@@ -347,3 +347,23 @@ def test_hf_tokenizer_round_trip_specials_and_checks(tmp_path):
   stored.write_bytes(stored.read_bytes() + b' ')
   with pytest.raises(vocabulary.TokenizerError, match='differs'):
     tokenizer_lib.load(tmp_path)
+
+
+def test_an_encoders_word_vocabulary(tmp_path):
+  tok = tokenizer_lib.train('word', ['the cat sat', 'the dog\nran'],
+                            specials='bert')
+  ids = tok.special_ids
+  assert {'cls', 'sep', 'mask', 'pad', 'unk', 'eos'} <= set(ids)
+  assert tok.words[:4] == ['[PAD]', '[CLS]', '[SEP]', '[MASK]']
+  # No <eos> inside an encoder's row: [SEP] ends the sentence.
+  assert tok.encode('the cat\nran').tolist() == [
+      tok.words.index(w) for w in ('the', 'cat', 'ran')]
+  tok.save(str(tmp_path))
+  again = tokenizer_lib.load(str(tmp_path))
+  assert again.special_ids == ids and again.encode('dog').tolist() == [
+      tok.words.index('dog')]
+  plain = tokenizer_lib.train('word', ['the cat sat'])
+  assert 'cls' not in plain.special_ids and plain.encode('the')[-1] == (
+      plain.eos_id)
+  with pytest.raises(vocabulary.TokenizerError, match='no t5 specials'):
+    tokenizer_lib.train('word', ['a b'], specials='t5')
