@@ -145,6 +145,13 @@ def check_data(c: ml_collections.ConfigDict) -> None:
                       '(e.g. 8000)')
   if d.vocab_size < 0 or c.eval.batch_size < 0:
     raise ConfigError('data.vocab_size and eval.batch_size must be >= 0')
+  if d.selection_split not in ('heldout', 'validation'):
+    raise ConfigError(f'data.selection_split={d.selection_split!r}; choose '
+                      'heldout or validation')
+  if not 0.0 < d.selection_fraction <= 0.5:
+    raise ConfigError('data.selection_fraction is the share of training '
+                      'sentences held out to choose the best step, in (0, '
+                      f'0.5]; got {d.selection_fraction}')
   if d.dedup not in ('none', 'exact', 'near'):  # lm.data.filters' modes.
     raise ConfigError(f'data.dedup={d.dedup!r}; choose from none, exact, '
                       'near')

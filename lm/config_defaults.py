@@ -61,6 +61,12 @@ def data_defaults() -> ml_collections.ConfigDict:
   c.extra_name = ''
   c.extra_path = ''  # Its local copy, as data.path.
   c.extra_split = 'train'
+  # classification: the split that chooses the best step and early stopping:
+  # 'heldout', this share of the training sentences held out of training
+  # (whole sentences, seeded; dev is then scored once, at the end), or
+  # 'validation' (dev itself, which flatters the dev figure).
+  c.selection_split = 'heldout'
+  c.selection_fraction = 0.05
   # classification: row length, [CLS] and [SEP] included (longer sentences
   # are cut, and counted); 0: model.max_len.
   c.seq_len = 0

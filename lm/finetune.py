@@ -78,7 +78,8 @@ class Classifier:
           'lm.finetune')
     corpus = corpus_lib.load_corpus(config.data,
                                     config.model.max_len,
-                                    tokenizer=tokenizer_lib.load(workdir))
+                                    tokenizer=tokenizer_lib.load(workdir),
+                                    seed=config.seed)
     self.config = config
     self.task = tasks.get(config, corpus)
     self.trainer = train_lib.Trainer(config, sharding.make_mesh(config.mesh))

@@ -245,3 +245,4 @@ def test_a_word_level_classifier_starts_from_glove(tmp_path):
   # The 3,000 training phrases' 5,899 words (vocab_size=0: all), lowercased;
   # GloVe's 100k most frequent words hold about 90% of them.
   assert total > 3000 and found / total > 0.85
+  assert 'model selection on 1' in result.stdout  # 5% of 3,000, by sentence.

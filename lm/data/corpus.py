@@ -28,6 +28,7 @@ from lm.data import builders
 from lm.data import filters
 from lm.data import prepare as prepare_lib
 from lm.data import preprocess
+from lm.data import selection
 from lm.data import tokenizer as tokenizer_lib
 
 DataError = builders.DataError
@@ -198,7 +199,7 @@ def prepare(d):
 
 
 def load_corpus(d, max_len: int, tokenizer=None, splits=None,
-                specials: str = '') -> Corpus:
+                specials: str = '', seed: int = 0) -> Corpus:
   """Prepares and reads the corpus of data config `d`, and its tokenizer.
 
   `tokenizer` (a run's saved one, when resuming) is used as is; otherwise one
@@ -206,7 +207,9 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
   ('bert': [CLS], [SEP], [MASK], [PAD], [UNK] for encoders). `splits`
   overrides the split expressions (cross-validation folds). With
   `d.extra_name`, that corpus's `d.extra_split` texts join the training
-  split's (after them), labels dropped.
+  split's (after them), labels dropped. A labelled corpus with
+  `d.selection_split='heldout'` gets a 'selection' split of training
+  sentences held out (`lm.data.selection`, drawn from `seed`).
   """
   builder = prepare(d)
   names = splits or resolve_splits(builder, d)
@@ -235,6 +238,12 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
   if filters.active(d):
     texts, labels, filtered = filters.apply(
         d, texts, labels, _other_texts(d, builder, names, transform))
+  if labels and d.selection_split == 'heldout' and 'train' in labels:
+    held = selection.held_out(texts['train'], d.selection_fraction, seed)
+    texts['selection'] = [t for t, h in zip(texts['train'], held) if h]
+    texts['train'] = [t for t, h in zip(texts['train'], held) if not h]
+    labels['selection'] = labels['train'][held]
+    labels['train'] = labels['train'][~held]
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, texts['train'], vocab_size=d.vocab_size,

@@ -2,9 +2,11 @@
 
 Rows are `[CLS] sentence [SEP]` (`lm.data.encoder_rows.Sentences`), padded
 and optionally batched by length; every evaluation scores the whole
-validation split. The best step is the one of best accuracy; the final
-evaluation reports accuracy, F1 and the confusion matrix of each labelled
-split.
+selection split: the training sentences held out for it
+(`data.selection_split='heldout'`, `lm.data.selection`), or with
+'validation' dev itself. The best step is the one of best selection
+accuracy; the final evaluation reports accuracy, F1 and the confusion matrix
+of each labelled split (dev scored once there, for the chosen step).
 """
 
 from __future__ import annotations
@@ -58,11 +60,22 @@ class Classification(base.Task):
           self.seq_len)
     return self._sentences[split]
 
+  @property
+  def selection(self) -> str:
+    """The split that chooses the best step."""
+    return 'selection' if 'selection' in self.corpus.texts else 'validation'
+
   def notes(self) -> list[str]:
-    """How many sentences of each split are cut to fit."""
-    return [line for split in self.corpus.texts
-            if (line := self.sentences(split).truncation_note(
-                split, self.seq_len))]
+    """The selection split, and how many sentences of each split are cut
+    to fit."""
+    held = ([f'model selection on {len(self.corpus.texts["selection"]):,} '
+             'training sentences held out of training (whole sentences, '
+             f'data.selection_fraction={self.c.data.selection_fraction}); '
+             'dev is scored once, at the end']
+            if self.selection == 'selection' else [])
+    return held + [line for split in self.corpus.texts
+                   if (line := self.sentences(split).truncation_note(
+                       split, self.seq_len))]
 
   def train_dataset(self):
     c = self.c
@@ -72,15 +85,15 @@ class Classification(base.Task):
         c.data.token_dropout))
 
   def eval_batches(self) -> list[dict[str, np.ndarray]]:
-    """The whole validation split."""
+    """The whole selection split."""
     c = self.c
     return list(encoder_rows.sentence_batches(
-        self.sentences('validation'), c.eval.batch_size or
+        self.sentences(self.selection), c.eval.batch_size or
         c.data.batch_size))
 
   def final(self, trainer, params, writer=None) -> dict[str, dict]:
     return {split: self.classify_split(trainer, params, split)
-            for split in ('validation', 'test')
+            for split in ('selection', 'validation', 'test')
             if split in self.corpus.texts and
             (self.sentences(split).labels >= 0).all()}
 

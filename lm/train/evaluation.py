@@ -31,7 +31,8 @@ def evaluate_saved(config, workdir: str, step: int | None = None,
   corpus = corpus_lib.load_corpus(config.data,
                                   config.model.max_len,
                                   tokenizer=workdir_lib.saved_tokenizer(
-                                      workdir, '', config.data.tokenizer))
+                                      workdir, '', config.data.tokenizer),
+                                  seed=config.seed)
   c = workdir_lib.resolve(config, corpus.tokenizer.vocab_size)
   trainer = _trainer(c)
   if average_last > 1:

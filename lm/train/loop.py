@@ -180,7 +180,8 @@ def _setup(config, workdir: str) -> _Run:
                                   c.model.max_len,
                                   tokenizer=workdir_lib.saved_tokenizer(
                                       workdir, c.init_from, c.data.tokenizer),
-                                  specials=tasks.TASKS[c.task].specials)
+                                  specials=tasks.TASKS[c.task].specials,
+                                  seed=c.seed)
   c = workdir_lib.resolve(c, corpus.tokenizer.vocab_size, corpus.filtered)
   init_part = (workdir_lib.check_init_from(c, corpus.tokenizer)
                if c.init_from else '')
