@@ -13,7 +13,11 @@ stops after `train.early_stopping` evaluations without a better one. GLUE's
 test labels are hidden, so dev accuracy is the reported figure.
 
 Variants: tiny, mini (default), base, cpu, electra, test, as in
-configs/bert_wikitext2.py. `cpu` (or `electra`, the same) fine-tunes those
+configs/bert_wikitext2.py. `glove`: a small encoder (2 layers, 50 wide, 5
+heads) from scratch on words (data.tokenizer=word, lowercased, every
+training word), its token table started from the GloVe 6B vectors of
+../shared/data/glove (model.init_embeddings; '' for a random start), with
+`cpu`'s schedule. `cpu` (or `electra`, the same) fine-tunes those
 variants' encoders (rotary positions) with the measured recipe: a moving average of the parameters
 (`train.ema_decay=0.998`, evaluated and kept) and the schedule compressed
 into 3,000 steps; the final evaluation is of the best step (patience 6).
@@ -25,11 +29,14 @@ bert_wikitext2 = lm_config.sibling(__file__, 'bert_wikitext2')
 wikitext2_word = lm_config.sibling(__file__, 'wikitext2_word')
 
 
+GLOVE_FILE = 'glove.6B.50d.100k.txt.gz'
+
+
 def get_config(arg=None):
   arg = arg or 'mini'
   c = wikitext2_word.get_config('test' if arg == 'test' else 'cpu')
   c.task = 'classification'
-  bert_wikitext2.encoder(c, arg)
+  bert_wikitext2.encoder(c, 'tiny' if arg == 'glove' else arg)
   c.data.update(name='sst2', config='', path=wikitext2_word.local_copy('sst2'),
                 seq_len=64, batch_size=32,
                 # Training phrases average 18 pieces: batched by length, rows
@@ -42,8 +49,14 @@ def get_config(arg=None):
   c.train.update(num_steps=5000, eval_every=250, log_every=25,
                  early_stopping=4)
   c.checkpoint.update(every=250, max_to_keep=1)
-  if arg in ('cpu', 'electra'):
+  if arg in ('cpu', 'electra', 'glove'):
     c.train.update(ema_decay=0.998, num_steps=3000, early_stopping=6)
+  if arg == 'glove':
+    glove = wikitext2_word.local_copy('glove')
+    c.model.update(num_layers=2, embed_dim=50, num_heads=5,
+                   init_embeddings=glove and f'{glove}/{GLOVE_FILE}')
+    c.data.update(tokenizer='word', lowercase=True, vocab_size=0)
+    c.optim.lr = 1e-3
   if arg == 'test':  # Part of the splits: a few seconds to prepare.
     c.data.update(seq_len=12, batch_size=8, length_bucket=0,
                   train_split='train[:3000]',

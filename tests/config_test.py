@@ -35,6 +35,15 @@ def test_sst2_variants_fine_tune_their_pretraining_variant(variant):
     assert pretrain.data[key] == finetune.data[key], key
 
 
+def test_sst2_glove_variant_reads_words_and_the_shared_vectors():
+  c = load_config('sst2', 'glove')
+  config_lib.validate(c)
+  assert (c.data.tokenizer, c.data.lowercase, c.data.vocab_size) == (
+      'word', True, 0)
+  assert c.model.embed_dim == 50
+  assert c.model.init_embeddings.endswith('glove.6B.50d.100k.txt.gz')
+
+
 @pytest.mark.parametrize('mutate, message', [
     (lambda c: c.optim.__setattr__('name', 'adamx'),
      "'optim.name' is 'adamx'; valid choices: adamw, adam, sgd"),
