@@ -18,18 +18,18 @@ import os
 GLOVE = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data',
     'glove', 'glove.6B.50d.100k.txt.gz'))
+# The arms both halves compare (random: the config's own start).
+ARMS = {'random': {},
+        'glove': {'model.init_embeddings': GLOVE},
+        'glove_frozen': {'model.init_embeddings': GLOVE,
+                         'optim.freeze_embeddings': True}}
 
 
 def get_study():
   return {
       'base': 'configs/wikitext2_word.py:cpu',
       'overrides': {'model.embed_dim': 50, 'model.num_heads': 5},
-      'grid': {
-          'random': {},
-          'glove': {'model.init_embeddings': GLOVE},
-          'glove_frozen': {'model.init_embeddings': GLOVE,
-                           'optim.freeze_embeddings': True},
-      },
+      'grid': ARMS,
       'seeds': [0, 1, 2],
       'metrics': ['validation.perplexity', 'test.perplexity'],
       'out': 'experiments/glove_init',

@@ -13,22 +13,14 @@ The language-model half is `experiments/glove_init.py`.
   python -m lm.study experiments/glove_init_sst2.py
 """
 
-import os
-
-GLOVE = os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data',
-    'glove', 'glove.6B.50d.100k.txt.gz'))
+import glove_init  # The language-model half, beside this file.
 
 
 def get_study():
   return {
       'base': 'configs/sst2.py:glove',
-      'grid': {
-          'random': {'model.init_embeddings': ''},
-          'glove': {'model.init_embeddings': GLOVE},
-          'glove_frozen': {'model.init_embeddings': GLOVE,
-                           'optim.freeze_embeddings': True},
-      },
+      'grid': {**glove_init.ARMS,
+               'random': {'model.init_embeddings': ''}},
       'seeds': [0, 1, 2],
       'metrics': ['validation.accuracy', 'validation.f1',
                   'selection.accuracy'],
