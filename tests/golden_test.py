@@ -29,7 +29,11 @@ CASES = {
     'bpe_causal_lm': ('wikitext2_bpe', 'test', {}),
     'masked_lm': ('bert_wikitext2', 'test', {}),
     'replaced_token': ('bert_wikitext2', 'test', {'task': 'replaced_token'}),
-    'classification': ('sst2', 'test', {}),
+    # Selection on dev (the rule before 2026-12-03: the pinned numbers
+    # unchanged) and on held-out training sentences (the default since).
+    'classification': ('sst2', 'test',
+                       {'data': {'selection_split': 'validation'}}),
+    'classification_heldout': ('sst2', 'test', {}),
 }
 
 GOLDEN = {
@@ -64,6 +68,18 @@ GOLDEN = {
         'eval': {
             'eval/loss': 0.6933274841308594,
             'eval/accuracy': 0.495
+        },
+        'tokens': [1, 1, 1, 1, 1, 1, 1, 1]
+    },
+    'classification_heldout': {
+        'params': 46466,
+        'loss_1': 0.6914969682693481,
+        'grad_norm_1': 0.2896130681037903,
+        'loss_3': 0.693891167640686,
+        'grad_norm_3': 0.13113735616207123,
+        'eval': {
+            'eval/loss': 0.6922459381305619,
+            'eval/accuracy': 0.5695364238410596
         },
         'tokens': [1, 1, 1, 1, 1, 1, 1, 1]
     },
