@@ -8,9 +8,11 @@ same VARIANT): its encoder and tokenizer start this run under a new classifier.
 Without it the same encoder is trained from scratch (its tokenizer trained on
 the SST-2 training sentences): the baseline that shows what pretraining is
 worth. Sentences are `[CLS] pieces [SEP]` rows of `data.seq_len` (longer ones
-are cut, and counted); the best step by dev accuracy is kept, and training
-stops after `train.early_stopping` evaluations without a better one. GLUE's
-test labels are hidden, so dev accuracy is the reported figure.
+are cut, and counted); the best step is chosen on 5% of the training
+sentences held out of training (whole sentences; data.selection_split), and
+training stops after `train.early_stopping` evaluations without a better
+one; dev is scored once, at the end, for the chosen step. GLUE's test labels
+are hidden, so dev accuracy is the reported figure.
 
 Variants: tiny, mini (default), base, cpu, electra, test, as in
 configs/bert_wikitext2.py. `glove`: a small encoder (2 layers, 50 wide, 5
@@ -44,8 +46,9 @@ def get_config(arg=None):
                 length_bucket=16)
   c.model.num_classes = 2
   c.optim.update(lr=2e-4, min_lr=1e-5, warmup_steps=100, weight_decay=0.01)
-  # About 2.4 epochs of the 67k training phrases; dev accuracy is checked
-  # every 250 steps and training stops after 4 checks without a better one.
+  # About 2.4 epochs of the 67k training phrases; selection accuracy is
+  # checked every 250 steps and training stops after 4 checks without a
+  # better one.
   c.train.update(num_steps=5000, eval_every=250, log_every=25,
                  early_stopping=4)
   c.checkpoint.update(every=250, max_to_keep=1)
