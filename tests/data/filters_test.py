@@ -179,3 +179,30 @@ def test_other_splits():
            'test': ''}
   assert corpus_lib.other_splits(Builder(), names) == ['test2017',
                                                        'mscoco2017']
+
+
+def test_a_filtered_corpus_reads_the_same_every_time(tmp_path):
+  # What makes resume exact: the filters are a function of text and config.
+  rng = random.Random(6)
+  folder = tmp_path / 'corpus'
+  folder.mkdir()
+  train = [_line(rng) for _ in range(200)]
+  train += [t.upper() for t in train[:20]]
+  w = train[30].split()
+  train.append(' '.join(['x'] + w[1:]))  # A near duplicate.
+  (folder / 'train.txt').write_text('\n'.join(train) + '\n')
+  (folder / 'valid.txt').write_text(
+      '\n'.join([train[5]] + [_line(rng) for _ in range(30)]) + '\n')
+  c = load_config('wikitext2_word', 'test')
+  c.data.update(name='text_files', path=str(folder), test_split='',
+                dedup='near', decontaminate=True, scrub_pii=True,
+                tfds_dir=str(tmp_path / 'tfds'))
+  first = corpus_lib.load_corpus(c.data, c.model.max_len)
+  second = corpus_lib.load_corpus(c.data, c.model.max_len)
+  assert first.filtered == second.filtered
+  # Line 5 and its uppercase copy hold validation's first line; of the 19
+  # other copies and the near duplicate, dedup drops all 20.
+  assert first.filtered['decontaminate']['dropped'] == 2
+  assert first.filtered['dedup']['dropped'] == 20
+  np.testing.assert_array_equal(first.train, second.train)
+  assert first.tokenizer.words == second.tokenizer.words
