@@ -94,8 +94,15 @@ def _encode(tok, text: str):
     return None
 
 
-def split_stats(tok, texts, train_words=None) -> tuple[dict, np.ndarray]:
-  """(figures, tokens per document) of one split's field."""
+def _key(split: str, field: str) -> str:
+  """The report's name of a split's field: 'validation' or, of pairs,
+  'validation.source'."""
+  return split if field == 'text' else f'{split}.{field}'
+
+
+def split_stats(tok, texts, train_words=None
+                ) -> tuple[dict, np.ndarray, set[str]]:
+  """(figures, tokens per document, its words) of one split's field."""
   lengths, ids_all, unreadable = [], [], 0
   unk = tok.special_ids.get('unk')
   unknown_tokens = 0
@@ -136,7 +143,7 @@ def split_stats(tok, texts, train_words=None) -> tuple[dict, np.ndarray]:
     missing = sum(c for w, c in word_counts.items() if w not in train_words)
     stats['words_not_in_training'] = missing
     stats['words_not_in_training_share'] = missing / words if words else 0.0
-  return stats, lengths
+  return stats, lengths, set(word_counts)
 
 
 def _exact_within(texts, examples: int, min_words: int) -> dict:
@@ -150,11 +157,12 @@ def _exact_within(texts, examples: int, min_words: int) -> dict:
   }
 
 
-def _cross(train, index, ngrams, texts, *, examples, min_words) -> dict:
-  """Exact and near duplicates of `texts` in `train` (`index`, its
-  `duplicates.NearIndex`), and contamination (`ngrams`, its
-  `contamination.NgramIndex`)."""
-  exact = duplicates.exact_across(train, texts, min_words)
+def _cross(train, keys, index, ngrams, texts, *, examples, min_words
+           ) -> dict:
+  """Exact and near duplicates of `texts` in `train` (`keys`, its
+  `duplicates.text_keys`; `index`, its `duplicates.NearIndex`), and
+  contamination (`ngrams`, its `contamination.NgramIndex`)."""
+  exact = duplicates.exact_in(keys, texts, min_words)
   near = index.query(texts)
   near_docs = sorted({i for i, _, _ in near})
   # The closest training document of each, exact copies shown above.
@@ -216,10 +224,8 @@ def build_report(config, *, ngram: int = 13, threshold: float = 0.8,
                         'shingle': shingle, 'min_words': min_words},
             'notes': [], 'stats': {}, 'exact_within': {}, 'cross': {},
             'personal_data': {}}
-  lengths = {}
+  lengths, train_words = {}, {}
   train = by_split.get('train', {})
-  train_words = {f: {w for t in texts for w in duplicates.words(t)}
-                 for f, texts in train.items()}
   eval_splits = [s for s in by_split if s != 'train']
   held = corpus.splits.get('validation', '')
   if held.startswith(corpus.splits['train'].split('[')[0] + '['):
@@ -233,16 +239,18 @@ def build_report(config, *, ngram: int = 13, threshold: float = 0.8,
     longest = max(len(duplicates.words(t)) for s in eval_splits
                   for texts in by_split[s].values() for t in texts)
     try:
-      contamination_lib.check_ngram(ngram, [longest])
+      contamination_lib.check_ngram(ngram, longest)
     except ValueError as e:
       raise ReportError(f'--ngram: {e}') from None
   log('sizes, vocabulary and exact duplicates of each split')
-  for split, by_field in by_split.items():
-    for field, texts in by_field.items():
-      key = f'{split}.{field}' if field != 'text' else split
-      report['stats'][key], lengths[key] = split_stats(
+  for split in sorted(by_split, key=lambda s: s != 'train'):  # Train first.
+    for field, texts in by_split[split].items():
+      key = _key(split, field)
+      report['stats'][key], lengths[key], words = split_stats(
           corpus.tokenizer, texts,
           None if split == 'train' else train_words.get(field))
+      if split == 'train':
+        train_words[field] = words
       report['exact_within'][key] = _exact_within(texts, examples, min_words)
   total = sum(len(t) for t in train.values()) * bool(eval_splits) + sum(
       len(by_split[s][f]) for s in eval_splits for f in by_split[s])
@@ -252,16 +260,16 @@ def build_report(config, *, ngram: int = 13, threshold: float = 0.8,
       index = duplicates.NearIndex(train[field], threshold, shingle=shingle,
                                    min_words=min_words, progress=bar.update)
       ngrams = contamination_lib.NgramIndex(train[field], ngram)
+      keys = duplicates.text_keys(train[field], min_words)
       for split in eval_splits:
-        key = f'{split}.{field}' if field != 'text' else split
-        report['cross'][key] = _cross(train[field], index, ngrams,
-                                      by_split[split][field],
-                                      examples=examples, min_words=min_words)
+        report['cross'][_key(split, field)] = _cross(
+            train[field], keys, index, ngrams, by_split[split][field],
+            examples=examples, min_words=min_words)
   log('personal data')
   for split, by_field in by_split.items():
     for field, texts in by_field.items():
-      key = f'{split}.{field}' if field != 'text' else split
-      report['personal_data'][key] = pii.survey(texts, examples)
+      report['personal_data'][_key(split, field)] = pii.survey(texts,
+                                                              examples)
   report['seconds'] = round(time.perf_counter() - start, 1)
   return report, lengths
 

@@ -230,7 +230,6 @@ def test_an_electra_discriminator_starts_the_classifier(tmp_path):
 GLOVE = SHARED_DATA / 'glove' / 'glove.6B.50d.100k.txt.gz'
 
 
-@pytest.mark.skipif(not GLOVE.exists(), reason='../shared/data/glove absent')
 def test_a_word_level_classifier_starts_from_glove(tmp_path):
   result = run_cli(
       'lm.finetune', '--config=configs/sst2.py:test',

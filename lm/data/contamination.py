@@ -98,9 +98,9 @@ class Contamination:
     return [(int(i), float(share[i])) for i in order[:k] if share[i] > 0]
 
 
-def check_ngram(n: int, lengths) -> None:
-  """A ValueError unless 1 <= n <= the longest document's word count."""
-  longest = max(lengths, default=0)
+def check_ngram(n: int, longest: int) -> None:
+  """A ValueError unless 1 <= n <= `longest`, the longest document's word
+  count."""
   if n < 1:
     raise ValueError(f'n-gram size {n}: give a size of at least 1')
   if n > longest:
@@ -111,8 +111,8 @@ def check_ngram(n: int, lengths) -> None:
 class NgramIndex:
   """The word n-grams of `train_texts`, to check other documents against."""
 
-  def __init__(self, train_texts, n: int = 13, vocab: Words | None = None):
-    self.n, self.vocab = n, vocab or Words()
+  def __init__(self, train_texts, n: int = 13):
+    self.n, self.vocab = n, Words()
     codes, offsets = self.vocab.encode(train_texts)
     self._seen = np.unique(ngram_hashes(codes, offsets, n)[0])
 
@@ -134,8 +134,3 @@ class NgramIndex:
                if len(words_per) else np.zeros((0,), np.int64))
     covered = np.where(words_per > 0, covered, 0)
     return Contamination(words_per, covered, words_per >= n)
-
-
-def contamination(train_texts, eval_texts, n: int = 13) -> Contamination:
-  """Which of `eval_texts` share a word n-gram with `train_texts`."""
-  return NgramIndex(train_texts, n).check(eval_texts)

@@ -234,10 +234,8 @@ def load_corpus(d, max_len: int, tokenizer=None, splits=None,
         transform(t)
         for t in read_documents(prepare_lib.source(extra, d.extra_split))
     ]
-  filtered = {}
-  if filters.active(d):
-    texts, labels, filtered = filters.apply(
-        d, texts, labels, _other_texts(d, builder, names, transform))
+  texts, labels, filtered = _filtered(d, builder, names, transform, texts,
+                                      labels)
   if labels and d.selection_split == 'heldout' and 'train' in labels:
     held = selection.held_out(texts['train'], d.selection_fraction, seed)
     texts['selection'] = [t for t, h in zip(texts['train'], held) if h]
@@ -268,10 +266,7 @@ def _load_pairs(d, builder, names, transform, tokenizer, specials) -> Corpus:
   texts = {s: [(transform(a), transform(b)) for a, b in
                read_pairs(prepare_lib.source(builder, n))]
            for s, n in names.items() if n}
-  filtered = {}
-  if filters.active(d):
-    texts, _, filtered = filters.apply(
-        d, texts, {}, _other_texts(d, builder, names, transform))
+  texts, _, filtered = _filtered(d, builder, names, transform, texts, {})
   if tokenizer is None:
     tokenizer = tokenizer_lib.train(
         d.tokenizer, [t for pair in texts['train'] for t in pair],
@@ -281,10 +276,13 @@ def _load_pairs(d, builder, names, transform, tokenizer, specials) -> Corpus:
                 filtered=filtered)
 
 
-def _other_texts(d, builder, names, transform) -> dict[str, list]:
-  """The texts of the corpus's other splits, which data.decontaminate
-  treats as evaluation splits too."""
-  if not d.decontaminate:
-    return {}
-  return {s: read_split(builder, s, transform)
-          for s in other_splits(builder, names)}
+def _filtered(d, builder, names, transform, texts, labels):
+  """(texts, labels, what changed) after data config `d`'s filters
+  (`lm.data.filters`); decontamination also reads the corpus's other
+  splits, evaluation splits too."""
+  if not filters.active(d):
+    return texts, labels, {}
+  others = ({s: read_split(builder, s, transform)
+             for s in other_splits(builder, names)}
+            if d.decontaminate else {})
+  return filters.apply(d, texts, labels, others)

@@ -31,15 +31,13 @@ def words(text: str) -> list[str]:
   return _WORD.findall(normalize(text))
 
 
-def text_hash(text: str) -> bytes:
-  """A 16-byte digest of the normalised text."""
-  return hashlib.blake2b(normalize(text).encode(), digest_size=16).digest()
-
-
-def _long_enough(text: str, min_words: int) -> bool:
-  """Not empty, and at least `min_words` words."""
-  w = words(text)
-  return bool(w) and len(w) >= min_words
+def text_key(text: str, min_words: int = 0) -> bytes | None:
+  """A 16-byte digest of the normalised text; None for an empty document or
+  one of fewer than `min_words` words (left out of duplicate counts)."""
+  norm = normalize(text)
+  if not norm or len(_WORD.findall(norm)) < max(min_words, 1):
+    return None
+  return hashlib.blake2b(norm.encode(), digest_size=16).digest()
 
 
 def exact_groups(texts, min_words: int = 0) -> list[list[int]]:
@@ -48,22 +46,29 @@ def exact_groups(texts, min_words: int = 0) -> list[list[int]]:
   fewer than `min_words` words are left out."""
   groups = collections.defaultdict(list)
   for i, t in enumerate(texts):
-    if _long_enough(t, min_words):
-      groups[text_hash(t)].append(i)
+    key = text_key(t, min_words)
+    if key is not None:
+      groups[key].append(i)
   return [g for g in groups.values() if len(g) > 1]
 
 
-def exact_across(reference, texts, min_words: int = 0) -> list[int]:
-  """Indices of `texts` whose normalised text is a `reference` document's
-  (empty ones and those of fewer than `min_words` words left out)."""
-  seen = {text_hash(t) for t in reference if _long_enough(t, min_words)}
-  return [i for i, t in enumerate(texts)
-          if _long_enough(t, min_words) and text_hash(t) in seen]
+def text_keys(reference, min_words: int = 0) -> set[bytes]:
+  """The `text_key`s of the `reference` documents, to look others up in."""
+  return {k for t in reference if (k := text_key(t, min_words)) is not None}
 
 
-def shingles(text: str, n: int = 5) -> set[str]:
-  """The document's word n-grams (one, the whole text, if shorter)."""
+def exact_in(seen: set[bytes], texts, min_words: int = 0) -> list[int]:
+  """Indices of `texts` whose key is in `seen` (`text_keys` of another
+  split): word for word a document of it once normalised."""
+  return [i for i, t in enumerate(texts) if text_key(t, min_words) in seen]
+
+
+def shingles(text: str, n: int = 5, min_words: int = 0) -> set[str]:
+  """The document's word n-grams (one, the whole text, if shorter); none
+  for a document of fewer than `min_words` words."""
   w = words(text)
+  if len(w) < min_words:
+    return set()
   if len(w) <= n:
     return {' '.join(w)} if w else set()
   return {' '.join(w[i:i + n]) for i in range(len(w) - n + 1)}
@@ -72,10 +77,6 @@ def shingles(text: str, n: int = 5) -> set[str]:
 def _hashed(s: set[str]) -> np.ndarray:
   """The set's strings as sorted 64-bit hashes (of this process)."""
   return np.unique(np.fromiter(map(hash, s), np.int64, len(s)))
-
-
-def jaccard(a: set, b: set) -> float:
-  return len(a & b) / len(a | b) if a or b else 0.0
 
 
 class NearIndex:
@@ -108,10 +109,6 @@ class NearIndex:
     for j, t in enumerate(reference):
       self.add(j, t)
 
-  def _shingles(self, text: str) -> set[str]:
-    return (shingles(text, self.shingle)
-            if _long_enough(text, self.min_words) else set())
-
   def _sketch(self, s):
     m = self._hasher.copy()
     m.clear()
@@ -120,7 +117,7 @@ class NearIndex:
 
   def add(self, key, text: str) -> None:
     """Indexes `text` under `key`."""
-    s = self._shingles(text)
+    s = shingles(text, self.shingle, self.min_words)
     if s:
       self._sets[key] = _hashed(s)
       self._lsh.insert(key, self._sketch(s))
@@ -130,7 +127,7 @@ class NearIndex:
   def matches(self, text: str) -> list[tuple[object, float]]:
     """(key, Jaccard) of the indexed documents at least `threshold` like
     `text`."""
-    s = self._shingles(text)
+    s = shingles(text, self.shingle, self.min_words)
     if not s:
       return []
     mine, out = _hashed(s), []
@@ -155,24 +152,19 @@ class NearIndex:
     return pairs
 
 
-def near_across(reference, texts, threshold: float = 0.8, **kwargs):
-  """`NearIndex(reference, threshold, **kwargs).query(texts)`."""
-  return NearIndex(reference, threshold, **kwargs).query(texts)
-
-
 def keep_first(texts, mode: str = 'exact', threshold: float = 0.8,
-               **kwargs) -> list[bool]:
+               min_words: int = 0) -> list[bool]:
   """Which documents to keep so that no two kept ones are duplicates:
   'exact' (the same normalised text) or 'near' (Jaccard at least
   `threshold`); of each group the first is kept. Empty documents (and, near,
   those under `min_words` words) are always kept."""
   keep = [True] * len(texts)
   if mode == 'exact':
-    for g in exact_groups(texts, kwargs.get('min_words', 0)):
+    for g in exact_groups(texts, min_words):
       for i in g[1:]:
         keep[i] = False
     return keep
-  index = NearIndex((), threshold, **kwargs)
+  index = NearIndex((), threshold, min_words=min_words)
   for i, t in enumerate(texts):
     if index.matches(t):
       keep[i] = False

@@ -28,7 +28,6 @@ from lm.data import contamination
 from lm.data import duplicates
 from lm.data import pii
 
-DEDUP_MODES = ('none', 'exact', 'near')
 # Documents of fewer words (headings, fragments) are never dropped as
 # duplicates, as `lm.data_report` leaves them out of its counts.
 MIN_WORDS = 4
@@ -71,9 +70,9 @@ def apply(d, texts: dict, labels: dict, others: dict | None = None
         'dropped': int(dirty.sum()), 'of': len(train)}
   if d.dedup != 'none':
     kept = np.flatnonzero(keep)
-    fields = _fields([train[i] for i in kept])
     # A pair is one document: its source and target side by side.
-    whole = [' \n '.join(parts) for parts in zip(*fields)]
+    whole = [train[i] if isinstance(train[i], str) else ' \n '.join(train[i])
+             for i in kept]
     first = np.asarray(duplicates.keep_first(
         whole, d.dedup, d.dedup_threshold, min_words=MIN_WORDS), bool)
     keep[kept[~first]] = False

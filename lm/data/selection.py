@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ('heldout', 'validation')
-
-
 def _spans(sentence: str) -> set[str]:
   """Every run of whole words of the sentence, as text."""
   w = sentence.split()

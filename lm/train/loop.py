@@ -225,12 +225,17 @@ def _restore_or_initialise(run: _Run, train_iter):
     state['params'] = workdir_lib.load_params(trainer.abstract_state['params'],
                                               c.init_from)
   elif c.model.init_embeddings:
-    texts = run.corpus.texts['train']
-    counts = (np.bincount(run.corpus.train,
-                          minlength=run.corpus.tokenizer.vocab_size)
-              if texts and isinstance(texts[0], str) else None)
-    coverage = init_embeddings(state, trainer, run.corpus.tokenizer,
-                               c.model.init_embeddings, counts)
+    corpus, tok = run.corpus, run.corpus.tokenizer
+    texts = corpus.texts['train']
+    # A language model's stream is already encoded; a labelled corpus's
+    # sentences are encoded by its task, so only the training split here.
+    stream = (None if not texts or not isinstance(texts[0], str) else
+              corpus_lib.encode_stream(tok, texts) if corpus.labels else
+              corpus.train)
+    counts = (None if stream is None else
+              np.bincount(stream, minlength=tok.vocab_size))
+    coverage = init_embeddings(state, trainer, tok, c.model.init_embeddings,
+                               counts)
     print(coverage, flush=True)
   return 0, trainer.restart_ema(state)
 

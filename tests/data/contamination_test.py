@@ -9,6 +9,10 @@ from lm.data import contamination
 from lm.data import duplicates
 
 
+def _check(train, texts, n):
+  return contamination.NgramIndex(train, n).check(texts)
+
+
 def _brute(train, texts, n):
   """(words, covered words) of each text, by set lookup."""
   seen = set()
@@ -37,7 +41,7 @@ def test_matches_brute_force_with_planted_leaks(n):
   for k in range(0, 40, 4):  # Leaked passages: a training span inside.
     w = train[k].split()
     texts[k] = 'Intro WORDS ' + ' '.join(w[5:5 + 20]) + ' outro'
-  found = contamination.contamination(train, texts, n)
+  found = _check(train, texts, n)
   brute = _brute(train, texts, n)
   assert found.words.tolist() == [w for w, _ in brute]
   assert found.covered.tolist() == [c for _, c in brute]
@@ -50,22 +54,21 @@ def test_matches_brute_force_with_planted_leaks(n):
 
 def test_ngrams_never_span_two_documents():
   train = ['a b c', 'd e f']
-  assert not contamination.contamination(train, ['c d e'], 3).covered.any()
-  assert contamination.contamination(train, ['x d e f'], 3).covered[0] == 3
+  assert not _check(train, ['c d e'], 3).covered.any()
+  assert _check(train, ['x d e f'], 3).covered[0] == 3
 
 
 def test_case_and_punctuation_do_not_hide_a_leak():
   train = ['The quick brown fox jumps over the lazy dog near the river bank']
-  found = contamination.contamination(
-      train, ['THE quick, brown fox -- jumps over the LAZY dog near the '
-              'river bank!'], 13)
+  found = _check(train, ['THE quick, brown fox -- jumps over the LAZY dog '
+                         'near the river bank!'], 13)
   assert found.covered.tolist() == [13]
 
 
 def test_worst_documents_first():
   train = ['a b c d e f']
-  found = contamination.contamination(
-      train, ['a b c x y z', 'a b c d e f', 'q r s t', 'x b c d'], 3)
+  found = _check(train, ['a b c x y z', 'a b c d e f', 'q r s t', 'x b c d'],
+                 3)
   worst = found.worst(5)
   assert [i for i, _ in worst] == [1, 3, 0]
   assert [s for _, s in worst] == [1.0, 0.75, 0.5]
@@ -75,7 +78,7 @@ def test_worst_documents_first():
                                        (50, 'longer than every document')])
 def test_bad_ngram_sizes(n, message):
   with pytest.raises(ValueError, match=message):
-    contamination.check_ngram(n, [10, 12])
+    contamination.check_ngram(n, 12)
 
 
 def test_hashes_are_stable_across_splits():

@@ -11,6 +11,15 @@ from lm.data import duplicates
 WORDS = [f'w{i}' for i in range(400)]
 
 
+def jaccard(a: set, b: set) -> float:
+  """Brute force: the Jaccard similarity of two sets."""
+  return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def near_across(reference, texts, threshold, **kwargs):
+  return duplicates.NearIndex(reference, threshold, **kwargs).query(texts)
+
+
 def _doc(rng, n=60):
   return ' '.join(rng.choice(WORDS) for _ in range(n))
 
@@ -47,10 +56,12 @@ def test_exact_groups_match_brute_force():
       g for k, g in brute.items() if len(g) > 1 and len(k.split()) >= 3)
 
 
-def test_exact_across():
+def test_exact_in_another_split():
   train = ['one two three', 'Four five six', '']
   texts = ['four  FIVE six', 'seven', '', 'one two three four']
-  assert duplicates.exact_across(train, texts) == [0]
+  seen = duplicates.text_keys(train)
+  assert duplicates.exact_in(seen, texts) == [0]
+  assert duplicates.exact_in(duplicates.text_keys(train, 4), texts, 4) == []
 
 
 def test_near_duplicates_recall_and_precision_at_the_threshold():
@@ -69,13 +80,13 @@ def test_near_duplicates_recall_and_precision_at_the_threshold():
   for i, t in enumerate(texts):
     s = duplicates.shingles(t)
     for j, r in enumerate(sets):
-      if duplicates.jaccard(s, r) >= threshold:
+      if jaccard(s, r) >= threshold:
         brute.add((i, j))
   at_threshold = [p for p in planted if p in brute]
   assert len(at_threshold) >= 60
-  assert min(duplicates.jaccard(duplicates.shingles(texts[i]), sets[j])
+  assert min(jaccard(duplicates.shingles(texts[i]), sets[j])
              for i, j in at_threshold) < 0.9
-  found = {(i, j) for i, j, _ in duplicates.near_across(train, texts,
+  found = {(i, j) for i, j, _ in near_across(train, texts,
                                                          threshold)}
   assert found <= brute  # Every pair reported is scored exactly.
   recall = len(found & brute) / len(brute)
@@ -85,7 +96,7 @@ def test_near_duplicates_recall_and_precision_at_the_threshold():
 def test_near_pairs_are_scored_and_sorted():
   train = ['a b c d e f g h i j', 'k l m n o p q r s t']
   texts = ['a b c d e f g h i j', 'a b c d e f g h i z', 'k l m n o']
-  pairs = duplicates.near_across(train, texts, 0.5, shingle=2)
+  pairs = near_across(train, texts, 0.5, shingle=2)
   assert [(i, j) for i, j, _ in pairs] == [(0, 0), (1, 0)]
   assert pairs[0][2] == 1.0 and pairs[1][2] == pytest.approx(8 / 10)
 
@@ -101,4 +112,4 @@ def test_jaccard_and_shingles():
   assert duplicates.shingles('a b', 3) == {'a b'}
   assert duplicates.shingles('  ', 3) == set()
   for a, b in itertools.product([set(), {'x'}, {'x', 'y'}], repeat=2):
-    assert 0 <= duplicates.jaccard(a, b) <= 1
+    assert 0 <= jaccard(a, b) <= 1

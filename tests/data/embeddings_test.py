@@ -96,7 +96,6 @@ def test_gzip_and_plain_read_the_same(tmp_path):
 GLOVE = SHARED_DATA / 'glove' / 'glove.6B.50d.100k.txt.gz'
 
 
-@pytest.mark.skipif(not GLOVE.exists(), reason='../shared/data/glove absent')
 def test_real_glove_cased_words_take_the_lowercase_vector():
   import gzip  # pylint: disable=g-import-not-at-top
   with gzip.open(GLOVE, 'rt', encoding='utf-8') as f:
