@@ -1,6 +1,7 @@
 """Ablation studies: a grid of config overrides x seeds, one run per cell.
 
-  python -m lm.study experiments/STUDY.py [--out=DIR] [--dry_run]
+  python -m lm.study experiments/STUDY.py [--out=DIR] [--seeds=0,1]
+                     [--dry_run]
 
 A study file defines `get_study()` returning a dict:
   base      'configs/NAME.py[:VARIANT]' (a config file, read by path)
@@ -32,7 +33,11 @@ cluster launcher can run them in parallel); finished runs are skipped, so a
 rerun resumes an interrupted study (a finished run whose config differs
 from its cell's, edited since, is refused, not reused). The study writes
 OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
-plot per metric, OUT/<metric>.png.
+plot per metric, OUT/<metric>.png. A finished run needs only its config.json
+and study_cell.json to be skipped (the study folders keep them in git), and
+the `before` runs are trained only while some cell still has to train.
+--seeds runs a subset of the study's seeds (e.g. --seeds=0: a first table of
+every cell at one seed), and tabulates those.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ from lm.train import loop
 from lm.train import workdir as workdir_lib
 
 flags.DEFINE_string('out', None, 'Output folder (default: the study\'s).')
+flags.DEFINE_list('seeds', None, 'Only these of the study\'s seeds, e.g. '
+                  '0 or 0,1 (default: all of them).')
 flags.DEFINE_bool('dry_run', False, 'List the cells and stop.')
 FLAGS = flags.FLAGS
 
@@ -213,21 +220,29 @@ def check_same_config(c, workdir: str) -> None:
         'it, or move the run away to train it again')
 
 
+def _finished(c, workdir: str) -> dict | None:
+  """The saved study_cell.json of a run trained to the end, else None."""
+  results_path = os.path.join(workdir, 'study_cell.json')
+  if not os.path.exists(results_path):
+    return None
+  with open(results_path) as f:
+    saved = json.load(f)
+  return saved if saved.get('step') == c.train.num_steps else None
+
+
 def run_cell(c, workdir: str, evaluations: dict[str, dict]) -> dict:
   """A finished cell's metrics (flattened 'split.metric', and
   'name.split.metric' of each re-evaluation); trains if needed and runs the
   re-evaluations it has not got yet."""
   results_path = os.path.join(workdir, 'study_cell.json')
   metrics, evaluated = None, []
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      saved = json.load(f)
-    if saved.get('step') == c.train.num_steps:
-      check_same_config(c, workdir)
-      metrics = saved['metrics']
-      # Files written before 'evaluated' was recorded held eval_lens only.
-      evaluated = saved.get('evaluated', sorted(
-          {k.split('.')[0] for k in metrics if k.startswith('eval@')}))
+  saved = _finished(c, workdir)
+  if saved:
+    check_same_config(c, workdir)
+    metrics = saved['metrics']
+    # Files written before 'evaluated' was recorded held eval_lens only.
+    evaluated = saved.get('evaluated', sorted(
+        {k.split('.')[0] for k in metrics if k.startswith('eval@')}))
   if metrics is None:
     metrics = _train_cell(c, workdir)
     _save_cell(results_path, c, metrics, evaluated)
@@ -372,9 +387,29 @@ def plot_lengths(summary: dict, base_metrics, train_len: int, eval_lens,
   return paths
 
 
-def run_study(path: str, out: str | None = None, dry_run: bool = False):
+def _pick_seeds(study: dict, seeds) -> list[int]:
+  """The study's seeds that --seeds names (all of them if None)."""
+  if seeds is None:
+    return study['seeds']
+  try:
+    picked = [int(s) for s in seeds]
+  except ValueError:
+    raise config_lib.ConfigError(
+        f'--seeds={",".join(seeds)}: give whole numbers, e.g. --seeds=0,1'
+    ) from None
+  unknown = [s for s in picked if s not in study['seeds']]
+  if unknown or not picked:
+    raise config_lib.ConfigError(
+        f'--seeds={",".join(seeds)}: the study\'s seeds are '
+        f'{", ".join(map(str, study["seeds"]))}')
+  return picked
+
+
+def run_study(path: str, out: str | None = None, dry_run: bool = False,
+              seeds=None):
   """Runs (or resumes) every cell of the study at `path`; writes results."""
   study = load_study(path)
+  study['seeds'] = _pick_seeds(study, seeds)
   out = out or study['out']
   base = load_config(study['base'])
   cells = [(name, seed, cell_config(
@@ -399,7 +434,9 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False):
       print(f'  then evaluated as {name}: {overrides}')
     return None
   os.makedirs(out, exist_ok=True)
-  run_before(study, out)
+  if not all(_finished(c, cell_workdir(study, out, name, seed))
+             for name, seed, c in cells):
+    run_before(study, out)
   rows, spent, trained = {}, 0.0, 0
   for i, (name, seed, c) in enumerate(cells):
     left = len(cells) - i
@@ -433,7 +470,8 @@ def main(argv):
     cli.usage_error('give one study file: python -m lm.study STUDY_FILE.py '
                     '[--out=DIR] [--dry_run]')
   cli.start(argv[:1])
-  cli.exit_on_user_error(run_study, argv[1], FLAGS.out, FLAGS.dry_run)
+  cli.exit_on_user_error(run_study, argv[1], FLAGS.out, FLAGS.dry_run,
+                         FLAGS.seeds)
 
 
 if __name__ == '__main__':

@@ -1,8 +1,14 @@
 """Tests of lm.study: a grid of runs, resumed, tabulated and plotted."""
 
 import json
+import os
+import shutil
+import subprocess
 
 from conftest import run_cli
+
+# What git keeps of a study's run folder (.gitignore): enough to skip it.
+KEPT = ('config.json', 'study_cell.json', 'eval_results.json')
 
 STUDY = '''
 def get_study():
@@ -53,6 +59,19 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   record = json.loads((out / 'results.json').read_text())
   shorter = record['summary']['learned']['shorter.validation.loss']
   assert shorter['values'][0] > 0
+  # A fresh clone holds only what git keeps of each run (no checkpoints,
+  # no before run): the study is tabulated again without training anything.
+  clone = tmp_path / 'clone'
+  for cell in ('learned', 'rope'):
+    os.makedirs(clone / cell / 'seed_0')
+    for name in KEPT:
+      shutil.copy(out / cell / 'seed_0' / name, clone / cell / 'seed_0')
+  again = run_cli(*args[:2], f'--out={clone}', '--seeds=0')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert 'starting in' not in again.stdout and '[before]' not in again.stdout
+  assert not (clone / 'pre').exists()
+  assert json.loads((clone / 'results.json').read_text())['summary'] == (
+      record['summary'])
   # A finished cell edited since is refused, not silently reused.
   (tmp_path / 'study.py').write_text(STUDY.replace("'model.num_kv_heads': 1",
                                                    "'model.num_kv_heads': 2"))
@@ -104,6 +123,21 @@ def test_dry_run_and_bad_study_files(tmp_path):
   p = run_cli('lm.study', str(tmp_path / 'bad.py'), '--dry_run')
   assert p.returncode == 2
   assert "unknown config key 'model.positon'" in p.stderr
+  p = run_cli('lm.study', str(tmp_path / 'study.py'), '--seeds=0,3')
+  assert p.returncode == 2
+  assert "--seeds=0,3: the study's seeds are 0" in p.stderr
+  p = run_cli('lm.study', str(tmp_path / 'study.py'), '--seeds=first')
+  assert p.returncode == 2 and 'give whole numbers' in p.stderr
   p = run_cli('lm.study', str(tmp_path / 'missing.py'))
   assert p.returncode == 2 and 'no such file' in p.stderr
   assert run_cli('lm.study', '--help').returncode == 0
+
+
+def test_git_keeps_what_a_study_needs_to_skip_a_run():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  run = 'experiments/some_study/cell/seed_0/'
+  paths = [run + name for name in KEPT] + [
+      run + 'checkpoints/100/state', run + 'train.log']
+  p = subprocess.run(['git', 'check-ignore', '--no-index', *paths], cwd=root,
+                     capture_output=True, text=True, check=False)
+  assert p.stdout.split() == [run + 'checkpoints/100/state', run + 'train.log']
