@@ -35,7 +35,8 @@ from its cell's, edited since, is refused, not reused). The study writes
 OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
 plot per metric, OUT/<metric>.png. A finished run needs only its config.json
 and study_cell.json to be skipped (the study folders keep them in git), and
-the `before` runs are trained only while some cell still has to train.
+a `before` run is trained only while a cell that names it ('{out}/NAME')
+still has to train.
 --seeds runs a subset of the study's seeds (e.g. --seeds=0: a first table of
 every cell at one seed), and tabulates those.
 """
@@ -184,9 +185,12 @@ def _with_out(overrides: dict, out: str) -> dict:
           for k, v in overrides.items()}
 
 
-def run_before(study: dict, out: str) -> None:
-  """Trains the study's `before` runs (a finished one is skipped)."""
+def run_before(study: dict, out: str, names) -> None:
+  """Trains the study's `before` runs among `names` (a finished one is
+  skipped)."""
   for name, spec in study['before'].items():
+    if name not in names:
+      continue
     c = cell_config(load_config(spec['config']),
                     _with_out(spec.get('overrides', {}), out),
                     spec.get('seed', 0))
@@ -197,6 +201,12 @@ def run_before(study: dict, out: str) -> None:
     print(f'[before] {name}: {spec["config"]} {spec.get("overrides", {})}',
           flush=True)
     loop.train_and_evaluate(c, workdir)
+
+
+def _names_run(overrides: dict, name: str) -> bool:
+  """Whether a cell's overrides name the before run `name` ('{out}/NAME')."""
+  return any(isinstance(v, str) and f'{{out}}/{name}' in v
+             for v in overrides.values())
 
 
 def cell_workdir(study: dict, out: str, name: str, seed: int) -> str:
@@ -434,9 +444,11 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False,
       print(f'  then evaluated as {name}: {overrides}')
     return None
   os.makedirs(out, exist_ok=True)
-  if not all(_finished(c, cell_workdir(study, out, name, seed))
-             for name, seed, c in cells):
-    run_before(study, out)
+  to_train = {name for name, seed, c in cells
+              if not _finished(c, cell_workdir(study, out, name, seed))}
+  run_before(study, out, [b for b in study['before'] if any(
+      _names_run({**study['overrides'], **study['grid'][name]}, b)
+      for name in to_train)])
   rows, spent, trained = {}, 0.0, 0
   for i, (name, seed, c) in enumerate(cells):
     left = len(cells) - i

@@ -72,6 +72,13 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   assert not (clone / 'pre').exists()
   assert json.loads((clone / 'results.json').read_text())['summary'] == (
       record['summary'])
+  # A cell that must train again trains alone: the before run is only for
+  # the cell that names it ('{out}/pre'), which is finished.
+  shutil.rmtree(clone / 'rope')
+  again = run_cli(*args[:2], f'--out={clone}')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert again.stdout.count('starting in') == 1
+  assert '[before]' not in again.stdout and not (clone / 'pre').exists()
   # A finished cell edited since is refused, not silently reused.
   (tmp_path / 'study.py').write_text(STUDY.replace("'model.num_kv_heads': 1",
                                                    "'model.num_kv_heads': 2"))
