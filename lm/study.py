@@ -205,7 +205,8 @@ def run_before(study: dict, out: str, names) -> None:
 
 def _names_run(overrides: dict, name: str) -> bool:
   """Whether a cell's overrides name the before run `name` ('{out}/NAME')."""
-  return any(isinstance(v, str) and f'{{out}}/{name}' in v
+  path = f'{{out}}/{name}'
+  return any(isinstance(v, str) and (v == path or v.startswith(path + '/'))
              for v in overrides.values())
 
 
@@ -444,11 +445,11 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False,
       print(f'  then evaluated as {name}: {overrides}')
     return None
   os.makedirs(out, exist_ok=True)
-  to_train = {name for name, seed, c in cells
+  to_train = {(name, seed) for name, seed, c in cells
               if not _finished(c, cell_workdir(study, out, name, seed))}
   run_before(study, out, [b for b in study['before'] if any(
       _names_run({**study['overrides'], **study['grid'][name]}, b)
-      for name in to_train)])
+      for name, _ in to_train)])
   rows, spent, trained = {}, 0.0, 0
   for i, (name, seed, c) in enumerate(cells):
     left = len(cells) - i
@@ -456,9 +457,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False,
     print(f'[{i + 1}/{len(cells)}] {name} seed {seed}{eta}', flush=True)
     start = time.perf_counter()
     workdir = cell_workdir(study, out, name, seed)
-    done = os.path.exists(os.path.join(workdir, 'study_cell.json'))
     rows.setdefault(name, []).append(run_cell(c, workdir, evaluations(study)))
-    if not done:
+    if (name, seed) in to_train:
       spent += time.perf_counter() - start
       trained += 1
   summary = summarize(rows, every_metric)
@@ -480,7 +480,7 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False,
 def main(argv):
   if len(argv) != 2:
     cli.usage_error('give one study file: python -m lm.study STUDY_FILE.py '
-                    '[--out=DIR] [--dry_run]')
+                    '[--out=DIR] [--seeds=0,1] [--dry_run]')
   cli.start(argv[:1])
   cli.exit_on_user_error(run_study, argv[1], FLAGS.out, FLAGS.dry_run,
                          FLAGS.seeds)

@@ -9,7 +9,8 @@ batch). A refactoring must leave every number identical on CPU; a change
 that has to move one says why in its commit. Counts and tokens compare
 exactly; floats to a relative 1e-5, because XLA's CPU code differs in the
 last bits between processors (AMD EPYC and Intel Xeon runs differ by about
-1e-7), while any change to the computation moves them far more. To print the current numbers:
+1e-7), while any change to the computation moves them far more. To print
+the current numbers:
 `python -m pytest tests/golden_test.py -s --golden-print` (see conftest).
 """
 

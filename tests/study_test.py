@@ -148,3 +148,10 @@ def test_git_keeps_what_a_study_needs_to_skip_a_run():
   p = subprocess.run(['git', 'check-ignore', '--no-index', *paths], cwd=root,
                      capture_output=True, text=True, check=False)
   assert p.stdout.split() == [run + 'checkpoints/100/state', run + 'train.log']
+
+
+def test_a_cell_names_a_before_run_by_its_whole_folder():
+  from lm.study import _names_run as names  # pylint: disable=g-import-not-at-top
+  cell = {'init_from': '{out}/pretrain_10', 'model.position': 'rope'}
+  assert names(cell, 'pretrain_10') and not names(cell, 'pretrain_1')
+  assert names({'init_from': '{out}/pre/checkpoints'}, 'pre')
