@@ -33,7 +33,8 @@ cluster launcher can run them in parallel); finished runs are skipped, so a
 rerun resumes an interrupted study (a finished run whose config differs
 from its cell's, edited since, is refused, not reused). The study writes
 OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
-plot per metric, OUT/<metric>.png. A finished run needs only its config.json
+plot per metric, OUT/<metric>.png (with eval_settings, also
+OUT/<metric>_by_setting.png: every setting side by side). A finished run needs only its config.json
 and study_cell.json to be skipped (the study folders keep them in git), and
 a `before` run is trained only while a cell that names it ('{out}/NAME')
 still has to train.
@@ -398,6 +399,42 @@ def plot_lengths(summary: dict, base_metrics, train_len: int, eval_lens,
   return paths
 
 
+def plot_settings(summary: dict, base_metrics, settings, out: str
+                  ) -> list[str]:
+  """Per base metric, each re-evaluation setting's mean ± std over seeds,
+  a bar per cell: the view of a study that varies decoding, not training."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  cells = list(summary)
+  width = 0.8 / len(cells)
+  paths = []
+  for m in base_metrics:
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(settings) * len(cells)),
+                                    3.5))
+    for j, cell in enumerate(cells):
+      stats = [summary[cell].get(f'{name}.{m}') for name in settings]
+      xs = [i + (j - (len(cells) - 1) / 2) * width
+            for i, v in enumerate(stats) if v]
+      ax.bar(xs, [v['mean'] for v in stats if v], width,
+             yerr=[v['std'] for v in stats if v], capsize=3, label=cell)
+    ax.set_xticks(range(len(settings)), settings, rotation=30, ha='right')
+    ax.set_ylabel(m)
+    values = [summary[c][f'{n}.{m}']['mean'] for c in cells for n in settings
+              if f'{n}.{m}' in summary[c]]
+    if values and min(values) > 0:  # Bars from zero hide differences of 1%.
+      spread = max(values) - min(values)
+      ax.set_ylim(max(0, min(values) - spread), max(values) + spread / 2)
+    if len(cells) > 1:
+      ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, m.replace('/', '_') + '_by_setting.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
 def _pick_seeds(study: dict, seeds) -> list[int]:
   """The study's seeds that --seeds names (all of them if None)."""
   if seeds is None:
@@ -473,6 +510,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False,
     train_len = cells[0][2].model.max_len
     plots += plot_lengths(summary, study['metrics'], train_len,
                           study['eval_lens'], out)
+  if settings:
+    plots += plot_settings(summary, study['metrics'], settings, out)
   print(f'wrote {out}/results.json, results.md and {len(plots)} plot(s)')
   return record
 

@@ -45,6 +45,7 @@ def test_study_runs_every_cell_then_skips_them(tmp_path):
   assert '| rope |' in table and '| learned |' in table and '—' in table
   assert (out / 'validation.loss.png').stat().st_size > 1000
   assert (out / 'validation.loss_by_length.png').stat().st_size > 1000
+  assert (out / 'validation.loss_by_setting.png').stat().st_size > 1000
   assert rope['short.validation.loss']['values'][0] > 0
   assert '| cell | evaluation | validation.loss |' in table
   assert '| rope | short |' in table
