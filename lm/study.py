@@ -343,11 +343,25 @@ def markdown(summary: dict, metrics, settings=(), base_metrics=()) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def plot(summary: dict, metrics, out: str) -> list[str]:
-  """A bar chart (mean ± std over seeds) per metric."""
+def _pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save_plot(plt, fig, out: str, name: str) -> str:
+  """Writes `fig` to OUT/<name>.png ('/' in metric names made '_')."""
+  fig.tight_layout()
+  path = os.path.join(out, name.replace('/', '_') + '.png')
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot(summary: dict, metrics, out: str) -> list[str]:
+  """A bar chart (mean ± std over seeds) per metric."""
+  plt = _pyplot()
   paths = []
   cells = list(summary)
   for m in metrics:
@@ -359,12 +373,7 @@ def plot(summary: dict, metrics, out: str) -> list[str]:
            yerr=[summary[c][m]['std'] for c in have], capsize=4)
     ax.set_xticks(range(len(have)), have, rotation=30, ha='right')
     ax.set_ylabel(m)
-    fig.tight_layout()
-    name = m.replace('/', '_').replace('@', '_at_')
-    path = os.path.join(out, name + '.png')
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save_plot(plt, fig, out, m.replace('@', '_at_')))
   return paths
 
 
@@ -372,9 +381,7 @@ def plot_lengths(summary: dict, base_metrics, train_len: int, eval_lens,
                  out: str) -> list[str]:
   """Per base metric, one line per cell across the evaluation contexts (the
   training context, then `eval_lens`): the 'train short, test long' view."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = _pyplot()
   lengths = [train_len, *eval_lens]
   paths = []
   for m in base_metrics:
@@ -391,11 +398,7 @@ def plot_lengths(summary: dict, base_metrics, train_len: int, eval_lens,
     ax.set_xlabel(f'evaluation context (trained at {train_len})')
     ax.set_ylabel(m)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out, m.replace('/', '_') + '_by_length.png')
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save_plot(plt, fig, out, m + '_by_length'))
   return paths
 
 
@@ -403,9 +406,7 @@ def plot_settings(summary: dict, base_metrics, settings, out: str
                   ) -> list[str]:
   """Per base metric, each re-evaluation setting's mean ± std over seeds,
   a bar per cell: the view of a study that varies decoding, not training."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = _pyplot()
   cells = list(summary)
   width = 0.8 / len(cells)
   paths = []
@@ -427,11 +428,7 @@ def plot_settings(summary: dict, base_metrics, settings, out: str
       ax.set_ylim(max(0, min(values) - spread), max(values) + spread / 2)
     if len(cells) > 1:
       ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out, m.replace('/', '_') + '_by_setting.png')
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save_plot(plt, fig, out, m + '_by_setting'))
   return paths
 
 
