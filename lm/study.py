@@ -34,10 +34,10 @@ rerun resumes an interrupted study (a finished run whose config differs
 from its cell's, edited since, is refused, not reused). The study writes
 OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
 plot per metric, OUT/<metric>.png (with eval_settings, also
-OUT/<metric>_by_setting.png: every setting side by side). A finished run needs only its config.json
-and study_cell.json to be skipped (the study folders keep them in git), and
-a `before` run is trained only while a cell that names it ('{out}/NAME')
-still has to train.
+OUT/<metric>_by_setting.png: every setting side by side). A finished run
+needs only its config.json and study_cell.json to be skipped (the study
+folders keep them in git), and a `before` run is trained only while a cell
+that names it ('{out}/NAME') still has to train.
 --seeds runs a subset of the study's seeds (e.g. --seeds=0: a first table of
 every cell at one seed), and tabulates those.
 """
@@ -413,16 +413,17 @@ def plot_settings(summary: dict, base_metrics, settings, out: str
   for m in base_metrics:
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(settings) * len(cells)),
                                     3.5))
+    values = []
     for j, cell in enumerate(cells):
-      stats = [summary[cell].get(f'{name}.{m}') for name in settings]
-      xs = [i + (j - (len(cells) - 1) / 2) * width
-            for i, v in enumerate(stats) if v]
-      ax.bar(xs, [v['mean'] for v in stats if v], width,
-             yerr=[v['std'] for v in stats if v], capsize=3, label=cell)
+      have = [(i, summary[cell][f'{name}.{m}'])
+              for i, name in enumerate(settings)
+              if f'{name}.{m}' in summary[cell]]
+      ax.bar([i + (j - (len(cells) - 1) / 2) * width for i, _ in have],
+             [v['mean'] for _, v in have], width,
+             yerr=[v['std'] for _, v in have], capsize=3, label=cell)
+      values += [v['mean'] for _, v in have]
     ax.set_xticks(range(len(settings)), settings, rotation=30, ha='right')
     ax.set_ylabel(m)
-    values = [summary[c][f'{n}.{m}']['mean'] for c in cells for n in settings
-              if f'{n}.{m}' in summary[c]]
     if values and min(values) > 0:  # Bars from zero hide differences of 1%.
       spread = max(values) - min(values)
       ax.set_ylim(max(0, min(values) - spread), max(values) + spread / 2)
