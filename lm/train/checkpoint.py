@@ -2,15 +2,16 @@
 
 Layout: `WORKDIR/checkpoints/<step>/{state,data,manifest.json}`. The manager
 keeps the latest `max_to_keep` steps and, besides them, the step with the best
-eval metric (eval loss; a classifier's accuracy). Orbax writes each step to `<step>.orbax-checkpoint-tmp` and renames
-it when complete, so an interrupted write is never taken for the latest
-checkpoint (leftovers are removed at the next start). Just before the rename,
-the size and SHA-256 of every file go into `manifest.json`: a restore checks
-them first, so bad bytes, a truncated or a missing file are reported by step
-and path, and with `fallback` the previous intact step is used instead (the
-bad one is moved to `WORKDIR/corrupt_checkpoints/`). A save that fails (disk
-full, permission denied) is reported and counted; training goes on, and the
-next save tries again.
+eval metric (eval loss; a classifier's accuracy). Orbax writes each step to
+`<step>.orbax-checkpoint-tmp` and renames it when complete, so an interrupted
+write is never taken for the latest checkpoint (leftovers are removed, before
+anything else, at the next start). Just before the rename, the size and SHA-256
+of every file go into `manifest.json`: a restore checks them first, so bad
+bytes, a truncated or a missing file are reported by step and path, and with
+`fallback` the previous intact step is used instead (the bad one is moved to
+`WORKDIR/corrupt_checkpoints/`). A save that fails (disk full, permission
+denied) is reported and counted; training goes on, and the next save tries
+again.
 """
 
 from __future__ import annotations
@@ -191,6 +192,12 @@ class Checkpointer:
                        reverse=best_mode == 'min', n=1,
                        keep_checkpoints_without_metrics=False),
     ])
+    if not read_only and jax.process_index() == 0:
+      # Orbax removes them too, but in a background thread that can race the
+      # next save of the same step (both delete its temporary directory).
+      for path in glob.glob(os.path.join(glob.escape(self.directory),
+                                         f'*{_TMP_SUFFIX}*')):
+        shutil.rmtree(path, ignore_errors=True)
     try:
       self._manager = self._make_manager(keep, read_only)
     except (ValueError, KeyError, TypeError) as e:  # E.g. damaged metrics.
