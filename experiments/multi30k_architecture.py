@@ -7,8 +7,8 @@ Every cell is a full CPU recipe run (about 50 minutes on 2 cores), 18 runs
 in all; on one GPU they take minutes each. The recipe's three runs are the
 decoding study's (`experiments/multi30k_decoding.py`: the same config and
 seeds), trained once for both. Columns: sacreBLEU and tokenized BLEU of
-test2016, test2017 and mscoco2017 (beam 4, GNMT 0.6) and the validation loss
-(unsmoothed).
+test2016, test2017 and mscoco2017 (beam 4, GNMT 0.6) and the best validation
+loss of the run's evaluations (unsmoothed: `train.best_eval_loss`).
 
   python -m lm.study experiments/multi30k_architecture.py
 """
@@ -29,7 +29,7 @@ def get_study():
       'seeds': [0, 1, 2],
       'metrics': ['test.bleu', 'test.tokenized_bleu',
                   'test2017.tokenized_bleu', 'mscoco2017.tokenized_bleu',
-                  'validation.loss'],
+                  'train.best_eval_loss'],
       'shared': {'recipe': 'experiments/multi30k_decoding'},
       'out': 'experiments/multi30k_architecture',
   }

@@ -315,6 +315,20 @@ def summarize(rows: dict[str, list[dict]], metrics) -> dict:
   return out
 
 
+def unreported(rows: dict[str, list[dict]], metrics) -> list[str]:
+  """The metrics no run reports (a misspelt name, or a figure the task's
+  final evaluation does not make), each with a hint of what the runs have."""
+  have = sorted({k for runs in rows.values() for r in runs for k in r})
+  notes = []
+  for m in metrics:
+    if not any(m in r for runs in rows.values() for r in runs):
+      split = m.split('.')[0] + '.'
+      alike = [k for k in have if k.startswith(split)][:6] or have[:6]
+      notes.append(f'note: no run reports {m}; the runs report e.g. '
+                   f'{", ".join(alike)}')
+  return notes
+
+
 def _number(x: float, digits: int = 4) -> str:
   """Large figures (tokens/s, bytes) in whole digits with separators; the
   rest to `digits` significant digits."""
@@ -497,6 +511,8 @@ def run_study(path: str, out: str | None = None, dry_run: bool = False,
       spent += time.perf_counter() - start
       trained += 1
   summary = summarize(rows, every_metric)
+  for note in unreported(rows, study['metrics']):
+    print(note, flush=True)
   record = {'study': path, 'base': study['base'], 'grid': study['grid'],
             'seeds': study['seeds'], 'summary': summary}
   with open(os.path.join(out, 'results.json'), 'w') as f:

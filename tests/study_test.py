@@ -7,6 +7,8 @@ import subprocess
 
 from conftest import run_cli
 
+from lm import study as study_lib
+
 # What git keeps of a study's run folder (.gitignore): enough to skip it.
 KEPT = ('config.json', 'study_cell.json', 'eval_results.json')
 
@@ -156,3 +158,15 @@ def test_a_cell_names_a_before_run_by_its_whole_folder():
   cell = {'init_from': '{out}/pretrain_10', 'model.position': 'rope'}
   assert names(cell, 'pretrain_10') and not names(cell, 'pretrain_1')
   assert names({'init_from': '{out}/pre/checkpoints'}, 'pre')
+
+
+def test_a_metric_no_run_reports_is_named_with_what_the_runs_have():
+  rows = {'a': [{'test.bleu': 30.0, 'train.best_eval_loss': 1.8}],
+          'b': [{'test.bleu': 31.0}]}
+  notes = study_lib.unreported(rows, ['test.bleu', 'validation.loss',
+                                      'train.best_eval_loss', 'x'])
+  assert notes == [
+      'note: no run reports validation.loss; the runs report e.g. '
+      'test.bleu, train.best_eval_loss',
+      'note: no run reports x; the runs report e.g. test.bleu, '
+      'train.best_eval_loss']
