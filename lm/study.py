@@ -335,9 +335,15 @@ def _number(x: float, digits: int = 4) -> str:
   return f'{x:,.0f}' if abs(x) >= 1000 else f'{x:.{digits}g}'
 
 
+def _cell(m: dict) -> str:
+  """Mean ± std; a single seed's figure alone (it has no spread to show)."""
+  if len(m['values']) == 1:
+    return _number(m['mean'])
+  return f'{_number(m["mean"])} ± {_number(m["std"], 2)}'
+
+
 def _cols(ms: dict, keys) -> str:
-  return ' | '.join(f'{_number(ms[k]["mean"])} ± {_number(ms[k]["std"], 2)}'
-                    if k in ms else '—' for k in keys)
+  return ' | '.join(_cell(ms[k]) if k in ms else '—' for k in keys)
 
 
 def markdown(summary: dict, metrics, settings=(), base_metrics=()) -> str:

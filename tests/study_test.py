@@ -170,3 +170,12 @@ def test_a_metric_no_run_reports_is_named_with_what_the_runs_have():
       'test.bleu, train.best_eval_loss',
       'note: no run reports x; the runs report e.g. test.bleu, '
       'train.best_eval_loss']
+
+
+def test_the_table_shows_a_spread_only_where_there_are_seeds_to_spread():
+  rows = {'one_seed': [{'test.bleu': 36.5}],
+          'two_seeds': [{'test.bleu': 36.0}, {'test.bleu': 37.0}]}
+  table = study_lib.markdown(study_lib.summarize(rows, ['test.bleu']),
+                             ['test.bleu'])
+  assert '| one_seed | 36.5 |' in table
+  assert '| two_seeds | 36.5 ± 0.71 |' in table
