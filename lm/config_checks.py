@@ -240,6 +240,9 @@ def check_task(c: ml_collections.ConfigDict) -> None:
   if o.embedding_lr_scale < 0:
     raise ConfigError('optim.embedding_lr_scale must be >= 0, got '
                       f'{o.embedding_lr_scale}')
+  if o.get('embedding_tables', 'all') not in ('all', 'tokens'):
+    raise ConfigError("optim.embedding_tables must be 'all' or 'tokens', got "
+                      f'{o.embedding_tables!r}')
   if o.freeze_embeddings and o.embedding_lr_scale != 1.0:
     raise ConfigError('optim.freeze_embeddings and optim.embedding_lr_scale '
                       'both set; freeze (a scale of 0) or scale, not both')

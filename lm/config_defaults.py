@@ -206,6 +206,9 @@ def optim_defaults() -> ml_collections.ConfigDict:
   # the pretrained encoder's learning rate as a fraction of the head's.
   c.freeze_embeddings = False
   c.embedding_lr_scale = 1.0
+  # The tables those two act on: 'all' (token, position and type) or
+  # 'tokens' (the token table alone: word vectors frozen, positions learned).
+  c.embedding_tables = 'all'
   c.encoder_lr_scale = 1.0
   # Layer-wise decay (ELECTRA's 0.8): each encoder block at this times the
   # rate of the one above it, the embeddings one step below the lowest.

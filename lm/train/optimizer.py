@@ -3,7 +3,8 @@
 `optim.freeze_embeddings`, `optim.embedding_lr_scale` and
 `optim.encoder_lr_scale` split the parameters into groups: the embedding
 tables, wherever they sit (frozen: never updated; or their learning rate
-scaled), the pretrained encoder of a fine-tuned classifier (its learning
+scaled; `optim.embedding_tables`: all of them, or the token table alone,
+for pretrained word vectors beside trained positions), the pretrained encoder of a fine-tuned classifier (its learning
 rate scaled; its tables by both scales) and the rest (the new head, at the
 full rate). `optim.layer_lr_decay` (ELECTRA's
 layer-wise learning-rate decay, Clark et al. 2020) then scales the encoder
@@ -50,14 +51,17 @@ def decay_mask(params):
 
 
 EMBEDDINGS = ('wte', 'wpe', 'wtt')
+# `optim.embedding_tables`: which tables the embedding group holds.
+TABLES = {'all': EMBEDDINGS, 'tokens': ('wte',)}
 
 
-def param_group(path, _=None) -> str:
-  """'embeddings' for the token, position and type tables at any depth (a
-  GPT's, an encoder's, both stacks of an encoder-decoder), 'encoder' for
-  the rest of an encoder's parameters (under 'encoder'), else 'head'."""
+def param_group(path, _=None, tables=EMBEDDINGS) -> str:
+  """'embeddings' for the `tables` (default: the token, position and type
+  tables) at any depth (a GPT's, an encoder's, both stacks of an
+  encoder-decoder), 'encoder' for the rest of an encoder's parameters (under
+  'encoder'), else 'head'."""
   keys = [getattr(k, 'key', None) for k in path]
-  if any(k in EMBEDDINGS for k in keys[:2]):
+  if any(k in tables for k in keys[:2]):
     return 'embeddings'
   return 'encoder' if keys[0] == 'encoder' else 'head'
 
@@ -91,9 +95,10 @@ def scale_by_depth(decay: float) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
-def _embeddings(params):
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: param_group(path) == 'embeddings', params)
+def _groups(tables):
+  """The function of a parameter tree giving each leaf's `param_group`."""
+  return lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: param_group(path, tables=tables), params)
 
 
 def make(c_optim, num_steps: int) -> optax.GradientTransformation:
@@ -102,6 +107,7 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
   lr = schedule(c_optim, num_steps)
   freeze, scale = c_optim.freeze_embeddings, c_optim.encoder_lr_scale
   table_scale = scale * c_optim.embedding_lr_scale
+  groups = _groups(TABLES[c_optim.get('embedding_tables', 'all')])
   if not freeze and scale == 1.0 and table_scale == 1.0:
     tx = _base(c_optim, lr)
   else:
@@ -110,13 +116,15 @@ def make(c_optim, num_steps: int) -> optax.GradientTransformation:
          'encoder': _base(c_optim, lambda step: scale * lr(step)),
          'embeddings': (optax.set_to_zero() if freeze else
                         _base(c_optim, lambda step: table_scale * lr(step)))},
-        lambda params: jax.tree_util.tree_map_with_path(param_group, params))
+        groups)
   if c_optim.layer_lr_decay != 1.0:
     tx = optax.chain(tx, scale_by_depth(c_optim.layer_lr_decay))
   if c_optim.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(c_optim.grad_clip), tx)
   if freeze:  # Frozen gradients never count towards the clipping norm.
-    tx = optax.chain(optax.masked(optax.set_to_zero(), _embeddings), tx)
+    frozen = lambda params: jax.tree.map(lambda g: g == 'embeddings',
+                                         groups(params))
+    tx = optax.chain(optax.masked(optax.set_to_zero(), frozen), tx)
   if c_optim.state_dtype != 'float32':
     tx = stored_as(tx, jnp.dtype(c_optim.state_dtype))
   return tx

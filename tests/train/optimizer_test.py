@@ -215,6 +215,28 @@ def test_embedding_tables_at_any_depth_freeze_or_scale():
         np.testing.assert_allclose(h, -0.1)
 
 
+def test_embedding_tables_tokens_freezes_the_word_vectors_alone():
+  # Pretrained word vectors frozen beside learned positions that train.
+  from flax import nnx
+  from lm.models import layers
+  from lm.models import transformer
+  cfg = layers.TransformerConfig(vocab_size=11, num_layers=1, num_heads=2,
+                                 embed_dim=8, mlp_dim=16, max_len=8,
+                                 position='learned', tie_embeddings=False)
+  params = nnx.to_pure_dict(nnx.state(transformer.GPT(cfg, rngs=nnx.Rngs(0)),
+                                      nnx.Param))
+  for optim in ({'freeze_embeddings': True},
+                {'embedding_lr_scale': 0.5}):
+    every = _sgd_update(params, **optim)
+    tokens = _sgd_update(params, embedding_tables='tokens', **optim)
+    table = -0.05 if 'embedding_lr_scale' in optim else 0.0
+    np.testing.assert_allclose(every['wte'], table)
+    np.testing.assert_allclose(tokens['wte'], table)
+    np.testing.assert_allclose(every['wpe'], table)
+    np.testing.assert_allclose(tokens['wpe'], -0.1)
+    np.testing.assert_allclose(tokens['head'], -0.1)
+
+
 def _at(tree, path):
   for k in path:
     tree = tree[getattr(k, 'key', getattr(k, 'idx', None))]
@@ -238,4 +260,7 @@ def test_freeze_and_scale_together_is_refused():
     config_lib.validate(c)
   c.optim.update(freeze_embeddings=False, embedding_lr_scale=-1.0)
   with pytest.raises(config_lib.ConfigError, match='must be >= 0'):
+    config_lib.validate(c)
+  c.optim.update(embedding_lr_scale=1.0, embedding_tables='token')
+  with pytest.raises(config_lib.ConfigError, match="'all' or 'tokens'"):
     config_lib.validate(c)
