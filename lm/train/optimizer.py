@@ -4,11 +4,11 @@
 `optim.encoder_lr_scale` split the parameters into groups: the embedding
 tables, wherever they sit (frozen: never updated; or their learning rate
 scaled; `optim.embedding_tables`: all of them, or the token table alone,
-for pretrained word vectors beside trained positions), the pretrained encoder of a fine-tuned classifier (its learning
-rate scaled; its tables by both scales) and the rest (the new head, at the
-full rate). `optim.layer_lr_decay` (ELECTRA's
-layer-wise learning-rate decay, Clark et al. 2020) then scales the encoder
-by depth: block i of L by decay^(L - i), the embeddings by decay^(L + 1);
+for pretrained word vectors beside trained positions), the pretrained
+encoder of a fine-tuned classifier (its learning rate scaled; its tables by
+both scales) and the rest (the new head, at the full rate).
+`optim.layer_lr_decay` (ELECTRA's layer-wise learning-rate decay, Clark et
+al. 2020) then scales the encoder by depth: block i of L by decay^(L - i), the embeddings by decay^(L + 1);
 the head and what sits above the blocks (the final norm) keep the rate.
 """
 
