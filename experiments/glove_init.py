@@ -5,9 +5,10 @@ token table started at random, from the GloVe 6B vectors
 (../shared/data/glove, 90.2% of the 33,278 words, 93.4% of the training
 tokens), or from them and frozen (the token table alone: the learned
 positions train), 3 seeds each. The recipe ties the output layer to the
-token table, so a frozen table freezes the output layer too; two more arms
-untie it (its own 33,278 x 50 matrix, trained), started at random or with
-frozen GloVe inputs, to tell a frozen input from a frozen output. Columns:
+token table, so a frozen table freezes the output layer too; three more
+arms untie it (its own 33,278 x 50 matrix, trained) beside a token table
+started at random, from GloVe, or from GloVe and frozen: the same three
+starts again, with a frozen input told apart from a frozen output. Columns:
 validation and test word-level perplexity.
 
 The sentence-classification half (SST-2 from scratch on words) is
@@ -29,6 +30,7 @@ ARMS = {'random': {},
                          'optim.embedding_tables': 'tokens'}}
 # A language model's own: its output layer untied from the token table.
 UNTIED = {'random_untied': {'model.tie_embeddings': False},
+          'glove_untied': {**ARMS['glove'], 'model.tie_embeddings': False},
           'glove_frozen_untied': {**ARMS['glove_frozen'],
                                   'model.tie_embeddings': False}}
 
