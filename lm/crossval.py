@@ -126,7 +126,7 @@ def cross_validate(config, workdir: str, k: int) -> dict:
       if alphabet and not os.path.exists(
           os.path.join(fold_dir, workdir_lib.TOKENIZER_FILE)):
         tokenizer_lib.save(alphabet, fold_dir)
-      done = loop.train_and_evaluate(c, fold_dir).final['validation']
+      done = loop.train_to_end(c, fold_dir).final['validation']
     results[name] = done
   summary = summarize(results)
   record = {'folds': k, 'held_out': results, 'summary': summary}

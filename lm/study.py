@@ -31,7 +31,9 @@ A study file defines `get_study()` returning a dict:
 Each (cell, seed) is an ordinary training run in OUT/<cell>/seed_<s> (a
 cluster launcher can run them in parallel); finished runs are skipped, so a
 rerun resumes an interrupted study (a finished run whose config differs
-from its cell's, edited since, is refused, not reused). The study writes
+from its cell's, edited since, is refused, not reused). SIGTERM or Ctrl-C
+stops the run in training after its step, with a checkpoint, and ends the
+study there (exit 128 + the signal), that run not recorded as finished. The study writes
 OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
 plot per metric, OUT/<metric>.png (with eval_settings, also
 OUT/<metric>_by_setting.png: every setting side by side). A finished run
@@ -201,7 +203,7 @@ def run_before(study: dict, out: str, names) -> None:
       continue
     print(f'[before] {name}: {spec["config"]} {spec.get("overrides", {})}',
           flush=True)
-    loop.train_and_evaluate(c, workdir)
+    loop.train_to_end(c, workdir)
 
 
 def _names_run(overrides: dict, name: str) -> bool:
@@ -284,7 +286,7 @@ def _save_cell(path: str, c, metrics: dict, evaluated: list[str]) -> None:
 def _train_cell(c, workdir: str) -> dict:
   """Trains (or finishes) one cell; its final metrics and model figures."""
   c.eval.final = True
-  summary = loop.train_and_evaluate(c, workdir)
+  summary = loop.train_to_end(c, workdir)  # Stopped: nothing recorded.
   metrics = _flat(summary.final)
   m = c.model
   metrics['train.tokens_per_sec'] = summary.tokens_per_sec

@@ -3,11 +3,15 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
+from conftest import popen_cli
 from conftest import run_cli
 
 from lm import study as study_lib
+from lm.train import checkpoint as checkpoint_lib
 
 # What git keeps of a study's run folder (.gitignore): enough to skip it.
 KEPT = ('config.json', 'study_cell.json', 'eval_results.json')
@@ -114,6 +118,39 @@ def get_study():
   refused = run_cli('lm.study', str(second), f'--out={tmp_path / "out2"}')
   assert refused.returncode == 2
   assert 'trained with another config' in refused.stderr
+
+
+def test_a_cell_stopped_by_sigterm_ends_the_study_unrecorded(tmp_path):
+  # The loop stops after its step and saves; the study must not count the
+  # cell as finished (it once wrote study_cell.json and went on).
+  (tmp_path / 'study.py').write_text('''
+def get_study():
+  return {'base': 'configs/shakespeare_char.py:test',
+          'overrides': {'train.num_steps': 1000000, 'train.log_every': 5,
+                        'checkpoint.every': 5},
+          'grid': {'a': {}, 'b': {}}, 'seeds': [0],
+          'metrics': ['validation.loss']}
+''')
+  out = tmp_path / 'out'
+  cell = out / 'a' / 'seed_0'
+  with open(tmp_path / 'log', 'w') as log:
+    proc = popen_cli('lm.study', str(tmp_path / 'study.py'), f'--out={out}',
+                     stdout=log, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 120
+      while not checkpoint_lib.saved_steps(str(cell)):  # In the loop.
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+      proc.send_signal(signal.SIGTERM)
+      code = proc.wait(timeout=120)
+    finally:
+      proc.kill()
+  text = (tmp_path / 'log').read_text()
+  assert code == 128 + signal.SIGTERM, text[-2000:]
+  assert f'SIGTERM: stopped in {cell} at step ' in text
+  assert 'of 1000000 (checkpoint saved); run the same command again' in text
+  assert not (cell / 'study_cell.json').exists()
+  assert not (out / 'b').exists() and not (out / 'results.json').exists()
 
 
 def test_dry_run_and_bad_study_files(tmp_path):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import sys
 from typing import Any
 
 import jax
@@ -380,6 +382,29 @@ def _finish(run: _Run, state, start: int, done: _Progress, writer,
                  done.eval_loss, done.eval_loss if best is None else best,
                  done.rates.get('tokens_per_sec', 0.0), done.losses, final,
                  done.stopped)
+
+
+class Stopped(SystemExit):
+  """A run stopped by a signal before its last step, its checkpoint saved.
+  Raised by `train_to_end`: a driver of several runs (a study, k folds) ends
+  with it instead of counting the run as finished; uncaught, the command
+  exits 128 + the signal's number, as after a signal anywhere else."""
+
+  def __init__(self, workdir: str, step: int, num_steps: int, name: str):
+    super().__init__(128 + getattr(signal.Signals, name, signal.SIGTERM))
+    self.message = (f'{name}: stopped in {workdir} at step {step} of '
+                    f'{num_steps} (checkpoint saved); run the same command '
+                    'again to resume')
+
+
+def train_to_end(config, workdir: str) -> Summary:
+  """`train_and_evaluate`, raising `Stopped` for a run a signal stopped."""
+  s = train_and_evaluate(config, workdir)
+  if s.preempted:
+    e = Stopped(workdir, s.steps, config.train.num_steps, s.preempted)
+    print(e.message, file=sys.stderr, flush=True)
+    raise e
+  return s
 
 
 def train_and_evaluate(config, workdir: str) -> Summary:
