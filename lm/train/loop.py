@@ -391,7 +391,7 @@ class Stopped(SystemExit):
   exits 128 + the signal's number, as after a signal anywhere else."""
 
   def __init__(self, workdir: str, step: int, num_steps: int, name: str):
-    super().__init__(128 + getattr(signal.Signals, name, signal.SIGTERM))
+    super().__init__(128 + signal.Signals[name])  # 'SIGTERM', 'SIGINT'.
     self.message = (f'{name}: stopped in {workdir} at step {step} of '
                     f'{num_steps} (checkpoint saved); run the same command '
                     'again to resume')

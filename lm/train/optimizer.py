@@ -8,8 +8,9 @@ for pretrained word vectors beside trained positions), the pretrained
 encoder of a fine-tuned classifier (its learning rate scaled; its tables by
 both scales) and the rest (the new head, at the full rate).
 `optim.layer_lr_decay` (ELECTRA's layer-wise learning-rate decay, Clark et
-al. 2020) then scales the encoder by depth: block i of L by decay^(L - i), the embeddings by decay^(L + 1);
-the head and what sits above the blocks (the final norm) keep the rate.
+al. 2020) then scales the encoder by depth: block i of L by decay^(L - i),
+the embeddings by decay^(L + 1); the head and what sits above the blocks
+(the final norm) keep the rate.
 """
 
 from __future__ import annotations
