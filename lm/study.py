@@ -34,9 +34,9 @@ rerun resumes an interrupted study (a finished run whose config differs
 from its cell's, edited since, is refused, not reused). SIGTERM or Ctrl-C
 stops the run in training after its step, with a checkpoint, and ends the
 study there (exit 128 + the signal), that run not recorded as finished.
-The study writes OUT/results.json, OUT/results.md (mean ± std over seeds per cell) and one
-plot per metric, OUT/<metric>.png (with eval_settings, also
-OUT/<metric>_by_setting.png: every setting side by side). A finished run
+The study writes OUT/results.json, OUT/results.md (mean ± std over seeds
+per cell) and one plot per metric, OUT/<metric>.png (with eval_settings,
+also OUT/<metric>_by_setting.png: every setting side by side). A finished run
 needs only its config.json and study_cell.json to be skipped (the study
 folders keep them in git), and a `before` run is trained only while a cell
 that names it ('{out}/NAME') still has to train.
