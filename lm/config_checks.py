@@ -198,6 +198,9 @@ def check_model_attention(c: ml_collections.ConfigDict) -> None:
   if m.init_embeddings and d.tokenizer != 'word':
     raise ConfigError('model.init_embeddings maps word vectors through the '
                       'vocabulary; it needs data.tokenizer=word')
+  if m.init_embeddings_std < 0:
+    raise ConfigError('model.init_embeddings_std must be >= 0 (0: the '
+                      f'vectors as in the file), got {m.init_embeddings_std}')
   if m.attention_window < 0:
     raise ConfigError(f'model.attention_window must be >= 0, got '
                       f'{m.attention_window}')

@@ -142,6 +142,9 @@ def model_defaults() -> ml_collections.ConfigDict:
   # A GloVe/word2vec text file whose vectors start the token embedding of a
   # fresh run (word tokenizer; vectors as wide as embed_dim).
   c.init_embeddings = ''
+  # > 0: the vectors are scaled (one factor) to this standard deviation, the
+  # table's own init scale (0.02), before training; 0: as in the file.
+  c.init_embeddings_std = 0.0
   c.causal = True  # False: bidirectional attention (encoders).
   c.attention_window = 0  # > 0: sliding window of this many positions.
   c.qk_norm = False  # RMSNorm on each head's queries and keys.

@@ -96,6 +96,8 @@ def test_sst2_glove_variant_reads_words_and_the_shared_vectors():
     (lambda c: c.model.__setattr__('init_embeddings', 'glove.txt'),
      'model.init_embeddings maps word vectors through the vocabulary; it '
      'needs data.tokenizer=word'),
+    (lambda c: c.model.__setattr__('init_embeddings_std', -1.0),
+     'model.init_embeddings_std must be >= 0'),
     (lambda c: c.model.__setattr__('causal', False),
      'model.causal=False (bidirectional) is for encoders'),
     (lambda c: c.data.update(extra_name='sst2', extra_split='validation'),

@@ -89,6 +89,7 @@ class Coverage:
   vocab_size: int
   tokens_found: int = 0
   tokens: int = 0
+  scale: float = 1.0  # The factor the vectors were multiplied by.
 
   @property
   def found(self) -> int:
@@ -105,15 +106,19 @@ class Coverage:
     if self.tokens:
       text += (f', {self.tokens_found / self.tokens:.1%} of the training '
                'tokens')
+    if self.scale != 1.0:
+      text += f'; vectors scaled by {self.scale:.4g}'
     return text
 
 
 def initialise(table_VxD: np.ndarray, tokens: list[str],
-               vectors: dict[str, np.ndarray], counts=None
+               vectors: dict[str, np.ndarray], counts=None, std: float = 0.0
                ) -> tuple[np.ndarray, Coverage]:
   """The table with row i set to the vector of tokens[i] where one exists;
   `counts` (optional, [V]) each token's count in the training text, for the
-  coverage of tokens."""
+  coverage of tokens. `std` > 0: the vectors placed are first scaled (one
+  factor for all) so that their entries have this standard deviation, the
+  scale of a freshly drawn table (directions and relative lengths kept)."""
   table = np.array(table_VxD, np.float32, copy=True)
   some = next(iter(vectors.values()), None)
   if some is not None and some.shape[0] != table.shape[1]:
@@ -136,6 +141,9 @@ def initialise(table_VxD: np.ndarray, tokens: list[str],
       table[i] = vec
       hit[i] = True
   coverage = Coverage(exact, lowercase, len(tokens))
+  if std > 0 and hit.any():
+    coverage.scale = float(std / max(table[hit].std(), 1e-12))
+    table[hit] *= coverage.scale
   if counts is not None:
     counts = np.asarray(counts)[:len(tokens)]
     coverage.tokens = int(counts.sum())

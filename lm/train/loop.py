@@ -59,11 +59,13 @@ class Summary:
   preempted: str | None = None  # The signal that stopped the run early.
 
 
-def init_embeddings(state, trainer, tok, path: str, counts=None):
+def init_embeddings(state, trainer, tok, path: str, counts=None,
+                    std: float = 0.0):
   """Sets the rows of words that have pretrained vectors in every token
   table of the model (a GPT's, a classifier's encoder's, both stacks of an
   encoder-decoder unless they share one); `counts` (optional) each token's
-  count in the training text. Returns the coverage."""
+  count in the training text; `std` > 0 rescales the vectors to it.
+  Returns the coverage."""
   words = list(tok.words)
   vectors = embeddings_lib.read_vectors(path, set(words))
   params, shardings = state['params'], trainer.state_shardings['params']
@@ -73,7 +75,7 @@ def init_embeddings(state, trainer, tok, path: str, counts=None):
   coverage = None
   for holder, sharding in holders:
     table, coverage = embeddings_lib.initialise(
-        jax.device_get(holder['wte']), words, vectors, counts)
+        jax.device_get(holder['wte']), words, vectors, counts, std)
     holder['wte'] = jax.device_put(table.astype(holder['wte'].dtype),
                                    sharding['wte'])
   return coverage
@@ -237,7 +239,7 @@ def _restore_or_initialise(run: _Run, train_iter):
     counts = (None if stream is None else
               np.bincount(stream, minlength=tok.vocab_size))
     coverage = init_embeddings(state, trainer, tok, c.model.init_embeddings,
-                               counts)
+                               counts, c.model.init_embeddings_std)
     print(coverage, flush=True)
   return 0, trainer.restart_ema(state)
 

@@ -37,6 +37,24 @@ def test_known_vectors_land_at_their_rows(tmp_path, header):
   assert '3 of 5 vocabulary entries (60.0%)' in str(coverage)
 
 
+def test_vectors_rescaled_to_the_table_init_std():
+  rng = np.random.default_rng(1)
+  vectors = {w: rng.normal(0, 0.7, size=8).astype(np.float32)
+             for w in ('a', 'b', 'c')}
+  init = rng.normal(0, 0.02, size=(5, 8)).astype(np.float32)
+  tokens = ['a', 'b', 'c', 'unk', 'pad']
+  table, coverage = embeddings.initialise(init, tokens, vectors, std=0.02)
+  placed = table[:3]
+  assert placed.std() == pytest.approx(0.02, rel=1e-4)
+  # One factor for all: directions and relative lengths are kept.
+  np.testing.assert_allclose(placed / coverage.scale,
+                             np.stack([vectors[w] for w in 'abc']), atol=1e-5)
+  np.testing.assert_array_equal(table[3:], init[3:])
+  assert f'vectors scaled by {coverage.scale:.4g}' in str(coverage)
+  _, unscaled = embeddings.initialise(init, tokens, vectors)
+  assert unscaled.scale == 1.0 and 'scaled' not in str(unscaled)
+
+
 def test_bad_files_are_one_line(tmp_path):
   with pytest.raises(embeddings.EmbeddingError, match='cannot read'):
     embeddings.read_vectors(str(tmp_path / 'missing.txt'))
