@@ -5,9 +5,9 @@ at random, from the GloVe 6B vectors (84% of the 14,504 words, 97.4% of the
 training tokens), or from them and frozen, 3 seeds each; and
 `glove_scaled`, the vectors first scaled to the table's own init scale
 (model.init_embeddings_std=0.02; GloVe's entries have a standard deviation
-of about 0.69, 35 times the rows without vectors and the positions). The best step is
-chosen on 5% of the training sentences held out (whole sentences) and dev is
-scored once, as for the BERT recipe and the bag-of-words baselines
+of about 0.69, 35 times the rows without vectors and the positions). The
+best step is chosen on 5% of the training sentences held out (whole
+sentences) and dev is scored once, as for the BERT recipe and the bag-of-words baselines
 (`experiments/sst2_bow.py`). Columns: dev accuracy and F1, and the held-out
 selection accuracy.
 

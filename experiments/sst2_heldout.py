@@ -9,7 +9,8 @@ default), dev scored once. Its 81.85% (18 seeds) was the best of every 250
 steps by dev accuracy itself. One pretraining run (seed 0), three
 fine-tuning seeds (0-2, as the GloVe study; the same seeds as the history's
 dev-selected runs, for paired differences); the `scratch` cell is the same
-encoder fine-tuned without pretraining. Columns: dev accuracy and F1, the held-out selection accuracy.
+encoder fine-tuned without pretraining. Columns: dev accuracy and F1, the
+held-out selection accuracy.
 
   python -m lm.study experiments/sst2_heldout.py
 """

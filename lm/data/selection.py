@@ -58,3 +58,15 @@ def held_out(texts: list[str], fraction: float, seed: int) -> np.ndarray:
         held += not mask[j]
         mask[j] = True
   return mask
+
+
+def sentences(texts: list[str]) -> int:
+  """How many sentences a held-out slice's items come from: the items that
+  are not a shorter run of words inside another item."""
+  norm = {' '.join(t.split()) for t in texts} - {''}
+  inside = set()
+  for t in norm:
+    w = t.split()
+    inside |= {' '.join(w[i:j]) for i in range(len(w))
+               for j in range(i + 1, len(w) + 1) if j - i < len(w)}
+  return len(norm - inside)

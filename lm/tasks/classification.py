@@ -16,6 +16,7 @@ import numpy as np
 
 from lm.data import encoder_rows
 from lm.data import rows as rows_lib
+from lm.data import selection as selection_lib
 from lm.eval import metrics as metrics_lib
 from lm.models import heads
 from lm.tasks import base
@@ -68,11 +69,13 @@ class Classification(base.Task):
   def notes(self) -> list[str]:
     """The selection split, and how many sentences of each split are cut
     to fit."""
-    held = ([f'model selection on {len(self.corpus.texts["selection"]):,} '
-             'training sentences held out of training (whole sentences, '
-             f'data.selection_fraction={self.c.data.selection_fraction}); '
-             'dev is scored once, at the end']
-            if self.selection == 'selection' else [])
+    items = self.corpus.texts.get('selection', [])
+    held = ([f'model selection on {len(items):,} training items (phrases, '
+             f'{np.mean([len(t.split()) for t in items]):.1f} words on '
+             f'average) of {selection_lib.sentences(items):,} whole training '
+             'sentences held out of training (data.selection_fraction='
+             f'{self.c.data.selection_fraction}); dev is scored once, at the '
+             'end'] if self.selection == 'selection' else [])
     return held + [line for split in self.corpus.texts
                    if (line := self.sentences(split).truncation_note(
                        split, self.seq_len))]

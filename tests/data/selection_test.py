@@ -58,3 +58,12 @@ def test_sst2_training_phrases_hold_out_without_leaks():
   assert 0.05 <= mask.mean() < 0.07
   norm = [' '.join(t.split()) for t in texts]
   assert not _leaks(norm, np.asarray(mask))
+
+
+def test_sentences_counts_the_items_no_other_item_contains():
+  items = ['a good film', 'good film', 'good', 'a  good film',
+           'dull', 'it was dull', 'dull plot']
+  # 'a good film', 'it was dull', 'dull plot': 'dull' is inside two of them.
+  assert selection.sentences(items) == 3
+  assert selection.sentences(['x y', 'y x']) == 2  # Words, not letters.
+  assert selection.sentences([]) == 0
