@@ -8,8 +8,8 @@ training tokens), or from them and frozen, 3 seeds each; and
 of about 0.69, 35 times the rows without vectors and the positions). The
 best step is chosen on 5% of the training sentences held out (whole
 sentences) and dev is scored once, as for the BERT recipe and the
-bag-of-words baselines (`experiments/sst2_bow.py`). Columns: dev accuracy and F1, and the held-out
-selection accuracy.
+bag-of-words baselines (`experiments/sst2_bow.py`). Columns: dev accuracy
+and F1, and the held-out selection accuracy.
 
 The language-model half is `experiments/glove_init.py`.
 
